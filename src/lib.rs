@@ -1,1 +1,27 @@
-pub fn x(){}
+//! kube-oidc-discovery: a proxy-wasm filter that publishes a Kubernetes cluster's OIDC discovery
+//! documents (`/.well-known/openid-configuration`, `/openid/v1/jwks`) from inside Envoy, while the
+//! API server itself stays private.
+//!
+//! The logic lives in modules that never touch the host ABI and are tested natively and as
+//! wasm: [`config`], [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`].
+//! The proxy-wasm glue is `host`, compiled wherever the proxy-wasm crate is (not on
+//! wasm32-unknown-unknown, where only the pure logic is built for wasm-bindgen tests).
+
+pub mod answer;
+pub mod cache;
+pub mod classify;
+pub mod config;
+pub mod document;
+pub mod metrics;
+pub mod upstream;
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub mod host;
+
+#[cfg(target_os = "wasi")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+    proxy_wasm::set_root_context(|id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(host::Root::new(id))
+    });
+}}

@@ -1,0 +1,598 @@
+//! The shared copy of each document: one per Envoy process, in proxy-wasm shared data, used by
+//! every worker VM; a per-VM decoded copy revalidated against a version key; and the refresh
+//! schedule whose lease makes exactly one VM of the process fetch at a time.
+//!
+//! Shared-data keys (per document, under a prefix derived from the upstream configuration):
+//! - `copy`: the encoded [`StoredCopy`];
+//! - `version`: the copy's `fetched_at_ms`, written after `copy`; a tiny read on every request;
+//! - `schedule`: the [`Schedule`], only ever changed with compare-and-swap.
+
+use crate::config::Config;
+use crate::document::Document;
+use crate::upstream::Fetched;
+use std::time::Duration;
+
+/// What proxy-wasm shared data offers: get with a CAS token, set guarded by one.
+pub trait SharedStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// `cas: None` writes unconditionally; `Some(c)` fails with [`CasMismatch`] if the key changed.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasMismatch;
+
+/// FNV-1a, 64 bit: a stable fingerprint for keys and entity tags (not a security function:
+/// the bodies come from the API server, not from clients).
+pub fn fnv1a64(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A strong entity tag for a body.
+pub fn etag(body: &[u8]) -> String {
+    format!("\"{:016x}-{:x}\"", fnv1a64(&[body]), body.len())
+}
+
+/// The shared-data keys of one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub copy: String,
+    pub version: String,
+    pub schedule: String,
+}
+
+impl Keys {
+    /// Two plugin configurations that fetch differently never share a copy, even in one VM id.
+    pub fn new(cfg: &Config, doc: Document) -> Keys {
+        let fp = fnv1a64(&[
+            cfg.cluster.as_bytes(),
+            cfg.authority.as_bytes(),
+            cfg.jwks_uri.as_deref().unwrap_or_default().as_bytes(),
+            cfg.token.as_ref().map_or(&b""[..], |_| &b"token"[..]),
+        ]);
+        let base = format!("kube-oidc-discovery/{fp:016x}/{}", doc.name());
+        Keys {
+            copy: format!("{base}/copy"),
+            version: format!("{base}/version"),
+            schedule: format!("{base}/schedule"),
+        }
+    }
+}
+
+/// A document as stored in shared data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCopy {
+    pub fetched_at_ms: u64,
+    pub etag: String,
+    pub content_type: String,
+    pub cache_control: Option<String>,
+    pub body: Vec<u8>,
+}
+
+const COPY_MAGIC: &str = "kod1";
+
+impl StoredCopy {
+    pub fn new(fetched: Fetched, now_ms: u64) -> StoredCopy {
+        StoredCopy {
+            fetched_at_ms: now_ms,
+            etag: etag(&fetched.body),
+            content_type: fetched.content_type,
+            cache_control: fetched.cache_control,
+            body: fetched.body,
+        }
+    }
+
+    /// Header lines, a blank line, then the body (header values never contain a newline).
+    pub fn encode(&self) -> Vec<u8> {
+        let head = format!(
+            "{COPY_MAGIC}\n{}\n{}\n{}\n{}\n\n",
+            self.fetched_at_ms,
+            self.etag,
+            self.content_type,
+            self.cache_control.as_deref().unwrap_or_default()
+        );
+        let mut out = Vec::with_capacity(head.len() + self.body.len());
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<StoredCopy> {
+        let mut rest = bytes;
+        let mut field = || -> Option<String> {
+            let nl = rest.iter().position(|&b| b == b'\n')?;
+            let (line, tail) = rest.split_at(nl);
+            rest = tail.get(1..)?;
+            String::from_utf8(line.to_vec()).ok()
+        };
+        if field()? != COPY_MAGIC {
+            return None;
+        }
+        let fetched_at_ms = field()?.parse().ok()?;
+        let etag = field()?;
+        let content_type = field()?;
+        let cache_control = Some(field()?).filter(|s| !s.is_empty());
+        if !field()?.is_empty() {
+            return None;
+        }
+        Some(StoredCopy {
+            fetched_at_ms,
+            etag,
+            content_type,
+            cache_control,
+            body: rest.to_vec(),
+        })
+    }
+}
+
+/// How usable a copy is at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within one refresh interval (plus the upstream timeout, for a refresh in flight).
+    Fresh,
+    /// Past its refresh time because refreshes fail; served for up to `max_stale`.
+    Stale,
+    /// Older than refresh interval + `max_stale`: never served.
+    Expired,
+}
+
+pub fn freshness(cfg: &Config, fetched_at_ms: u64, now_ms: u64) -> Freshness {
+    let age = now_ms.saturating_sub(fetched_at_ms);
+    let refresh = millis(cfg.refresh_interval);
+    if age <= refresh.saturating_add(millis(cfg.timeout)) {
+        Freshness::Fresh
+    } else if age <= refresh.saturating_add(millis(cfg.max_stale)) {
+        Freshness::Stale
+    } else {
+        Freshness::Expired
+    }
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When the next fetch of a document is due, and who is fetching it now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Schedule {
+    pub next_due_ms: u64,
+    /// Consecutive failed fetches; drives the backoff.
+    pub failures: u32,
+    /// A VM holds the fetch until then; a crashed holder's lease simply runs out.
+    pub lease_until_ms: u64,
+    /// Client status of the last failure (0 after a success), for requests that waited on it.
+    pub last_error: u16,
+}
+
+impl Schedule {
+    pub fn encode(&self) -> Vec<u8> {
+        format!(
+            "{} {} {} {}",
+            self.next_due_ms, self.failures, self.lease_until_ms, self.last_error
+        )
+        .into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Schedule> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut it = text.split(' ');
+        let s = Schedule {
+            next_due_ms: it.next()?.parse().ok()?,
+            failures: it.next()?.parse().ok()?,
+            lease_until_ms: it.next()?.parse().ok()?,
+            last_error: it.next()?.parse().ok()?,
+        };
+        it.next().is_none().then_some(s)
+    }
+
+    pub fn leased(&self, now_ms: u64) -> bool {
+        self.lease_until_ms > now_ms
+    }
+
+    pub fn due(&self, now_ms: u64) -> bool {
+        !self.leased(now_ms) && self.next_due_ms <= now_ms
+    }
+}
+
+/// Delay before retrying after `failures` consecutive failures: exponential from 1 s, capped at
+/// the refresh interval, with jitter in its upper half so that gateways do not retry in step;
+/// never under 1 s.
+pub fn backoff(failures: u32, refresh_interval: Duration, jitter: u64) -> Duration {
+    let cap = millis(refresh_interval).max(1000);
+    let exp = failures.saturating_sub(1).min(20);
+    let base = 1000u64.saturating_mul(1 << exp).min(cap);
+    let half = base / 2;
+    let ms = half + jitter % (base - half + 1);
+    Duration::from_millis(ms.max(1000))
+}
+
+/// What a request finding no usable copy should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cold {
+    /// A fetch is in flight or due now: wait for it (coalesced with every other waiter).
+    Wait,
+    /// The last fetch failed and the next is backed off: answer this status now.
+    Fail(u16),
+}
+
+pub fn cold(schedule: &Schedule, now_ms: u64) -> Cold {
+    if schedule.leased(now_ms) || schedule.next_due_ms <= now_ms {
+        Cold::Wait
+    } else if schedule.last_error == 0 {
+        Cold::Fail(503)
+    } else {
+        Cold::Fail(schedule.last_error)
+    }
+}
+
+/// Shared-data operations for one plugin configuration.
+pub struct Shared<'s, S: SharedStore> {
+    pub store: &'s S,
+}
+
+impl<S: SharedStore> Shared<'_, S> {
+    pub fn schedule(&self, keys: &Keys) -> (Schedule, Option<u32>) {
+        match self.store.get(&keys.schedule) {
+            Some((bytes, cas)) => (Schedule::decode(&bytes).unwrap_or_default(), Some(cas)),
+            None => (Schedule::default(), None),
+        }
+    }
+
+    /// Creates the schedule if it does not exist yet (at plugin start), so that later changes
+    /// can all be compare-and-swap: proxy-wasm ignores the CAS token for a missing key.
+    pub fn ensure_schedule(&self, keys: &Keys) {
+        if self.store.get(&keys.schedule).is_none() {
+            let _ = self
+                .store
+                .set(&keys.schedule, &Schedule::default().encode(), None);
+        }
+    }
+
+    /// Takes the fetch lease if a fetch is due and nobody holds it. True: this VM must fetch.
+    pub fn try_lease(&self, keys: &Keys, now_ms: u64, lease: Duration) -> bool {
+        let (schedule, cas) = self.schedule(keys);
+        let Some(cas) = cas else {
+            self.ensure_schedule(keys);
+            return false;
+        };
+        if !schedule.due(now_ms) {
+            return false;
+        }
+        let taken = Schedule {
+            lease_until_ms: now_ms.saturating_add(millis(lease)),
+            ..schedule
+        };
+        self.store
+            .set(&keys.schedule, &taken.encode(), Some(cas))
+            .is_ok()
+    }
+
+    /// Releases the lease after a fetch and schedules the next one. `Err(status)` is a failure.
+    pub fn finish(
+        &self,
+        keys: &Keys,
+        now_ms: u64,
+        outcome: Result<(), u16>,
+        next_in: impl Fn(u32) -> Duration,
+    ) {
+        for _ in 0..8 {
+            let (schedule, cas) = self.schedule(keys);
+            let next = match outcome {
+                Ok(()) => Schedule {
+                    next_due_ms: now_ms.saturating_add(millis(next_in(0))),
+                    failures: 0,
+                    lease_until_ms: 0,
+                    last_error: 0,
+                },
+                Err(status) => {
+                    let failures = schedule.failures.saturating_add(1);
+                    Schedule {
+                        next_due_ms: now_ms.saturating_add(millis(next_in(failures))),
+                        failures,
+                        lease_until_ms: 0,
+                        last_error: status,
+                    }
+                }
+            };
+            if self.store.set(&keys.schedule, &next.encode(), cas).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// Stores a new copy: the copy first, then its version, so a reader that sees the new
+    /// version always finds a copy at least that new.
+    pub fn store_copy(&self, keys: &Keys, copy: &StoredCopy) {
+        let _ = self.store.set(&keys.copy, &copy.encode(), None);
+        let _ = self.store.set(
+            &keys.version,
+            copy.fetched_at_ms.to_string().as_bytes(),
+            None,
+        );
+    }
+
+    pub fn version(&self, keys: &Keys) -> Option<Vec<u8>> {
+        self.store.get(&keys.version).map(|(v, _)| v)
+    }
+
+    /// When the current copy was fetched, from the version key alone.
+    pub fn version_ms(&self, keys: &Keys) -> Option<u64> {
+        std::str::from_utf8(&self.version(keys)?).ok()?.parse().ok()
+    }
+
+    pub fn load_copy(&self, keys: &Keys) -> Option<StoredCopy> {
+        self.store
+            .get(&keys.copy)
+            .and_then(|(b, _)| StoredCopy::decode(&b))
+    }
+}
+
+/// A VM's decoded copy of one document, valid while the shared version is unchanged.
+#[derive(Debug, Default)]
+pub struct LocalCopy {
+    version: Vec<u8>,
+    copy: Option<StoredCopy>,
+}
+
+impl LocalCopy {
+    /// The current copy: one small shared-data read when unchanged, a reload when changed.
+    pub fn current<S: SharedStore>(
+        &mut self,
+        shared: &Shared<'_, S>,
+        keys: &Keys,
+    ) -> Option<&StoredCopy> {
+        let Some(version) = shared.version(keys) else {
+            self.copy = None;
+            return None;
+        };
+        if self.copy.is_none() || version != self.version {
+            self.copy = shared.load_copy(keys);
+            self.version = version;
+        }
+        self.copy.as_ref()
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+
+    /// Shared data as proxy-wasm implements it: a CAS counter per write, CAS ignored for a missing key.
+    #[derive(Default)]
+    pub struct MemStore {
+        map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        next: Cell<u32>,
+        pub gets: Cell<usize>,
+    }
+
+    impl SharedStore for MemStore {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.gets.set(self.gets.get() + 1);
+            self.map.borrow().get(key).cloned()
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+            let mut map = self.map.borrow_mut();
+            if let (Some(c), Some((_, cur))) = (cas, map.get(key)) {
+                if c != *cur {
+                    return Err(CasMismatch);
+                }
+            }
+            self.next.set(self.next.get() + 1);
+            map.insert(key.to_string(), (value.to_vec(), self.next.get()));
+            Ok(())
+        }
+    }
+
+    fn cfg() -> Config {
+        Config::from_json(
+            br#"{"refresh_interval_s":60,"max_stale_s":100,"timeout_ms":2000}"#,
+            |_| None,
+        )
+        .unwrap()
+    }
+
+    fn fetched(body: &str) -> Fetched {
+        Fetched {
+            body: body.as_bytes().to_vec(),
+            content_type: "application/json".into(),
+            cache_control: Some("public, max-age=3600".into()),
+        }
+    }
+
+    #[test]
+    fn copy_round_trips() {
+        let c = StoredCopy::new(fetched("{\"keys\":[]}\n\nx"), 42);
+        assert_eq!(StoredCopy::decode(&c.encode()), Some(c.clone()));
+        let none = StoredCopy {
+            cache_control: None,
+            ..c
+        };
+        assert_eq!(StoredCopy::decode(&none.encode()), Some(none));
+        assert_eq!(StoredCopy::decode(b"kod1\n1\n"), None);
+        assert_eq!(StoredCopy::decode(b"xxx"), None);
+    }
+
+    #[test]
+    fn etag_is_strong_and_changes_with_the_body() {
+        let a = etag(b"{\"keys\":[1]}");
+        assert!(a.starts_with('"') && a.ends_with('"') && !a.starts_with("W/"));
+        assert_eq!(a, etag(b"{\"keys\":[1]}"));
+        assert_ne!(a, etag(b"{\"keys\":[2]}"));
+    }
+
+    #[test]
+    fn keys_differ_by_upstream_configuration() {
+        let a = Keys::new(&cfg(), Document::Jwks);
+        let b = Keys::new(
+            &Config::from_json(br#"{"cluster":"other"}"#, |_| None).unwrap(),
+            Document::Jwks,
+        );
+        assert_ne!(a.copy, b.copy);
+        assert_ne!(a.copy, Keys::new(&cfg(), Document::Discovery).copy);
+        assert_eq!(a, Keys::new(&cfg(), Document::Jwks));
+    }
+
+    #[test]
+    fn freshness_windows() {
+        let c = cfg();
+        assert_eq!(freshness(&c, 1000, 1000), Freshness::Fresh);
+        assert_eq!(freshness(&c, 0, 62_000), Freshness::Fresh);
+        assert_eq!(freshness(&c, 0, 62_001), Freshness::Stale);
+        assert_eq!(freshness(&c, 0, 160_000), Freshness::Stale);
+        assert_eq!(freshness(&c, 0, 160_001), Freshness::Expired);
+        assert_eq!(freshness(&c, 5000, 0), Freshness::Fresh);
+    }
+
+    #[test]
+    fn schedule_round_trips_and_rejects_garbage() {
+        let s = Schedule {
+            next_due_ms: 5,
+            failures: 2,
+            lease_until_ms: 9,
+            last_error: 504,
+        };
+        assert_eq!(Schedule::decode(&s.encode()), Some(s));
+        assert_eq!(Schedule::decode(b"1 2 3"), None);
+        assert_eq!(Schedule::decode(b"1 2 3 4 5"), None);
+        assert!(s.leased(8) && !s.leased(9));
+        assert!(!s.due(8) && s.due(9));
+    }
+
+    #[test]
+    fn backoff_grows_is_jittered_and_bounded() {
+        let ri = Duration::from_secs(60);
+        for jitter in [0, 1, 77, 999, u64::MAX] {
+            for f in 0..40 {
+                let d = backoff(f, ri, jitter);
+                assert!(d >= Duration::from_secs(1), "{f} {jitter} {d:?}");
+                assert!(d <= ri, "{f} {jitter} {d:?}");
+            }
+        }
+        assert_eq!(backoff(1, ri, 0), Duration::from_secs(1));
+        assert_eq!(backoff(4, ri, 0), Duration::from_secs(4));
+        assert_eq!(backoff(4, ri, 4000), Duration::from_secs(8));
+        assert_eq!(backoff(30, ri, 0), Duration::from_secs(30));
+        assert_eq!(
+            backoff(30, Duration::from_secs(5), 1_000_000_007),
+            Duration::from_millis(2500 + 1_000_000_007 % 2501)
+        );
+    }
+
+    #[test]
+    fn only_one_vm_takes_the_lease() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg(), Document::Jwks);
+        // No schedule yet: the first attempt only creates it.
+        assert!(!shared.try_lease(&keys, 10, Duration::from_secs(3)));
+        assert!(shared.try_lease(&keys, 10, Duration::from_secs(3)));
+        assert!(
+            !shared.try_lease(&keys, 11, Duration::from_secs(3)),
+            "second VM"
+        );
+        assert_eq!(cold(&shared.schedule(&keys).0, 11), Cold::Wait);
+        // A holder that never finishes loses the lease when it runs out.
+        assert!(shared.try_lease(&keys, 3010, Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_stale_cas_loses_the_race() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg(), Document::Jwks);
+        shared.ensure_schedule(&keys);
+        let (_, cas) = shared.schedule(&keys);
+        assert!(shared.try_lease(&keys, 1, Duration::from_secs(1)));
+        let late = Schedule {
+            lease_until_ms: 99,
+            ..Schedule::default()
+        };
+        assert_eq!(
+            store.set(&keys.schedule, &late.encode(), cas),
+            Err(CasMismatch)
+        );
+    }
+
+    #[test]
+    fn finish_schedules_refresh_or_backoff() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg(), Document::Discovery);
+        shared.ensure_schedule(&keys);
+        assert!(shared.try_lease(&keys, 100, Duration::from_secs(3)));
+        shared.finish(&keys, 200, Err(504), |f| Duration::from_secs(u64::from(f)));
+        let (s, _) = shared.schedule(&keys);
+        assert_eq!(
+            s,
+            Schedule {
+                next_due_ms: 1200,
+                failures: 1,
+                lease_until_ms: 0,
+                last_error: 504
+            }
+        );
+        assert_eq!(cold(&s, 300), Cold::Fail(504));
+        assert_eq!(cold(&s, 1200), Cold::Wait);
+        assert!(shared.try_lease(&keys, 1200, Duration::from_secs(3)));
+        shared.finish(&keys, 1300, Err(502), |f| Duration::from_secs(u64::from(f)));
+        assert_eq!(shared.schedule(&keys).0.failures, 2);
+        assert_eq!(shared.schedule(&keys).0.next_due_ms, 3300);
+        shared.finish(&keys, 4000, Ok(()), |_| Duration::from_secs(60));
+        assert_eq!(
+            shared.schedule(&keys).0,
+            Schedule {
+                next_due_ms: 64_000,
+                failures: 0,
+                lease_until_ms: 0,
+                last_error: 0
+            }
+        );
+        assert_eq!(
+            cold(
+                &Schedule {
+                    next_due_ms: 10,
+                    ..Schedule::default()
+                },
+                5
+            ),
+            Cold::Fail(503)
+        );
+    }
+
+    #[test]
+    fn local_copy_reads_only_the_version_when_unchanged() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg(), Document::Jwks);
+        let mut local = LocalCopy::default();
+        assert!(local.current(&shared, &keys).is_none());
+        shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[1]}"), 7));
+        assert_eq!(
+            local.current(&shared, &keys).unwrap().body,
+            b"{\"keys\":[1]}"
+        );
+        let before = store.gets.get();
+        assert_eq!(local.current(&shared, &keys).unwrap().fetched_at_ms, 7);
+        assert_eq!(
+            store.gets.get() - before,
+            1,
+            "one version read, no copy read"
+        );
+        shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[2]}"), 8));
+        assert_eq!(
+            local.current(&shared, &keys).unwrap().body,
+            b"{\"keys\":[2]}"
+        );
+    }
+}

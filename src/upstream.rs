@@ -1,0 +1,309 @@
+//! The upstream call: the request sent to the API server, and what its answer means.
+
+use crate::config::Config;
+use crate::document::{Document, InvalidBody};
+use std::fmt;
+
+/// Bodies above this size are refused without being read.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Content type stored when the API server sends none.
+const DEFAULT_CONTENT_TYPE: &str = "application/json";
+
+/// The headers of the upstream request. Built only from constants and configuration:
+/// nothing of the client's request is an input here.
+pub fn request_headers(cfg: &Config, doc: Document) -> Vec<(&'static str, String)> {
+    let mut headers = vec![
+        (":method", "GET".to_string()),
+        (":path", doc.path().to_string()),
+        (":authority", cfg.authority.clone()),
+        (":scheme", "https".to_string()),
+        ("accept", "application/json".to_string()),
+        (
+            "user-agent",
+            concat!("kube-oidc-discovery/", env!("CARGO_PKG_VERSION")).to_string(),
+        ),
+    ];
+    if let Some(token) = &cfg.token {
+        headers.push(("authorization", token.bearer()));
+    }
+    headers
+}
+
+/// A validated document, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub cache_control: Option<String>,
+}
+
+/// Why a fetch failed. Only ever logged; the client gets the generic answer of [`FetchError::client_status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// Envoy could not hand the call to the cluster (unknown cluster, bad arguments).
+    Dispatch,
+    /// No `:status`, or an unparsable one.
+    NoStatus,
+    /// The API server answered a non-200 status (401, 403, 500, ...).
+    Status(u16),
+    /// Connection, TLS or upstream unavailability: Envoy's own 503 or the API server's.
+    Unavailable,
+    /// The call timed out (Envoy's 504).
+    Timeout,
+    TooLarge(usize),
+    Invalid(InvalidBody),
+}
+
+/// The `result` label of the upstream fetch metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchResult {
+    Ok,
+    HttpError,
+    InvalidBody,
+    TooLarge,
+    Unavailable,
+    Timeout,
+}
+
+impl FetchResult {
+    pub const ALL: [FetchResult; 6] = [
+        FetchResult::Ok,
+        FetchResult::HttpError,
+        FetchResult::InvalidBody,
+        FetchResult::TooLarge,
+        FetchResult::Unavailable,
+        FetchResult::Timeout,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            FetchResult::Ok => "ok",
+            FetchResult::HttpError => "http_error",
+            FetchResult::InvalidBody => "invalid_body",
+            FetchResult::TooLarge => "too_large",
+            FetchResult::Unavailable => "unavailable",
+            FetchResult::Timeout => "timeout",
+        }
+    }
+}
+
+impl FetchError {
+    /// The status the client gets when no usable copy exists: 504 for a timeout, 503 when the
+    /// API server cannot be reached, 502 when it answered something unusable.
+    pub const fn client_status(&self) -> u16 {
+        match self {
+            FetchError::Timeout => 504,
+            FetchError::Unavailable | FetchError::Dispatch => 503,
+            FetchError::NoStatus
+            | FetchError::Status(_)
+            | FetchError::TooLarge(_)
+            | FetchError::Invalid(_) => 502,
+        }
+    }
+
+    pub const fn result(&self) -> FetchResult {
+        match self {
+            FetchError::Timeout => FetchResult::Timeout,
+            FetchError::Unavailable | FetchError::Dispatch => FetchResult::Unavailable,
+            FetchError::NoStatus | FetchError::Status(_) => FetchResult::HttpError,
+            FetchError::TooLarge(_) => FetchResult::TooLarge,
+            FetchError::Invalid(_) => FetchResult::InvalidBody,
+        }
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchError::Dispatch => {
+                f.write_str("the call could not be dispatched (is the cluster defined?)")
+            }
+            FetchError::NoStatus => f.write_str("the answer had no valid :status"),
+            FetchError::Status(s) => write!(f, "the API server answered {s}"),
+            FetchError::Unavailable => {
+                f.write_str("the API server is unavailable (connection, TLS or 503)")
+            }
+            FetchError::Timeout => f.write_str("the call timed out"),
+            FetchError::TooLarge(n) => write!(
+                f,
+                "the body is {n} bytes, over the {MAX_BODY_BYTES}-byte limit"
+            ),
+            FetchError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// The parts of an upstream answer that matter, as the host reports them.
+#[derive(Debug, Default)]
+pub struct UpstreamAnswer<'a> {
+    pub status: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub cache_control: Option<&'a str>,
+    pub body_size: usize,
+}
+
+/// Decides from the status and size whether the body is worth reading.
+pub fn check_head(answer: &UpstreamAnswer<'_>) -> Result<(), FetchError> {
+    let status: u16 = answer
+        .status
+        .and_then(|s| s.parse().ok())
+        .ok_or(FetchError::NoStatus)?;
+    match status {
+        200 => {}
+        503 => return Err(FetchError::Unavailable),
+        504 => return Err(FetchError::Timeout),
+        s => return Err(FetchError::Status(s)),
+    }
+    if answer.body_size > MAX_BODY_BYTES {
+        return Err(FetchError::TooLarge(answer.body_size));
+    }
+    Ok(())
+}
+
+/// Validates a 200 answer's body and keeps, of its headers, only what is relayed.
+pub fn accept(
+    doc: Document,
+    answer: &UpstreamAnswer<'_>,
+    body: &[u8],
+    jwks_uri: Option<&str>,
+) -> Result<Fetched, FetchError> {
+    check_head(answer)?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(FetchError::TooLarge(body.len()));
+    }
+    let body = doc.validate(body, jwks_uri).map_err(FetchError::Invalid)?;
+    Ok(Fetched {
+        body,
+        content_type: answer
+            .content_type
+            .filter(|v| header_value_ok(v))
+            .unwrap_or(DEFAULT_CONTENT_TYPE)
+            .to_string(),
+        cache_control: answer
+            .cache_control
+            .filter(|v| header_value_ok(v))
+            .map(str::to_string),
+    })
+}
+
+/// A short, printable excerpt of an error body for the warn log line (Envoy's own 503 says
+/// which TLS check failed; that is for the operator, never for the client).
+pub fn log_excerpt(body: &[u8]) -> String {
+    body.iter()
+        .take(160)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+fn header_value_ok(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn ok_answer(body_size: usize) -> UpstreamAnswer<'static> {
+        UpstreamAnswer {
+            status: Some("200"),
+            content_type: Some("application/jwk-set+json"),
+            cache_control: Some("public, max-age=3600"),
+            body_size,
+        }
+    }
+
+    #[test]
+    fn request_is_built_from_constants_and_config_only() {
+        let cfg = Config::from_json(
+            br#"{"authority":"api.internal:6443","token_env":"T"}"#,
+            |_| Some("tok".into()),
+        )
+        .unwrap();
+        let h = request_headers(&cfg, Document::Jwks);
+        let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get(":method"), Some("GET"));
+        assert_eq!(get(":path"), Some("/openid/v1/jwks"));
+        assert_eq!(get(":authority"), Some("api.internal:6443"));
+        assert_eq!(get("accept"), Some("application/json"));
+        assert_eq!(get("authorization"), Some("Bearer tok"));
+        assert_eq!(h.len(), 7);
+        let without = request_headers(&Config::default(), Document::Discovery);
+        assert!(without.iter().all(|(n, _)| *n != "authorization"));
+        assert!(without
+            .iter()
+            .any(|(n, v)| *n == ":path" && v == "/.well-known/openid-configuration"));
+    }
+
+    #[test]
+    fn statuses_map_to_generic_client_statuses() {
+        let mut a = ok_answer(10);
+        for (status, want) in [
+            ("401", 502),
+            ("403", 502),
+            ("500", 502),
+            ("404", 502),
+            ("503", 503),
+            ("504", 504),
+        ] {
+            a.status = Some(status);
+            assert_eq!(
+                check_head(&a).unwrap_err().client_status(),
+                want,
+                "{status}"
+            );
+        }
+        a.status = None;
+        assert_eq!(check_head(&a).unwrap_err(), FetchError::NoStatus);
+        a.status = Some("2OO");
+        assert_eq!(check_head(&a).unwrap_err(), FetchError::NoStatus);
+        assert_eq!(FetchError::Dispatch.client_status(), 503);
+    }
+
+    #[test]
+    fn oversize_is_refused_before_reading() {
+        assert_eq!(check_head(&ok_answer(MAX_BODY_BYTES)), Ok(()));
+        assert_eq!(
+            check_head(&ok_answer(MAX_BODY_BYTES + 1)),
+            Err(FetchError::TooLarge(MAX_BODY_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn accept_keeps_only_relayed_headers_and_validates() {
+        let body = br#"{"keys":[]}"#;
+        let f = accept(Document::Jwks, &ok_answer(body.len()), body, None).unwrap();
+        assert_eq!(f.body, body);
+        assert_eq!(f.content_type, "application/jwk-set+json");
+        assert_eq!(f.cache_control.as_deref(), Some("public, max-age=3600"));
+        let html = b"<html>login</html>";
+        assert_eq!(
+            accept(Document::Jwks, &ok_answer(html.len()), html, None)
+                .unwrap_err()
+                .result(),
+            FetchResult::InvalidBody
+        );
+        let bare = UpstreamAnswer {
+            status: Some("200"),
+            content_type: Some("bad\u{7f}"),
+            ..Default::default()
+        };
+        let f = accept(Document::Jwks, &bare, body, None).unwrap();
+        assert_eq!(f.content_type, "application/json");
+        assert_eq!(f.cache_control, None);
+    }
+
+    #[test]
+    fn excerpt_is_printable_and_bounded() {
+        let e = log_excerpt(b"upstream connect error\r\nTLS_error:|268435581:SSL routines");
+        assert!(e.starts_with("upstream connect error..TLS"));
+        assert_eq!(log_excerpt(&[b'a'; 500]).len(), 160);
+    }
+}
