@@ -1,0 +1,108 @@
+//! The request classification and answer building, compiled to wasm32-unknown-unknown and run
+//! under node with wasm-bindgen-test: the same logic the filter runs, on a wasm engine.
+#![cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+
+use kube_oidc_discovery::answer::{self, Outcome};
+use kube_oidc_discovery::cache::{Freshness, StoredCopy};
+use kube_oidc_discovery::classify::{route, Route};
+use kube_oidc_discovery::document::Document;
+use kube_oidc_discovery::upstream::{self, FetchResult, UpstreamAnswer};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+fn hosts() -> Vec<String> {
+    vec!["oidc.example.com".to_string()]
+}
+
+#[wasm_bindgen_test]
+fn serves_exactly_the_two_paths_on_the_public_host() {
+    let h = hosts();
+    assert_eq!(
+        route(&h, "OIDC.example.com:443", "GET", "/openid/v1/jwks?x=1"),
+        Route::Serve(Document::Jwks)
+    );
+    assert_eq!(
+        route(
+            &h,
+            "oidc.example.com",
+            "HEAD",
+            "/.well-known/openid-configuration"
+        ),
+        Route::Serve(Document::Discovery)
+    );
+    for p in [
+        "/openid/v1/jwks/",
+        "/openid/v1/jwk%73",
+        "//openid/v1/jwks",
+        "/openid/v1/../v1/jwks",
+        "*",
+    ] {
+        assert_eq!(
+            route(&h, "oidc.example.com", "GET", p),
+            Route::NotFound,
+            "{p}"
+        );
+    }
+    assert_eq!(
+        route(&h, "oidc.example.com", "DELETE", "/openid/v1/jwks"),
+        Route::MethodNotAllowed
+    );
+    assert_eq!(
+        route(&h, "app.example.com", "GET", "/openid/v1/jwks"),
+        Route::PassThrough
+    );
+}
+
+#[wasm_bindgen_test]
+fn builds_document_and_error_answers() {
+    let copy = StoredCopy {
+        fetched_at_ms: 1_000,
+        etag: "\"e-1\"".into(),
+        content_type: "application/jwk-set+json".into(),
+        cache_control: Some("public, max-age=3600".into()),
+        body: b"{\"keys\":[]}".to_vec(),
+    };
+    let (a, o) = answer::document(&copy, Freshness::Fresh, 4_000, None);
+    assert_eq!((a.status, o), (200, Outcome::Fresh));
+    assert_eq!(a.body, Some(&b"{\"keys\":[]}"[..]));
+    assert!(a.headers.iter().any(|(n, v)| *n == "age" && v == "3"));
+    let (a, o) = answer::document(&copy, Freshness::Stale, 4_000, Some("\"e-1\""));
+    assert_eq!((a.status, o, a.body), (304, Outcome::NotModified, None));
+    let e = answer::error(502);
+    assert_eq!(e.body, Some(&br#"{"error":"bad gateway"}"#[..]));
+    assert!(answer::error(405)
+        .headers
+        .iter()
+        .any(|(n, v)| *n == "allow" && v == "GET, HEAD"));
+}
+
+#[wasm_bindgen_test]
+fn validates_upstream_answers() {
+    let ok = UpstreamAnswer {
+        status: Some("200"),
+        content_type: Some("application/json"),
+        cache_control: None,
+        body_size: 20,
+    };
+    let body = br#"{"issuer":"i","jwks_uri":"https://10.0.0.1/openid/v1/jwks"}"#;
+    let f = upstream::accept(
+        Document::Discovery,
+        &ok,
+        body,
+        Some("https://oidc.example.com/openid/v1/jwks"),
+    )
+    .unwrap();
+    assert_eq!(
+        f.body,
+        br#"{"issuer":"i","jwks_uri":"https://oidc.example.com/openid/v1/jwks"}"#
+    );
+    let err = upstream::accept(Document::Jwks, &ok, b"<html/>", None).unwrap_err();
+    assert_eq!(err.result(), FetchResult::InvalidBody);
+    let denied = UpstreamAnswer {
+        status: Some("401"),
+        ..ok
+    };
+    assert_eq!(
+        upstream::check_head(&denied).unwrap_err().client_status(),
+        502
+    );
+}
