@@ -220,14 +220,21 @@ pub fn backoff(failures: u32, refresh_interval: Duration, jitter: u64) -> Durati
 pub enum Cold {
     /// A fetch is in flight or due now: wait for it (coalesced with every other waiter).
     Wait,
-    /// The last fetch failed and the next is backed off: answer this status now.
+    /// Answer this status now.
     Fail(u16),
 }
 
-pub fn cold(schedule: &Schedule, now_ms: u64) -> Cold {
+/// Decides for a request that found no usable copy. `expired`: a copy exists but is past
+/// `max_stale` (then the answer is 503, whatever the last fetch said); `deadline_ms`: when a
+/// waiting request gives up with 504.
+pub fn cold(schedule: &Schedule, now_ms: u64, expired: bool, deadline_ms: u64) -> Cold {
     if schedule.leased(now_ms) || schedule.next_due_ms <= now_ms {
-        Cold::Wait
-    } else if schedule.last_error == 0 {
+        if now_ms >= deadline_ms {
+            Cold::Fail(504)
+        } else {
+            Cold::Wait
+        }
+    } else if expired || schedule.last_error == 0 {
         Cold::Fail(503)
     } else {
         Cold::Fail(schedule.last_error)
@@ -501,7 +508,7 @@ pub mod tests {
             !shared.try_lease(&keys, 11, Duration::from_secs(3)),
             "second VM"
         );
-        assert_eq!(cold(&shared.schedule(&keys).0, 11), Cold::Wait);
+        assert_eq!(cold(&shared.schedule(&keys).0, 11, false, 99), Cold::Wait);
         // A holder that never finishes loses the lease when it runs out.
         assert!(shared.try_lease(&keys, 3010, Duration::from_secs(3)));
     }
@@ -542,8 +549,10 @@ pub mod tests {
                 last_error: 504
             }
         );
-        assert_eq!(cold(&s, 300), Cold::Fail(504));
-        assert_eq!(cold(&s, 1200), Cold::Wait);
+        assert_eq!(cold(&s, 300, false, 9999), Cold::Fail(504));
+        assert_eq!(cold(&s, 300, true, 9999), Cold::Fail(503), "expired copy");
+        assert_eq!(cold(&s, 1200, false, 9999), Cold::Wait);
+        assert_eq!(cold(&s, 1200, false, 1200), Cold::Fail(504), "deadline");
         assert!(shared.try_lease(&keys, 1200, Duration::from_secs(3)));
         shared.finish(&keys, 1300, Err(502), |f| Duration::from_secs(u64::from(f)));
         assert_eq!(shared.schedule(&keys).0.failures, 2);
@@ -564,7 +573,9 @@ pub mod tests {
                     next_due_ms: 10,
                     ..Schedule::default()
                 },
-                5
+                5,
+                false,
+                99
             ),
             Cold::Fail(503)
         );

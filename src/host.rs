@@ -131,6 +131,15 @@ impl Metrics {
     }
 }
 
+/// What the copy could do for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    Served,
+    /// A copy exists but is older than refresh interval + max_stale.
+    Expired,
+    Missing,
+}
+
 /// A request waiting for a fetch.
 struct Waiter {
     context_id: u32,
@@ -161,24 +170,37 @@ impl Vm {
         }
     }
 
-    /// Answers from the copy if there is a usable one; false if there is none.
-    fn answer_from_copy(&self, doc: Document, now: u64, if_none_match: Option<&str>) -> bool {
+    /// Answers from the copy if there is a usable one.
+    fn answer_from_copy(&self, doc: Document, now: u64, if_none_match: Option<&str>) -> Lookup {
         let (Some(keys), Ok(mut local)) = (self.keys(doc), self.local.try_borrow_mut()) else {
-            return false;
+            return Lookup::Missing;
         };
         let Some(copy) = local
             .get_mut(doc.index())
             .and_then(|l| l.current(&SHARED, keys))
         else {
-            return false;
+            return Lookup::Missing;
         };
         let freshness = cache::freshness(&self.cfg, copy.fetched_at_ms, now);
         if freshness == Freshness::Expired {
-            return false;
+            return Lookup::Expired;
         }
         let (answer, outcome) = answer::document(copy, freshness, now, if_none_match);
         send(&answer);
         self.metrics.request(doc, outcome);
+        Lookup::Served
+    }
+
+    /// Answers a request the copy could not serve, or returns false if it must wait for a fetch.
+    fn answer_cold(&self, doc: Document, lookup: Lookup, now: u64, deadline_ms: u64) -> bool {
+        let schedule = self
+            .keys(doc)
+            .map(|k| SHARED.schedule(k).0)
+            .unwrap_or_default();
+        match cache::cold(&schedule, now, lookup == Lookup::Expired, deadline_ms) {
+            Cold::Fail(status) => self.answer_error(doc, status),
+            Cold::Wait => return false,
+        }
         true
     }
 
@@ -199,17 +221,9 @@ impl Vm {
             if hostcalls::set_effective_context(w.context_id).is_err() {
                 continue; // the request is gone
             }
-            if self.answer_from_copy(w.doc, now, w.if_none_match.as_deref()) {
-                continue;
-            }
-            let schedule = self
-                .keys(w.doc)
-                .map(|k| SHARED.schedule(k).0)
-                .unwrap_or_default();
-            match cache::cold(&schedule, now) {
-                Cold::Fail(status) => self.answer_error(w.doc, status),
-                Cold::Wait if now >= w.deadline_ms => self.answer_error(w.doc, 504),
-                Cold::Wait => still.push(w),
+            let lookup = self.answer_from_copy(w.doc, now, w.if_none_match.as_deref());
+            if lookup != Lookup::Served && !self.answer_cold(w.doc, lookup, now, w.deadline_ms) {
+                still.push(w);
             }
         }
         let _ = hostcalls::set_effective_context(self.root_id);
@@ -440,33 +454,25 @@ impl Http {
     fn serve(&self, vm: &Vm, doc: Document) {
         let now = now_ms();
         let inm = header("if-none-match");
-        if vm.answer_from_copy(doc, now, inm.as_deref()) {
+        let lookup = vm.answer_from_copy(doc, now, inm.as_deref());
+        let deadline_ms = now
+            .saturating_add(cache::millis(vm.cfg.timeout))
+            .saturating_add(cache::millis(LEASE_MARGIN));
+        if lookup == Lookup::Served || vm.answer_cold(doc, lookup, now, deadline_ms) {
             return;
         }
-        let schedule = vm
-            .keys(doc)
-            .map(|k| SHARED.schedule(k).0)
-            .unwrap_or_default();
-        match cache::cold(&schedule, now) {
-            Cold::Fail(status) => vm.answer_error(doc, status),
-            Cold::Wait => {
-                let deadline_ms = now
-                    .saturating_add(cache::millis(vm.cfg.timeout))
-                    .saturating_add(cache::millis(LEASE_MARGIN));
-                if let Ok(mut w) = vm.waiters.try_borrow_mut() {
-                    w.push(Waiter {
-                        context_id: self.id,
-                        doc,
-                        if_none_match: inm,
-                        deadline_ms,
-                    });
-                    // Tick now: start the fetch if it is ours to make, or watch for another VM's.
-                    vm.tick.set(KICK_TICK);
-                    let _ = hostcalls::set_tick_period(KICK_TICK);
-                } else {
-                    vm.answer_error(doc, 503);
-                }
-            }
+        if let Ok(mut w) = vm.waiters.try_borrow_mut() {
+            w.push(Waiter {
+                context_id: self.id,
+                doc,
+                if_none_match: inm,
+                deadline_ms,
+            });
+            // Tick now: start the fetch if it is ours to make, or watch for another VM's.
+            vm.tick.set(KICK_TICK);
+            let _ = hostcalls::set_tick_period(KICK_TICK);
+        } else {
+            vm.answer_error(doc, 503);
         }
     }
 }
