@@ -1,0 +1,205 @@
+"""Loads the shipped Envoy configurations (envoy/*.yaml) and patches them structurally for a
+test or a local run: addresses and ports, the API-server cluster's endpoint, the CA, the token
+SDS file and directory, the Wasm file and the plugin configuration. The tests run the shipped
+configurations, never copies of them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import REPO_ROOT
+
+ENVOY_DIR = REPO_ROOT / "envoy"
+WASM_FILTER = "envoy.filters.http.wasm"
+HCM = "envoy.filters.network.http_connection_manager"
+CREDENTIAL_INJECTOR = "envoy.filters.http.credential_injector"
+HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+API_CLUSTER = "kubernetes"
+
+
+def load(name: str) -> dict:
+    """A shipped configuration, e.g. ``load("pod.yaml")``."""
+    with open(ENVOY_DIR / name) as f:
+        return yaml.safe_load(f)
+
+
+def dump(cfg: dict, path: Path | str) -> Path:
+    p = Path(path)
+    p.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return p
+
+
+def clone(cfg: dict) -> dict:
+    return copy.deepcopy(cfg)
+
+
+# ---------------------------------------------------------------------- finding things
+def listeners(cfg: dict) -> list[dict]:
+    return cfg["static_resources"]["listeners"]
+
+
+def hcm(cfg: dict, listener: int = 0) -> dict:
+    for f in listeners(cfg)[listener]["filter_chains"][0]["filters"]:
+        if f["name"] == HCM:
+            return f["typed_config"]
+    raise KeyError("no http_connection_manager")
+
+
+def http_filter(cfg: dict, name: str, listener: int = 0) -> dict:
+    for f in hcm(cfg, listener)["http_filters"]:
+        if f["name"] == name:
+            return f
+    raise KeyError(name)
+
+
+def wasm_plugin(cfg: dict) -> dict:
+    """The ``PluginConfig`` of the Wasm filter (name, vm_config, configuration)."""
+    return http_filter(cfg, WASM_FILTER)["typed_config"]["config"]
+
+
+def cluster(cfg: dict, name: str) -> dict:
+    for c in cfg["static_resources"]["clusters"]:
+        if c["name"] == name:
+            return c
+    raise KeyError(f"no cluster {name!r}")
+
+
+def upstream_http_filters(cfg: dict, cluster_name: str = API_CLUSTER) -> list[dict]:
+    opts = cluster(cfg, cluster_name).get("typed_extension_protocol_options", {}).get(HTTP_OPTIONS, {})
+    return opts.get("http_filters", [])
+
+
+def generic_credential(cfg: dict, cluster_name: str = API_CLUSTER) -> dict | None:
+    """The ``Generic`` injected-credential config of the API cluster, or None without injector."""
+    for f in upstream_http_filters(cfg, cluster_name):
+        if f["name"] == CREDENTIAL_INJECTOR:
+            return f["typed_config"]["credential"]["typed_config"]
+    return None
+
+
+def tls_context(cfg: dict, cluster_name: str = API_CLUSTER) -> dict:
+    return cluster(cfg, cluster_name)["transport_socket"]["typed_config"]
+
+
+def plugin_config(cfg: dict) -> dict:
+    value = wasm_plugin(cfg).get("configuration", {}).get("value", "")
+    return json.loads(value) if value.strip() else {}
+
+
+# ---------------------------------------------------------------------- patching
+def set_plugin_config(cfg: dict, plugin: dict | str) -> None:
+    """Sets the filter's JSON configuration; a str is used verbatim (for malformed configs)."""
+    value = plugin if isinstance(plugin, str) else json.dumps(plugin)
+    wasm_plugin(cfg)["configuration"] = {
+        "@type": "type.googleapis.com/google.protobuf.StringValue",
+        "value": value,
+    }
+
+
+def update_plugin_config(cfg: dict, **changes: Any) -> dict:
+    """Changes keys of the shipped plugin configuration (a value of None removes the key)."""
+    plugin = plugin_config(cfg)
+    for k, v in changes.items():
+        if v is None:
+            plugin.pop(k, None)
+        else:
+            plugin[k] = v
+    set_plugin_config(cfg, plugin)
+    return plugin
+
+
+def set_wasm_file(cfg: dict, path: Path | str) -> None:
+    wasm_plugin(cfg)["vm_config"]["code"]["local"]["filename"] = str(path)
+
+
+def set_vm_env_keys(cfg: dict, keys: list[str]) -> None:
+    vm = wasm_plugin(cfg)["vm_config"]
+    vm.setdefault("environment_variables", {})["host_env_keys"] = list(keys)
+
+
+def _socket(addr: dict) -> dict:
+    return addr["socket_address"]
+
+
+def set_listener(cfg: dict, address: str, port: int, listener: int = 0) -> None:
+    s = _socket(listeners(cfg)[listener]["address"])
+    s["address"], s["port_value"] = address, port
+
+
+def set_admin(cfg: dict, address: str, port: int) -> None:
+    s = _socket(cfg["admin"]["address"])
+    s["address"], s["port_value"] = address, port
+
+
+def set_cluster_endpoint(cfg: dict, cluster_name: str, address: str, port: int) -> None:
+    c = cluster(cfg, cluster_name)
+    eps = c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    del eps[1:]
+    s = _socket(eps[0]["endpoint"]["address"])
+    s["address"], s["port_value"] = address, port
+
+
+def set_trusted_ca(cfg: dict, path: Path | str, cluster_name: str = API_CLUSTER) -> None:
+    tls_context(cfg, cluster_name)["common_tls_context"]["validation_context"]["trusted_ca"] = {
+        "filename": str(path)
+    }
+
+
+def set_token_sds(cfg: dict, sds_file: Path | str, watched_dir: Path | str) -> None:
+    """Points the credential injector at an SDS file and the token directory it watches."""
+    gen = generic_credential(cfg)
+    if gen is None:
+        raise KeyError("this configuration has no credential_injector")
+    src = gen["credential"]["sds_config"]["path_config_source"]
+    src["path"] = str(sds_file)
+    src["watched_directory"] = {"path": str(watched_dir)}
+
+
+def write_token_sds(out: Path | str, token_file: Path | str, template: str = "token-sds.yaml") -> Path:
+    """Writes the shipped SDS secret file with its token path replaced."""
+    sds = load(template)
+    for res in sds["resources"]:
+        res["generic_secret"]["secret"]["filename"] = str(token_file)
+    return dump(sds, out)
+
+
+def sds_secret_names(sds: dict) -> list[str]:
+    return [r["name"] for r in sds["resources"]]
+
+
+def for_test(name: str, *, wasm: Path | str, ca: Path | str, api_port: int,
+             token_dir: Path | str | None = None, sds_file: Path | str | None = None,
+             plugin: dict | str | None = None, plugin_changes: dict | None = None,
+             backend_port: int | None = None, backend_cluster: str = "app") -> dict:
+    """A shipped configuration patched to run on 127.0.0.1 with ephemeral ports: listener and
+    admin on port 0 (the launcher reads the bound ports), the API cluster at 127.0.0.1:api_port,
+    the test CA, the given token SDS file/directory, the Wasm file and plugin configuration."""
+    cfg = load(name)
+    set_listener(cfg, "127.0.0.1", 0)
+    set_admin(cfg, "127.0.0.1", 0)
+    set_cluster_endpoint(cfg, API_CLUSTER, "127.0.0.1", api_port)
+    set_trusted_ca(cfg, ca)
+    set_wasm_file(cfg, wasm)
+    if generic_credential(cfg) is not None:
+        if token_dir is None or sds_file is None:
+            raise ValueError(f"{name} injects the token: token_dir and sds_file are required")
+        write_token_sds(sds_file, Path(token_dir) / "token")
+        set_token_sds(cfg, sds_file, token_dir)
+    if plugin is not None:
+        set_plugin_config(cfg, plugin)
+    if plugin_changes:
+        update_plugin_config(cfg, **plugin_changes)
+    # The placeholder application cluster gets a loopback endpoint too (port 9, discard, is
+    # closed here), so no DNS lookup of a cluster-internal name delays the start.
+    try:
+        set_cluster_endpoint(cfg, backend_cluster, "127.0.0.1", backend_port or 9)
+    except KeyError:
+        if backend_port is not None:
+            raise
+    return cfg

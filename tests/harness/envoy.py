@@ -1,0 +1,286 @@
+"""Runs a real Envoy (.venv/bin/envoy) as a child of the calling Python process.
+
+- started with subprocess.Popen directly (no shell), with PR_SET_PDEATHSIG so it dies with us;
+- a unique ``--base-id`` per instance, so parallel instances never share hot-restart state;
+- admin and listener on ephemeral ports: the config asks for port 0, the admin address is read
+  from ``--admin-address-path`` and the listener port from admin ``/listeners``;
+- readiness via admin ``/ready``; log to a file (``--log-path``), stdout/stderr to another;
+- ``stop()`` terminates, waits, then kills; use it in a ``finally`` or a fixture teardown.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import REPO_ROOT
+from . import config as _config
+
+ENVOY_BIN = Path(os.environ.get("ENVOY_BIN", REPO_ROOT / ".venv" / "bin" / "envoy"))
+
+_counter = itertools.count(1)
+
+
+class EnvoyError(RuntimeError):
+    pass
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def envoy_bin() -> str:
+    if ENVOY_BIN.exists():
+        return str(ENVOY_BIN)
+    found = shutil.which("envoy")
+    if found:
+        return found
+    raise EnvoyError(f"no Envoy binary at {ENVOY_BIN}; run `make tools-py`")
+
+
+def unique_base_id() -> int:
+    # pid-based: distinct from every other process's instances; the counter keeps this
+    # process's instances apart. Stays far below 2^32 / 10.
+    return (os.getpid() % 100_000) * 1000 + next(_counter) % 1000
+
+
+def validate(config_path: Path | str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``envoy --mode validate -c FILE``: returncode 0 when the configuration is valid."""
+    return subprocess.run(
+        [envoy_bin(), "--mode", "validate", "-c", str(config_path), "--base-id", str(unique_base_id()),
+         "-l", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+    )
+
+
+class Envoy:
+    def __init__(self, cfg: dict | Path | str, workdir: Path | str, *, concurrency: int = 1,
+                 log_level: str = "info", component_log_level: str | None = None,
+                 wasm_trace: bool = False, env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None, name: str | None = None,
+                 cwd: Path | str | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name or f"envoy-{os.getpid()}-{next(_counter)}"
+        if isinstance(cfg, dict):
+            self.config = cfg
+            self.config_path = _config.dump(cfg, self.workdir / f"{self.name}.yaml")
+        else:
+            self.config_path = Path(cfg)
+            self.config = None
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.stdout_path = self.workdir / f"{self.name}.stdout"
+        self.admin_path = self.workdir / f"{self.name}.admin"
+        self.concurrency = concurrency
+        self.base_id = unique_base_id()
+        levels = [component_log_level] if component_log_level else []
+        if wasm_trace:
+            levels.append("wasm:trace")
+        self.args = [
+            envoy_bin(), "-c", str(self.config_path),
+            "--concurrency", str(concurrency),
+            "--base-id", str(self.base_id),
+            "--log-path", str(self.log_path),
+            "--admin-address-path", str(self.admin_path),
+            "-l", log_level,
+            "--drain-time-s", "1",
+            "--parent-shutdown-time-s", "2",
+        ]
+        if levels:
+            self.args += ["--component-log-level", ",".join(levels)]
+        self.args += list(extra_args or [])
+        self.env = dict(os.environ if env is None else env)
+        self.cwd = str(cwd) if cwd else None
+        self.proc: subprocess.Popen | None = None
+        self._stdout = None
+        self.admin_port: int | None = None
+        self.ports: list[int] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, wait: bool = True, timeout: float = 30) -> "Envoy":
+        for p in (self.admin_path, self.log_path):
+            p.unlink(missing_ok=True)
+        self._stdout = open(self.stdout_path, "wb")
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=subprocess.STDOUT,
+            env=self.env, cwd=self.cwd, preexec_fn=_pdeathsig, close_fds=True,
+        )
+        if wait:
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EnvoyError(f"Envoy exited with {self.proc.returncode} before it was ready:\n"
+                                 + self.tail())
+            if self.admin_port is None and self.admin_path.exists():
+                text = self.admin_path.read_text().strip()
+                if text:
+                    self.admin_port = int(text.rsplit(":", 1)[1])
+            if self.admin_port is not None:
+                try:
+                    status, body = self.admin_get("/ready", timeout=2)
+                except OSError:
+                    status = 0
+                if status == 200:
+                    self.ports = self._listener_ports()
+                    return
+            time.sleep(0.05)
+        raise EnvoyError(f"Envoy not ready after {timeout}s:\n" + self.tail())
+
+    def wait_exit(self, timeout: float = 30) -> int | None:
+        """Waits for the process to exit by itself; returns its code, or None if it still runs."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = 10) -> int | None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.terminate()
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+            except ProcessLookupError:
+                pass
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
+        return proc.returncode if proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def port(self) -> int:
+        """The (first) listener's port."""
+        if not self.ports:
+            raise EnvoyError("no listener port (not started, or no listener)")
+        return self.ports[0]
+
+    def _listener_ports(self) -> list[int]:
+        status, body = self.admin_get("/listeners?format=json")
+        if status != 200:
+            return []
+        ports = []
+        for ls in json.loads(body).get("listener_statuses", []):
+            sock = ls.get("local_address", {}).get("socket_address", {})
+            if "port_value" in sock:
+                ports.append(int(sock["port_value"]))
+        return ports
+
+    # ------------------------------------------------------------------ admin
+    def admin_get(self, path: str, timeout: float = 5) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def admin_post(self, path: str, timeout: float = 5) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        try:
+            conn.request("POST", path)
+            r = conn.getresponse()
+            return r.status, r.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+
+    def stats(self, filter: str | None = None) -> dict[str, int]:
+        """Counters and gauges of admin /stats (histograms are left out)."""
+        path = "/stats"
+        if filter:
+            from urllib.parse import quote
+            path += "?filter=" + quote(filter)
+        status, body = self.admin_get(path)
+        if status != 200:
+            raise EnvoyError(f"/stats answered {status}")
+        out: dict[str, int] = {}
+        for line in body.splitlines():
+            name, sep, value = line.partition(": ")
+            if sep and value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def stat(self, name: str, default: int = 0) -> int:
+        return self.stats().get(name, default)
+
+    def prometheus(self) -> str:
+        status, body = self.admin_get("/stats/prometheus")
+        if status != 200:
+            raise EnvoyError(f"/stats/prometheus answered {status}")
+        return body
+
+    # ------------------------------------------------------------------ logs
+    def log_text(self) -> str:
+        parts = []
+        for p in (self.log_path, self.stdout_path):
+            if p.exists():
+                parts.append(p.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def wait_log(self, needle: str, timeout: float = 10) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m harness.envoy CONFIG``: run a config in the foreground until Ctrl-C."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("config")
+    ap.add_argument("--concurrency", type=int, default=1)
+    args = ap.parse_args(argv)
+    e = Envoy(Path(args.config), Path(".run") / "envoy", concurrency=args.concurrency)
+    try:
+        e.start()
+        print(f"admin on 127.0.0.1:{e.admin_port}, listeners {e.ports}", flush=True)
+        e.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        e.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
