@@ -97,6 +97,7 @@ class Envoy:
             "--admin-address-path", str(self.admin_path),
             "-l", log_level,
             "--drain-time-s", "1",
+            "--file-flush-interval-msec", "50",
             "--parent-shutdown-time-s", "2",
         ]
         if levels:

@@ -240,6 +240,7 @@ class FakeApiServer:
         self._thread: threading.Thread | None = None
         self._conns: set = set()
         self._release = threading.Event()
+        self.history: list[Recorded] = []  # every request since creation; reset() keeps it
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
@@ -464,6 +465,7 @@ class FakeApiServer:
         rec = Recorded(h.command, raw_path, list(h.headers.items()), body)
         with self._lock:
             self.requests.append(rec)
+            self.history.append(rec)
             self.counts[raw_path] = self.counts.get(raw_path, 0) + 1
             release = self._release
         mode = self.mode_for(path)
