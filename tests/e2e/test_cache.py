@@ -420,7 +420,7 @@ def test_metrics_in_prometheus(stack):
     values, types = prometheus(e)
     for name, kind in EXPECTED_METRICS.items():
         assert types.get(name) == kind, f"{name}: TYPE {types.get(name)!r}, want {kind}"
-    ours = {n for n in types if P in n}
+    ours = {n for n in types if n.startswith(P + "_")}
     assert ours == set(EXPECTED_METRICS), sorted(ours ^ set(EXPECTED_METRICS))
     assert not any("wasmcustom" in n for n in types)
 

@@ -55,7 +55,11 @@ class Stack:
             plugin=plugin, plugin_changes=plugin_changes, backend_port=backend_port,
         )
         run_env = dict(os.environ)
-        if env_token is not None or _config.plugin_config(self.cfg).get("token_env"):
+        try:
+            wants_env_token = bool(_config.plugin_config(self.cfg).get("token_env"))
+        except ValueError:  # a deliberately malformed plugin configuration
+            wants_env_token = False
+        if env_token is not None or wants_env_token:
             run_env[STATIC_TOKEN_ENV] = self.token if env_token is None else env_token
         run_env.update(env or {})
         self.envoy = Envoy(self.cfg, self.workdir / "envoy", concurrency=concurrency,

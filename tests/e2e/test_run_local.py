@@ -1,0 +1,80 @@
+"""`make run` (tests/harness/run_local.py): starts, serves what its curl lines promise, and stops
+both processes on SIGINT (Ctrl-C) and on SIGTERM. It uses fixed ports (8080, 9901, 6443) and
+the repository's .run/ directory."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness import REPO_ROOT, client
+from harness.run_local import PORTS, port_busy
+
+RUN_LOCAL = REPO_ROOT / "tests" / "harness" / "run_local.py"
+
+
+@pytest.fixture
+def ports_free():
+    busy = [p for p in PORTS.values() if port_busy(p)]
+    if busy:
+        pytest.skip(f"127.0.0.1 ports {busy} are in use (another `make run`?)")
+
+
+def _start(wasm):
+    proc = subprocess.Popen([sys.executable, str(RUN_LOCAL)], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Ctrl-C stops both" in line:
+            return proc, "".join(lines)
+    proc.kill()
+    proc.wait(10)
+    pytest.fail("run_local.py did not come up:\n" + "".join(lines))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_make_run_serves_and_stops_cleanly(ports_free, wasm, sig):
+    proc, out = _start(wasm)
+    try:
+        assert "curl -s -H 'host: oidc.example.com' http://127.0.0.1:8080/openid/v1/jwks" in out
+        assert "curl -s -H 'host: oidc.example.com' http://127.0.0.1:8080/.well-known/openid-configuration" in out
+        r = client.get(8080, "/openid/v1/jwks")
+        assert r.status == 200 and json.loads(r.body)["keys"]
+        r = client.get(8080, "/.well-known/openid-configuration")
+        assert r.status == 200
+        assert json.loads(r.body)["jwks_uri"] == "https://oidc.example.com/openid/v1/jwks"
+        r = client.get(8080, "/", host="app.example.com")
+        assert r.status == 200 and r.body == b"passed through to the default route\n"
+        assert (REPO_ROOT / ".run" / "token" / "..data").is_symlink()
+        token = (REPO_ROOT / ".run" / "token" / "token").read_text()
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, rest
+        assert token not in out + rest
+        for port in PORTS.values():
+            assert not port_busy(port), f"port {port} still in use after stop"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_make_run_refuses_busy_ports(ports_free, wasm):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", PORTS["fake API server"]))
+        s.listen()
+        r = subprocess.run([sys.executable, str(RUN_LOCAL)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "6443" in r.stdout and "already in use" in r.stdout
