@@ -25,17 +25,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import REPO_ROOT, client, config, pki  # noqa: E402
+from harness import client, config  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
 from harness.fake_apiserver import DISCOVERY_PATH, JWKS_PATH  # noqa: E402
 from harness.load import SlowFakeApiServer, burst, raise_nofile, request_bytes, wrk_finish, wrk_start  # noqa: E402
-from harness.tokendir import TokenDir  # noqa: E402
+from harness.stack import new_token  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
-WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 HOST = "oidc.example.com"
-TOKEN = "cache-test-service-account-token"
 DOCS = {"discovery": DISCOVERY_PATH, "jwks": JWKS_PATH}
 TICK_SLACK_S = 1.5  # one idle tick (1 s) plus the fetch itself, on a busy 2-core machine
 
@@ -57,45 +55,36 @@ BAD_GATEWAY = b'{"error":"bad gateway"}'
 
 
 # ---------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    if not WASM.exists():
-        pytest.fail(f"{WASM} is missing: run `make build`")
-    d = tmp_path_factory.mktemp("cache")
-    p = pki.generate(d / "pki")
-    sa = TokenDir(d / "sa")
-    sa.write_token(TOKEN, ca=p.ca_cert.read_bytes())
-    return SimpleNamespace(dir=d, pki=p, sa=sa)
-
-
 @pytest.fixture
-def stack(base, tmp_path):
-    """``stack(**plugin_changes, delay_s=0)`` -> (fake API server, started Envoy)."""
-    started: list = []
-    envoys: list[Envoy] = []
-
+def stack(make_stack, pki):
+    """``stack(delay_s=0, before_envoy=None, **plugin_changes)`` -> (fake, started Envoy): the
+    shipped envoy/pod.yaml with 2 workers, against a fake API server answering ``delay_s`` late.
+    ``fake.right_token`` is the token the stack sends (tests may change what the fake expects)."""
     def make(delay_s: float = 0.0, before_envoy=None, **plugin_changes):
-        fake = SlowFakeApiServer(base.pki.server_cert, base.pki.server_key,
-                                 token_file=base.sa.token_file, delay_s=delay_s)
-        fake.start()
-        started.append(fake)
+        token = new_token()
+        fake = SlowFakeApiServer(pki.server_cert, pki.server_key, token=token, delay_s=delay_s)
+        fake.right_token = token
+        fakes.append(fake)
+        fake.start()  # first: the Envoy config takes its port
+        s = make_stack(start=False, fake=fake, token=token, concurrency=2,
+                       plugin_changes=plugin_changes)
+        # histograms reach /stats/prometheus only after a stats flush (default every 5 s)
+        s.cfg["stats_flush_interval"] = "1s"
+        config.dump(s.cfg, s.envoy.config_path)
         if before_envoy:
             before_envoy(fake)
-        cfg = config.for_test("pod.yaml", wasm=WASM, ca=base.pki.ca_cert, api_port=fake.port,
-                              token_dir=base.sa.path, sds_file=tmp_path / "token-sds.yaml",
-                              plugin_changes=plugin_changes)
-        cfg["stats_flush_interval"] = "1s"  # histograms reach /stats/prometheus after a flush
-        e = Envoy(cfg, tmp_path, concurrency=2, name="envoy")
-        started.append(e)
-        envoys.append(e)
-        e.start()
-        return fake, e
+        try:
+            s.start()
+        finally:
+            stacks.append(s)
+        return fake, s.envoy
 
+    stacks, fakes = [], []
     yield make
-    for e in envoys:
-        print(f"---- {e.name} log (tail) ----\n{e.tail(30)}")
-    for thing in reversed(started):
-        thing.stop()
+    for s in stacks:
+        print(f"---- Envoy log (tail) ----\n{s.envoy.tail(30)}")
+    for f in fakes:
+        f.stop()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -191,7 +180,7 @@ def test_cold_burst_is_coalesced_into_one_upstream_call(stack):
     fake, e = stack(delay_s=delay)
     n = 1000
     reqs = [request_bytes(JWKS_PATH if i % 2 else DISCOVERY_PATH) for i in range(n)]
-    res = burst(e.port, reqs, timeout=30)
+    res = burst(e.port, reqs, timeout=delay + 8)
 
     assert not res.errors, f"{len(res.errors)} client errors, first: {res.errors[:3]}"
     # the burst really happened while the first fetch was in flight
@@ -309,7 +298,7 @@ def test_unusable_answers_are_never_stored(stack):
         assert b"Unauthorized" not in r.body
 
     # the API server recovers: the next retry stores a good copy
-    fake.set_token(TOKEN)
+    fake.set_token(fake.right_token)
     good = {}
     for path in DOCS.values():
         def ok():
@@ -344,7 +333,7 @@ def test_unusable_answers_are_never_stored(stack):
                 assert r.header("etag") == good[path].header("etag")
 
     stats = wasm_stats(e)
-    fake.set_token(TOKEN)
+    fake.set_token(fake.right_token)
     for name in DOCS:
         assert stats[f"{P}.upstream.{name}.invalid_body"] >= 2, stats
         assert stats[f"{P}.upstream.{name}.http_error"] >= 2, stats
