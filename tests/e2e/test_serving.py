@@ -293,3 +293,31 @@ def test_error_answers_carry_no_upstream_headers(fresh):
     r = fresh.get("/nope")
     assert_no_upstream_headers(r)
     assert_generic_error(fresh.request(JWKS, method="POST", body=b"x"), 405)
+
+
+def test_requests_waiting_for_the_first_fetch_get_the_full_document(make_stack):
+    import threading
+    s = make_stack("pod.yaml", start=False, concurrency=2)
+    s.fake.set_mode("delay", delay_s=1.0)  # the prefetch is still in flight when clients come
+    s.start()
+    results = []
+
+    def fetch(path):
+        r = s.get(path)
+        results.append((path, r))
+
+    threads = [threading.Thread(target=fetch, args=(p,)) for p in DOCS * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(results) == 8
+    s.fake.set_mode("ok")
+    want = {DISCOVERY: None, JWKS: s.fake.jwks_body()}
+    for path, r in results:
+        assert r.status == 200, (path, r.status, r.body)
+        assert r.header("content-length") == str(len(r.body))
+        if want[path] is not None:
+            assert r.body == want[path]
+        assert json.loads(r.body)
+    assert s.fake.count(JWKS) == 1 and s.fake.count(DISCOVERY) == 1

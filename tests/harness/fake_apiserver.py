@@ -105,17 +105,19 @@ def make_jwk(bits: int = 2048) -> dict:
 class Mode:
     """What the server does with a request for a path.
 
-    kind: ok | fail | hang | garbage | oversize | custom
+    kind: ok | fail | hang | garbage | oversize | custom | delay
     status: the status of ``fail`` (and of ``custom``)
     body/content_type: the answer of ``custom``
+    delay_s: ``delay`` answers like ``ok`` after this many seconds
     """
 
     kind: str = "ok"
     status: int = 500
     body: bytes = b""
     content_type: str = "application/json"
+    delay_s: float = 0.0
 
-    KINDS = ("ok", "fail", "hang", "garbage", "oversize", "custom")
+    KINDS = ("ok", "fail", "hang", "garbage", "oversize", "custom", "delay")
 
     def __post_init__(self):
         if self.kind not in self.KINDS:
@@ -322,10 +324,12 @@ class FakeApiServer:
             self._token, self._token_file = token, None
 
     def set_mode(self, kind: str = "ok", path: str | None = None, status: int = 500,
-                 body: bytes | str = b"", content_type: str = "application/json") -> None:
+                 body: bytes | str = b"", content_type: str = "application/json",
+                 delay_s: float = 0.0) -> None:
         """Sets the mode of one path, or with ``path=None`` the mode of every path (clearing
         per-path modes)."""
-        mode = Mode(kind, status, body.encode() if isinstance(body, str) else body, content_type)
+        mode = Mode(kind, status, body.encode() if isinstance(body, str) else body, content_type,
+                    delay_s)
         with self._lock:
             if path is None:
                 self._global_mode = mode
@@ -475,6 +479,10 @@ class FakeApiServer:
             release.wait(MAX_HANG_S)
             h.close_connection = True
             return
+        if mode.kind == "delay":
+            if release.wait(mode.delay_s):
+                h.close_connection = True  # stopped meanwhile
+                return
         if mode.kind == "fail":
             msg = {
                 401: "Unauthorized",
