@@ -1,6 +1,7 @@
 //! Plugin configuration: parsed from JSON, then validated and compiled into [`Config`].
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 use std::fmt;
 use std::time::Duration;
 
@@ -14,9 +15,20 @@ const TIMEOUT_MS: (u64, u64) = (1, 60_000);
 const REFRESH_INTERVAL_S: (u64, u64) = (5, 86_400);
 const MAX_STALE_S: (u64, u64) = (1, 31_536_000);
 
+/// The keys of the plugin configuration, in the order the docs list them.
+pub const KEYS: [&str; 8] = [
+    "cluster",
+    "authority",
+    "hosts",
+    "token_env",
+    "timeout_ms",
+    "jwks_uri",
+    "refresh_interval_s",
+    "max_stale_s",
+];
+
 /// The configuration as written by the operator. Every field is optional; unknown keys are errors.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct RawConfig {
     pub cluster: Option<String>,
     pub authority: Option<String>,
@@ -76,8 +88,14 @@ impl Default for Config {
 /// A configuration error; each names the key at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
-    /// Not JSON, an unknown key or a wrong type (serde's message names the key).
+    /// Not JSON, or not a JSON object.
     Syntax(String),
+    UnknownKey(String),
+    /// A value of the wrong JSON type; serde's message says what was expected.
+    Type {
+        key: &'static str,
+        why: String,
+    },
     Empty(&'static str),
     OutOfRange {
         key: &'static str,
@@ -96,7 +114,15 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Syntax(msg) => write!(f, "invalid configuration: {msg}"),
+            ConfigError::Syntax(msg) => {
+                write!(f, "invalid configuration: not a JSON object: {msg}")
+            }
+            ConfigError::UnknownKey(key) => write!(
+                f,
+                "invalid configuration: unknown key {key:?}, expected one of {}",
+                KEYS.join(", ")
+            ),
+            ConfigError::Type { key, why } => write!(f, "invalid configuration: `{key}`: {why}"),
             ConfigError::Empty(key) => write!(f, "invalid configuration: `{key}` must not be empty"),
             ConfigError::OutOfRange { key, min, max, got } => write!(
                 f,
@@ -121,7 +147,27 @@ impl RawConfig {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(RawConfig::default());
         }
-        serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))
+        // Parsed as a map first, then key by key, so that every type error names its key
+        // (serde's own messages give only a line and column).
+        let map: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let mut raw = RawConfig::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "cluster" => raw.cluster = field("cluster", value)?,
+                "authority" => raw.authority = field("authority", value)?,
+                "hosts" => raw.hosts = field("hosts", value)?,
+                "token_env" => raw.token_env = field("token_env", value)?,
+                "timeout_ms" => raw.timeout_ms = field("timeout_ms", value)?,
+                "jwks_uri" => raw.jwks_uri = field("jwks_uri", value)?,
+                "refresh_interval_s" => {
+                    raw.refresh_interval_s = field("refresh_interval_s", value)?
+                }
+                "max_stale_s" => raw.max_stale_s = field("max_stale_s", value)?,
+                _ => return Err(ConfigError::UnknownKey(key)),
+            }
+        }
+        Ok(raw)
     }
 
     /// Validates every field and resolves the token through `env` (the VM environment).
@@ -197,6 +243,14 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         RawConfig::parse(bytes)?.compile(env)
     }
+}
+
+/// One value; `null` means absent, as if the key were not there.
+fn field<T: DeserializeOwned>(key: &'static str, v: Value) -> Result<Option<T>, ConfigError> {
+    serde_json::from_value(v).map_err(|e| ConfigError::Type {
+        key,
+        why: e.to_string(),
+    })
 }
 
 fn non_empty(key: &'static str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
@@ -307,14 +361,21 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_wrong_types_name_the_key() {
-        assert!(err(r#"{"clusterr":"x"}"#).contains("clusterr"));
-        assert!(
-            err(r#"{"timeout_ms":"5"}"#).contains("timeout_ms")
-                || err(r#"{"timeout_ms":"5"}"#).contains("invalid type")
+        assert!(err(r#"{"clusterr":"x"}"#).contains(r#"unknown key "clusterr""#));
+        assert_eq!(
+            err(r#"{"timeout_ms":"5"}"#),
+            r#"invalid configuration: `timeout_ms`: invalid type: string "5", expected u64"#
         );
-        assert!(err(r#"{"hosts":"a"}"#).contains("invalid type"));
-        assert!(err("[1]").contains("invalid configuration"));
-        assert!(err("not json").contains("invalid configuration"));
+        assert!(err(r#"{"hosts":"a"}"#).starts_with("invalid configuration: `hosts`: invalid type"));
+        assert!(err(r#"{"hosts":["a",1]}"#).starts_with("invalid configuration: `hosts`:"));
+        assert!(err(r#"{"refresh_interval_s":1.5}"#).contains("`refresh_interval_s`: invalid type"));
+        assert!(err(r#"{"max_stale_s":-1}"#).contains("`max_stale_s`: invalid value"));
+        assert!(err(r#"{"token_env":true}"#).contains("`token_env`: invalid type"));
+        assert!(err("[1]").contains("not a JSON object"));
+        // null is the same as leaving the key out
+        let raw = RawConfig::parse(br#"{"cluster":null,"timeout_ms":null}"#).unwrap();
+        assert!(raw.cluster.is_none() && raw.timeout_ms.is_none());
+        assert!(err("not json").contains("not a JSON object"));
     }
 
     #[test]
