@@ -22,7 +22,7 @@ RUN_LOCAL = REPO_ROOT / "tests" / "harness" / "run_local.py"
 def ports_free():
     busy = [p for p in PORTS.values() if port_busy(p)]
     if busy:
-        pytest.skip(f"127.0.0.1 ports {busy} are in use (another `make run`?)")
+        pytest.fail(f"127.0.0.1 ports {busy} are in use (another `make run`?)")
 
 
 def _start(wasm):
@@ -72,6 +72,8 @@ def test_make_run_serves_and_stops_cleanly(ports_free, wasm, sig):
 def test_make_run_refuses_busy_ports(ports_free, wasm):
     import socket
     with socket.socket() as s:
+        # REUSEADDR: the previous test's connections may still sit in TIME_WAIT on this port
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", PORTS["fake API server"]))
         s.listen()
         r = subprocess.run([sys.executable, str(RUN_LOCAL)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
