@@ -58,9 +58,16 @@ def http_filter(cfg: dict, name: str, listener: int = 0) -> dict:
     raise KeyError(name)
 
 
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+
 def wasm_plugin(cfg: dict) -> dict:
-    """The ``PluginConfig`` of the Wasm filter (name, vm_config, configuration)."""
-    return http_filter(cfg, WASM_FILTER)["typed_config"]["config"]
+    """The ``PluginConfig`` of the Wasm filter (name, vm_config, configuration), found by its
+    type: Istio names the filter after the WasmPlugin, not ``envoy.filters.http.wasm``."""
+    for f in hcm(cfg)["http_filters"]:
+        if f.get("typed_config", {}).get("@type") == WASM_TYPE:
+            return f["typed_config"]["config"]
+    raise KeyError("no Wasm filter")
 
 
 def cluster(cfg: dict, name: str) -> dict:
@@ -85,6 +92,21 @@ def generic_credential(cfg: dict, cluster_name: str = API_CLUSTER) -> dict | Non
 
 def tls_context(cfg: dict, cluster_name: str = API_CLUSTER) -> dict:
     return cluster(cfg, cluster_name)["transport_socket"]["typed_config"]
+
+
+def api_cluster(cfg: dict) -> str:
+    """The cluster the filter calls: the plugin configuration's ``cluster`` (default
+    ``kubernetes``, as in the filter), or the default when the configuration is malformed."""
+    try:
+        return plugin_config(cfg).get("cluster") or API_CLUSTER
+    except (ValueError, KeyError):  # malformed, or no Wasm filter at all
+        return API_CLUSTER
+
+
+def other_clusters(cfg: dict) -> list[str]:
+    """Every cluster but the API server's: the application(s) behind the gateway."""
+    api = api_cluster(cfg)
+    return [c["name"] for c in cfg["static_resources"]["clusters"] if c["name"] != api]
 
 
 def plugin_config(cfg: dict) -> dict:
@@ -151,9 +173,10 @@ def set_trusted_ca(cfg: dict, path: Path | str, cluster_name: str = API_CLUSTER)
     }
 
 
-def set_token_sds(cfg: dict, sds_file: Path | str, watched_dir: Path | str) -> None:
+def set_token_sds(cfg: dict, sds_file: Path | str, watched_dir: Path | str,
+                  cluster_name: str = API_CLUSTER) -> None:
     """Points the credential injector at an SDS file and the token directory it watches."""
-    gen = generic_credential(cfg)
+    gen = generic_credential(cfg, cluster_name)
     if gen is None:
         raise KeyError("this configuration has no credential_injector")
     src = gen["credential"]["sds_config"]["path_config_source"]
@@ -176,30 +199,33 @@ def sds_secret_names(sds: dict) -> list[str]:
 def for_test(name: str, *, wasm: Path | str, ca: Path | str, api_port: int,
              token_dir: Path | str | None = None, sds_file: Path | str | None = None,
              plugin: dict | str | None = None, plugin_changes: dict | None = None,
-             backend_port: int | None = None, backend_cluster: str = "app") -> dict:
-    """A shipped configuration patched to run on 127.0.0.1 with ephemeral ports: listener and
-    admin on port 0 (the launcher reads the bound ports), the API cluster at 127.0.0.1:api_port,
-    the test CA, the given token SDS file/directory, the Wasm file and plugin configuration."""
-    cfg = load(name)
+             backend_port: int | None = None, cfg: dict | None = None) -> dict:
+    """A shipped configuration (or ``cfg``, one built from it) patched to run on 127.0.0.1 with
+    ephemeral ports: listener and admin on port 0 (the launcher reads the bound ports), the API
+    cluster (the one the plugin configuration names) at 127.0.0.1:api_port, the test CA, the
+    given token SDS file/directory, the Wasm file and plugin configuration."""
+    cfg = load(name) if cfg is None else cfg
+    api = api_cluster(cfg)
     set_listener(cfg, "127.0.0.1", 0)
     set_admin(cfg, "127.0.0.1", 0)
-    set_cluster_endpoint(cfg, API_CLUSTER, "127.0.0.1", api_port)
-    set_trusted_ca(cfg, ca)
+    set_cluster_endpoint(cfg, api, "127.0.0.1", api_port)
+    set_trusted_ca(cfg, ca, api)
     set_wasm_file(cfg, wasm)
-    if generic_credential(cfg) is not None:
+    if generic_credential(cfg, api) is not None:
         if token_dir is None or sds_file is None:
             raise ValueError(f"{name} injects the token: token_dir and sds_file are required")
         write_token_sds(sds_file, Path(token_dir) / "token")
-        set_token_sds(cfg, sds_file, token_dir)
+        set_token_sds(cfg, sds_file, token_dir, api)
+    # The application cluster(s) get a loopback endpoint too (port 9, discard, is closed here),
+    # so no DNS lookup of a cluster-internal name delays the start.
+    apps = other_clusters(cfg)
+    if backend_port is not None and not apps:
+        raise KeyError(f"{name} has no application cluster")
+    for app in apps:
+        set_cluster_endpoint(cfg, app, "127.0.0.1", backend_port or 9)
+    # last: a test's plugin configuration may name a cluster that does not exist
     if plugin is not None:
         set_plugin_config(cfg, plugin)
     if plugin_changes:
         update_plugin_config(cfg, **plugin_changes)
-    # The placeholder application cluster gets a loopback endpoint too (port 9, discard, is
-    # closed here), so no DNS lookup of a cluster-internal name delays the start.
-    try:
-        set_cluster_endpoint(cfg, backend_cluster, "127.0.0.1", backend_port or 9)
-    except KeyError:
-        if backend_port is not None:
-            raise
     return cfg

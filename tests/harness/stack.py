@@ -32,7 +32,8 @@ class Stack:
                  token: str | None = None, env_token: str | None = None,
                  server_cert: str = "server", start_fake: bool = True,
                  backend_port: int | None = None, concurrency: int = 1, wasm_trace: bool = False,
-                 env: dict[str, str] | None = None, fake: FakeApiServer | None = None):
+                 env: dict[str, str] | None = None, fake: FakeApiServer | None = None,
+                 base_cfg: dict | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pki = pki
@@ -52,7 +53,7 @@ class Stack:
         self.cfg = _config.for_test(
             config, wasm=wasm, ca=pki.ca_cert, api_port=self.fake.port,
             token_dir=self.tokens.path, sds_file=self.workdir / "token-sds.yaml",
-            plugin=plugin, plugin_changes=plugin_changes, backend_port=backend_port,
+            plugin=plugin, plugin_changes=plugin_changes, backend_port=backend_port, cfg=base_cfg,
         )
         run_env = dict(os.environ)
         try:
