@@ -25,6 +25,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from e2e.checks import poll  # noqa: E402
 from harness import client, config  # noqa: E402
 from harness.envoy import Envoy  # noqa: E402
 from harness.fake_apiserver import DISCOVERY_PATH, JWKS_PATH  # noqa: E402
@@ -92,17 +93,6 @@ def get(e: Envoy, path: str, **kw) -> client.Response:
     return client.get(e.port, path, host=HOST, **kw)
 
 
-def wait_until(pred, timeout: float, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def warm(e: Envoy) -> dict[str, client.Response]:
     """Waits for both documents to be served (prefetch done); returns the first 200 of each."""
     out = {}
@@ -110,7 +100,7 @@ def warm(e: Envoy) -> dict[str, client.Response]:
         def ok():
             r = get(e, path)
             return r if r.status == 200 else None
-        out[name] = wait_until(ok, 10, 0.1, f"200 on {path}")
+        out[name] = poll(ok, 10, 0.1, f"200 on {path}")
     return out
 
 
@@ -259,7 +249,7 @@ def test_outage_serves_the_copy_until_max_stale_then_503(stack):
         def ok():
             r = get(e, path)
             return r if r.status == 200 else None
-        r = wait_until(ok, 5 + TICK_SLACK_S + 1, 0.1, f"200 on {path} after the restart")
+        r = poll(ok, 5 + TICK_SLACK_S + 1, 0.1, f"200 on {path} after the restart")
         assert int(r.header("age")) <= 1
     assert time.monotonic() - t_back <= 5 + TICK_SLACK_S + 1
     print(f"outage from {t_stop:.1f}; recovered in {time.monotonic() - t_back:.1f}s")
@@ -278,7 +268,7 @@ def test_unusable_answers_are_never_stored(stack):
 
     # cold: the HTML page from a "corporate proxy"
     for path in DOCS.values():
-        wait_until(lambda: attempts(path) >= 1, 5, what=f"first fetch of {path}")
+        poll(lambda: attempts(path) >= 1, 5, what=f"first fetch of {path}")
     time.sleep(0.2)
     for path in DOCS.values():
         r = get(e, path)
@@ -290,7 +280,7 @@ def test_unusable_answers_are_never_stored(stack):
     fake.set_mode("ok")
     before = {p: attempts(p) for p in DOCS.values()}
     for path in DOCS.values():
-        wait_until(lambda: attempts(path) > before[path], 5 + TICK_SLACK_S, what=f"retry of {path}")
+        poll(lambda: attempts(path) > before[path], 5 + TICK_SLACK_S, what=f"retry of {path}")
     time.sleep(0.2)
     for path in DOCS.values():
         r = get(e, path)
@@ -305,7 +295,7 @@ def test_unusable_answers_are_never_stored(stack):
             r = get(e, path)
             assert r.status in (200, 502), (r.status, r.text)
             return r if r.status == 200 else None
-        good[path] = wait_until(ok, 5 + TICK_SLACK_S, 0.1, f"200 on {path}")
+        good[path] = poll(ok, 5 + TICK_SLACK_S, 0.1, f"200 on {path}")
     assert good[JWKS_PATH].body == fake.jwks_body()
 
     # warm: an HTML 200, then a 401, on refresh: the good copy stays
@@ -384,7 +374,7 @@ def test_rotated_jwks_reaches_clients_within_one_refresh_interval(stack):
         assert r.body in (old.body, new_body), r.text
         return r if r.body == new_body else None
 
-    r = wait_until(rotated, 5 + TICK_SLACK_S + 1, 0.1, "the rotated JWKS")
+    r = poll(rotated, 5 + TICK_SLACK_S + 1, 0.1, "the rotated JWKS")
     took = time.monotonic() - t_rot
     print(f"rotated JWKS served {took:.2f}s after the rotation")
     assert took <= 5 + TICK_SLACK_S, f"rotation took {took:.2f}s"

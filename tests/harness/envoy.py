@@ -201,23 +201,20 @@ class Envoy:
         return ports
 
     # ------------------------------------------------------------------ admin
-    def admin_get(self, path: str, timeout: float = 5) -> tuple[int, str]:
+    def admin(self, method: str, path: str, timeout: float = 5) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
         try:
-            conn.request("GET", path)
+            conn.request(method, path)
             r = conn.getresponse()
             return r.status, r.read().decode("utf-8", "replace")
         finally:
             conn.close()
 
+    def admin_get(self, path: str, timeout: float = 5) -> tuple[int, str]:
+        return self.admin("GET", path, timeout)
+
     def admin_post(self, path: str, timeout: float = 5) -> tuple[int, str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
-        try:
-            conn.request("POST", path)
-            r = conn.getresponse()
-            return r.status, r.read().decode("utf-8", "replace")
-        finally:
-            conn.close()
+        return self.admin("POST", path, timeout)
 
     def stats(self, filter: str | None = None) -> dict[str, int]:
         """Counters and gauges of admin /stats (histograms are left out)."""
