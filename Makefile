@@ -22,11 +22,11 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrappin
 WBG_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 IMAGE ?=
 
-.PHONY: tools tools-rust tools-apt tools-py tools-wbg build lint fmt unit wasm-test e2e \
+.PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg build lint fmt unit wasm-test e2e \
         chart-lint chart-template chart-test oci oci-test push test run bench clean
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-wbg
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -47,6 +47,13 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 tools-py: $(VENV)/.installed
+
+# Istio and cert-manager CRD schemas with validators, for the chart tests (pinned by the lock file).
+tests/chart/node_modules/.installed: tests/chart/package.json tests/chart/package-lock.json | tools-apt
+	npm ci --prefix tests/chart --no-audit --no-fund --silent
+	touch $@
+
+tools-npm: tests/chart/node_modules/.installed
 
 tools-wbg:
 	@v="$(WBG_VERSION)"; test -n "$$v" || { echo "no wasm-bindgen in Cargo.lock" >&2; exit 1; }; \
@@ -91,7 +98,7 @@ chart-lint: tools-py
 chart-template: tools-py
 	$(PY) tests/chart/helm.py template charts/kube-oidc-discovery $(if $(VALUES),-f $(VALUES))
 
-chart-test: build tools-py
+chart-test: tools-py tools-npm
 	$(PYTEST) -q tests/chart
 
 oci: build tools-py

@@ -1,0 +1,57 @@
+{{- define "kod.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kod.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "kod.serviceAccount" -}}
+{{- default (include "kod.fullname" .) .Values.token.serviceAccountName -}}
+{{- end -}}
+
+{{- define "kod.tokenSecret" -}}
+{{- printf "%s-token" (include "kod.serviceAccount" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kod.cluster" -}}
+{{- printf "outbound|443||%s" .Values.apiServer.host -}}
+{{- end -}}
+
+{{- define "kod.jwksUri" -}}
+{{- default (printf "https://%s/openid/v1/jwks" (first .Values.hosts)) .Values.jwksUri -}}
+{{- end -}}
+
+{{/* The filter's configuration: exactly the keys it accepts (src/config.rs). */}}
+{{- define "kod.pluginConfig" -}}
+{{- $c := dict
+  "cluster" (include "kod.cluster" .)
+  "authority" .Values.apiServer.authority
+  "hosts" .Values.hosts
+  "jwks_uri" (include "kod.jwksUri" .)
+  "timeout_ms" .Values.plugin.timeoutMs
+  "refresh_interval_s" .Values.plugin.refreshIntervalS
+  "max_stale_s" .Values.plugin.maxStaleS -}}
+{{- if eq .Values.token.mode "static" -}}
+{{- $_ := set $c "token_env" .Values.token.envName -}}
+{{- end -}}
+{{- toYaml $c -}}
+{{- end -}}
+
+{{/* The SDS file of the rotating mode: a generic secret read from the mounted token Secret. */}}
+{{- define "kod.tokenSds" -}}
+resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: kube-oidc-discovery-token
+  generic_secret:
+    secret:
+      filename: {{ .Values.token.mountPath }}/token
+{{- end -}}

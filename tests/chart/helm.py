@@ -1,0 +1,97 @@
+"""`helm lint` and `helm template` for the chart without a helm binary: PyPI's helm-python-sdk
+embeds Helm 4's engine.
+
+    python tests/chart/helm.py lint charts/kube-oidc-discovery
+    python tests/chart/helm.py template charts/kube-oidc-discovery [-f values.yaml]... [--set k=v]...
+
+Importable: ``render(chart_dir, values)`` returns the rendered objects (schema-checked first), as
+an install would create them; the chart tests and the Istio e2e test use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import yaml
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "kube-oidc-discovery"
+KUBE_VERSION = "v1.33.0"
+RELEASE = "kod"
+NAMESPACE = "istio-ingress"
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def render_files(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None, *,
+                 release: str = RELEASE, namespace: str = NAMESPACE) -> dict[str, str]:
+    """Template path -> rendered text. Raises helm_python.HelmValuesError on a schema violation."""
+    chart = helm.Chart.load(str(chart_dir))
+    chart.validate_schema(chart.merge_values(values or {}))
+    return chart.render(values or {}, name=release, namespace=namespace, is_install=True)
+
+
+def render(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None, *,
+           release: str = RELEASE, namespace: str = NAMESPACE) -> list[dict]:
+    """The rendered objects (NOTES.txt excluded), in template order."""
+    objs = []
+    for path, text in sorted(render_files(chart_dir, values, release=release, namespace=namespace).items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objs += [o for o in yaml.safe_load_all(text) if o]
+    return objs
+
+
+def notes(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None) -> str:
+    files = render_files(chart_dir, values)
+    return next(text for path, text in files.items() if path.endswith("NOTES.txt"))
+
+
+def lint(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None) -> list[str]:
+    """Strict lint: warnings and errors (not infos such as "icon is recommended"); empty when clean."""
+    report = helm.lint(str(chart_dir), values, strict=True, kube_version=KUBE_VERSION,
+                       namespace=NAMESPACE)
+    return [f"{m.get('path', '')}: {m.get('error', '')}" for m in report.get("messages", [])
+            if m.get("severity", 0) >= 2] + list(report.get("errors") or [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("lint", "template"):
+        p = sub.add_parser(name)
+        p.add_argument("chart", type=Path)
+        p.add_argument("-f", "--values", action="append", default=[], type=Path)
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    values: dict[str, Any] = {}
+    for f in args.values:
+        values = _merge(values, yaml.safe_load(f.read_text()) or {})
+    for s in args.set:
+        values = _merge(values, helm.parse_set_string(s))
+    try:
+        if args.cmd == "lint":
+            findings = lint(args.chart, values)
+            for line in findings:
+                print(line, file=sys.stderr)
+            print(f"{args.chart}: {'FAILED' if findings else 'ok'} (strict, kube {KUBE_VERSION})")
+            return 1 if findings else 0
+        for path, text in sorted(render_files(args.chart, values).items()):
+            if text.strip() and not path.endswith("NOTES.txt"):
+                print(f"---\n# Source: {path}\n{text.strip()}")
+        return 0
+    except helm.HelmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The Helm chart, offline: strict lint, every rendered object valid (core kinds against the
+Kubernetes OpenAPI schemas, Istio and cert-manager kinds against their CRD schemas), the
+security-relevant fields, the schema's rejections, and a pluginConfig the filter itself accepts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import helm_python
+import kubernetes_validate
+import pytest
+
+import helm
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_VALIDATOR = Path(__file__).with_name("validate_crds.mjs")
+K8S_VERSION = "1.33"
+ISTIO_CLUSTER = "outbound|443||kubernetes.default.svc.cluster.local"
+DISCOVERY_ROLE = "system:service-account-issuer-discovery"
+
+EVERYTHING = {
+    "hosts": ["oidc.example.com", "issuer.example.org"],
+    "jwksUri": "https://keys.example.org/openid/v1/jwks",
+    "image": {"sha256": "a" * 64, "pullPolicy": "Always", "pullSecret": "regcred"},
+    "plugin": {"failStrategy": "FAIL_CLOSE", "match": "CLIENT", "timeoutMs": 1500,
+               "refreshIntervalS": 30, "maxStaleS": 3600},
+    "publicGateway": {"create": True, "certificate": {"create": True, "issuerRef": {"name": "letsencrypt"}}},
+}
+VARIANTS = {
+    "defaults": {},
+    "everything": EVERYTHING,
+    "rotating": {"token": {"mode": "rotating"}, "publicGateway": {"create": True}},
+    "target-refs": {"gateway": {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io",
+                                                "name": "public"}]},
+                    "publicGateway": {"gateways": ["istio-ingress/public"]}},
+}
+
+
+def by_kind(objs: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for o in objs:
+        out.setdefault(o["kind"], []).append(o)
+    return out
+
+
+def one(objs: list[dict], kind: str) -> dict:
+    (obj,) = by_kind(objs)[kind]
+    return obj
+
+
+def crd_errors(objs: list[dict]) -> list[str | None]:
+    r = subprocess.run(["node", str(CRD_VALIDATOR)], input=json.dumps(objs), capture_output=True,
+                       text=True, timeout=60, cwd=CRD_VALIDATOR.parent)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def check_config(plugin_config: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The filter's own parser (examples/check_config.rs) on the rendered pluginConfig; the env
+    is the VM's (Istio's vmConfig.env with valueFrom HOST)."""
+    return subprocess.run(["cargo", "run", "-q", "--example", "check_config"], cwd=REPO,
+                          input=json.dumps(plugin_config), capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if k != "KUBE_OIDC_TOKEN"} | env)
+
+
+# ---------------------------------------------------------------------- lint and validity
+def test_strict_lint_is_clean():
+    assert helm.lint() == []
+
+
+def test_lint_catches_a_broken_template(tmp_path):
+    broken = tmp_path / "chart"
+    import shutil
+    shutil.copytree(helm.CHART, broken)
+    (broken / "templates" / "broken.yaml").write_text("kind: ConfigMap\nmetadata: {{ .Values.nope.nope }}\n")
+    assert helm.lint(broken) != []
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_core_objects_are_valid_kubernetes(variant):
+    core = [o for o in helm.render(values=VARIANTS[variant]) if "." not in o["apiVersion"].split("/")[0]
+            or o["apiVersion"].startswith("rbac.authorization.k8s.io")]
+    assert {o["kind"] for o in core} >= {"ServiceAccount", "ClusterRoleBinding", "Secret"}
+    for o in core:
+        kubernetes_validate.validate(o, K8S_VERSION, strict=True)
+
+
+def test_core_validation_can_fail():
+    sa = one(helm.render(), "ServiceAccount")
+    sa["automountServiceAccountToken"] = "no"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(sa, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_istio_and_cert_manager_objects_match_their_crd_schemas(variant):
+    objs = [o for o in helm.render(values=VARIANTS[variant])
+            if o["apiVersion"].split("/")[0].endswith(("istio.io", "cert-manager.io"))]
+    assert objs
+    errors = crd_errors(objs)
+    assert errors == [None] * len(objs), list(zip([o["kind"] for o in objs], errors))
+
+
+def test_crd_validation_can_fail():
+    objs = helm.render(values=EVERYTHING)
+    wp, dr = one(objs, "WasmPlugin"), one(objs, "DestinationRule")
+    wp["spec"]["failStrategy"] = "FAIL_SOMETIMES"
+    dr["spec"]["trafficPolicy"]["tls"]["mode"] = "SIMPLEST"
+    errors = crd_errors([wp, dr])
+    assert "failStrategy" in errors[0] and "tls/mode" in errors[1], errors
+
+
+def test_every_variant_renders_the_expected_kinds():
+    kinds = {v: sorted(o["kind"] for o in helm.render(values=VARIANTS[v])) for v in VARIANTS}
+    assert kinds["defaults"] == ["ClusterRoleBinding", "DestinationRule", "Secret", "ServiceAccount", "WasmPlugin"]
+    assert kinds["everything"] == ["Certificate", "ClusterRoleBinding", "DestinationRule", "Gateway", "Secret",
+                                   "ServiceAccount", "VirtualService", "WasmPlugin"]
+    assert kinds["rotating"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "Gateway",
+                                 "Secret", "ServiceAccount", "VirtualService", "WasmPlugin"]
+    assert "VirtualService" in kinds["target-refs"] and "Gateway" not in kinds["target-refs"]
+
+
+# ---------------------------------------------------------------------- what matters
+def test_destination_rule_originates_verified_tls_for_the_gateway_only():
+    dr = one(helm.render(), "DestinationRule")
+    assert dr["metadata"]["namespace"] == helm.NAMESPACE
+    assert dr["spec"]["host"] == "kubernetes.default.svc.cluster.local"
+    assert dr["spec"]["exportTo"] == ["."]
+    assert dr["spec"]["workloadSelector"] == {"matchLabels": {"istio": "ingressgateway"}}
+    assert dr["spec"]["trafficPolicy"]["tls"] == {
+        "mode": "SIMPLE",
+        "caCertificates": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        "sni": "kubernetes.default.svc",
+        "subjectAltNames": ["kubernetes.default.svc"],
+    }
+
+
+def test_least_privilege_a_dedicated_account_bound_only_to_the_discovery_role():
+    objs = helm.render()
+    kinds = by_kind(objs)
+    assert not {"Role", "ClusterRole", "RoleBinding"} & set(kinds)
+    (sa,) = kinds["ServiceAccount"]
+    (crb,) = kinds["ClusterRoleBinding"]
+    assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": DISCOVERY_ROLE}
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                "namespace": helm.NAMESPACE}]
+    assert sa["metadata"]["name"] not in ("istio-ingressgateway", "istio-ingressgateway-service-account", "default")
+    (secret,) = kinds["Secret"]
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": sa["metadata"]["name"]}
+    assert "data" not in secret and "stringData" not in secret  # the token controller fills it
+
+
+def test_wasm_plugin_answers_first_fails_open_and_gets_the_token_from_the_host():
+    wp = one(helm.render(), "WasmPlugin")["spec"]
+    assert wp["phase"] == "AUTHN" and wp["priority"] >= 1000
+    assert wp["failStrategy"] == "FAIL_OPEN"
+    assert wp["selector"] == {"matchLabels": {"istio": "ingressgateway"}}
+    assert wp["vmConfig"] == {"env": [{"name": "KUBE_OIDC_TOKEN", "valueFrom": "HOST"}]}
+    assert wp["pluginConfig"]["token_env"] == "KUBE_OIDC_TOKEN"
+    assert wp["pluginConfig"]["cluster"] == ISTIO_CLUSTER
+    assert wp["pluginConfig"]["jwks_uri"] == "https://oidc.example.com/openid/v1/jwks"
+
+
+def test_image_pinning_and_pull_settings():
+    wp = one(helm.render(values=EVERYTHING), "WasmPlugin")["spec"]
+    assert (wp["sha256"], wp["imagePullPolicy"], wp["imagePullSecret"]) == ("a" * 64, "Always", "regcred")
+    assert not {"sha256", "imagePullPolicy", "imagePullSecret"} & set(one(helm.render(), "WasmPlugin")["spec"])
+
+
+def test_rotating_mode_injects_the_token_in_envoy_not_in_the_filter():
+    objs = helm.render(values=VARIANTS["rotating"])
+    wp = one(objs, "WasmPlugin")["spec"]
+    assert "token_env" not in wp["pluginConfig"] and "vmConfig" not in wp
+    ef = one(objs, "EnvoyFilter")["spec"]
+    assert ef["workloadSelector"] == {"labels": {"istio": "ingressgateway"}}
+    (patch,) = ef["configPatches"]
+    assert patch["applyTo"] == "CLUSTER" and patch["match"]["cluster"]["name"] == ISTIO_CLUSTER
+    opts = patch["patch"]["value"]["typed_extension_protocol_options"]
+    filters = opts["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]
+    assert [f["name"] for f in filters] == ["envoy.filters.http.credential_injector",
+                                            "envoy.filters.http.upstream_codec"]
+    sds = filters[0]["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]["path_config_source"]
+    assert sds == {"path": "/etc/kube-oidc-discovery/token-sds.yaml",
+                   "watched_directory": {"path": "/var/run/secrets/kube-oidc-discovery"}}
+    cm = one(objs, "ConfigMap")
+    import yaml
+    sds_file = yaml.safe_load(cm["data"]["token-sds.yaml"])
+    assert sds_file["resources"][0]["generic_secret"]["secret"]["filename"] == "/var/run/secrets/kube-oidc-discovery/token"
+
+
+def test_public_host_routes_are_all_404():
+    objs = helm.render(values=EVERYTHING)
+    vs, gw, cert = one(objs, "VirtualService"), one(objs, "Gateway"), one(objs, "Certificate")
+    assert vs["spec"]["hosts"] == EVERYTHING["hosts"] == gw["spec"]["servers"][0]["hosts"] == cert["spec"]["dnsNames"]
+    assert vs["spec"]["gateways"] == [gw["metadata"]["name"]]
+    for route in vs["spec"]["http"]:
+        assert route["directResponse"]["status"] == 404 and "route" not in route and "match" not in route
+    assert gw["spec"]["servers"][0]["tls"] == {"mode": "SIMPLE", "credentialName": cert["spec"]["secretName"]}
+
+
+# ---------------------------------------------------------------------- the filter accepts it
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_plugin_config_is_accepted_by_the_filter(variant):
+    wp = one(helm.render(values=VARIANTS[variant]), "WasmPlugin")["spec"]
+    env = {e["name"]: "eyJ.test.token" for e in wp.get("vmConfig", {}).get("env", []) if e["valueFrom"] == "HOST"}
+    r = check_config(wp["pluginConfig"], env)
+    assert r.returncode == 0, r.stderr
+    assert ISTIO_CLUSTER in r.stdout
+
+
+def test_the_filter_check_runs_it_rejects_a_missing_token_variable():
+    wp = one(helm.render(), "WasmPlugin")["spec"]
+    r = check_config(wp["pluginConfig"], {})
+    assert r.returncode == 1 and "KUBE_OIDC_TOKEN" in r.stderr
+
+
+# ---------------------------------------------------------------------- the schema
+BAD_VALUES = {
+    "no-hosts": ({"hosts": []}, "/hosts"),
+    "host-with-scheme": ({"hosts": ["https://oidc.example.com"]}, "/hosts/0"),
+    "http-jwks-uri": ({"jwksUri": "http://oidc.example.com/openid/v1/jwks"}, "/jwksUri"),
+    "fail-sometimes": ({"plugin": {"failStrategy": "FAIL_SOMETIMES"}}, "/plugin/failStrategy"),
+    "server-mode": ({"plugin": {"match": "SERVER"}}, "/plugin/match"),
+    "timeout-zero": ({"plugin": {"timeoutMs": 0}}, "/plugin/timeoutMs"),
+    "refresh-too-short": ({"plugin": {"refreshIntervalS": 4}}, "/plugin/refreshIntervalS"),
+    "stale-too-long": ({"plugin": {"maxStaleS": 31536001}}, "/plugin/maxStaleS"),
+    "short-sha": ({"image": {"sha256": "abc"}}, "/image/sha256"),
+    "pull-never": ({"image": {"pullPolicy": "Never"}}, "/image/pullPolicy"),
+    "unknown-key": ({"plugin": {"timeout": 5}}, "/plugin"),
+    "unknown-top-key": ({"tokenEnv": "X"}, "additional"),
+    "token-mode": ({"token": {"mode": "projected"}}, "/token/mode"),
+    "env-name": ({"token": {"envName": "1-TOKEN"}}, "/token/envName"),
+    "selector-not-string": ({"gateway": {"selector": {"istio": 1}}}, "/gateway/selector/istio"),
+    "cert-without-issuer": ({"publicGateway": {"create": True, "certificate": {"create": True}}},
+                            "/publicGateway/certificate/issuerRef/name"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_schema_rejects_bad_values(case):
+    values, where = BAD_VALUES[case]
+    with pytest.raises(helm_python.HelmError) as e:
+        helm.render(values=values)
+    assert where in str(e.value), str(e.value)
+
+
+def test_notes_show_the_token_patch_and_the_curl_lines():
+    text = helm.notes(values={"hosts": ["a.example.com", "b.example.com"]})
+    assert "curl -s https://a.example.com/.well-known/openid-configuration" in text
+    assert "curl -s https://b.example.com/openid/v1/jwks" in text
+    assert '"secretKeyRef":{"name":"kod-kube-oidc-discovery-token","key":"token"}' in text
+    assert '"name":"KUBE_OIDC_TOKEN"' in text
+    rotating = helm.notes(values={"token": {"mode": "rotating"}})
+    assert '"mountPath":"/var/run/secrets/kube-oidc-discovery"' in rotating and "secretKeyRef" not in rotating
+    for t in (text, rotating):  # the patch in the notes is valid JSON
+        patch = t.split("-p '", 1)[1].split("'", 1)[0]
+        json.loads(patch)
