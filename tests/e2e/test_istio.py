@@ -83,3 +83,69 @@ def test_token_never_in_the_trace_log(make_stack):
     assert "[trace][wasm]" in log
     assert s.fake.last(JWKS).header("authorization") == f"Bearer {s.token}"
     assert s.token not in log
+
+
+# ---------------------------------------------------------------------- tied to the Helm chart
+def _chart():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
+    import helm
+    return helm
+
+
+def _rendered(values: dict | None = None) -> dict[str, dict]:
+    return {o["kind"]: o for o in _chart().render(values=values)}
+
+
+def test_the_istio_config_is_what_the_chart_renders():
+    objs = _rendered()
+    wp, dr = objs["WasmPlugin"]["spec"], objs["DestinationRule"]["spec"]
+    cfg = cfgmod.load(ISTIO)
+    assert cfgmod.plugin_config(cfg) == wp["pluginConfig"]
+    host_keys = [e["name"] for e in wp["vmConfig"]["env"] if e["valueFrom"] == "HOST"]
+    assert cfgmod.wasm_plugin(cfg)["vm_config"]["environment_variables"]["host_env_keys"] == host_keys
+    assert ISTIO_CLUSTER == f"outbound|443||{dr['host']}"
+    tls = cfgmod.tls_context(cfg, ISTIO_CLUSTER)
+    assert tls["sni"] == dr["trafficPolicy"]["tls"]["sni"]
+    vc = tls["common_tls_context"]["validation_context"]
+    assert vc["trusted_ca"]["filename"] == dr["trafficPolicy"]["tls"]["caCertificates"]
+    assert [m["matcher"]["exact"] for m in vc["match_typed_subject_alt_names"]] == \
+        dr["trafficPolicy"]["tls"]["subjectAltNames"]
+
+
+def _merge(base: dict, patch: dict) -> None:
+    """An EnvoyFilter MERGE of plain maps (what the patch here needs)."""
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def test_rotating_mode_from_the_chart_uses_a_swapped_token_without_a_restart(make_stack):
+    from harness.stack import new_token
+    objs = _rendered({"token": {"mode": "rotating"}, "plugin": {"refreshIntervalS": 5}})
+    wp, ef, cm = objs["WasmPlugin"]["spec"], objs["EnvoyFilter"]["spec"], objs["ConfigMap"]
+    cfg = cfgmod.load(ISTIO)
+    # what istiod does with the chart's objects in this mode
+    cfgmod.set_plugin_config(cfg, wp["pluginConfig"])
+    cfgmod.wasm_plugin(cfg)["vm_config"]["environment_variables"].pop("host_env_keys")
+    (patch,) = ef["configPatches"]
+    assert patch["patch"]["operation"] == "MERGE"
+    _merge(cfgmod.cluster(cfg, patch["match"]["cluster"]["name"]), patch["patch"]["value"])
+    gen = cfgmod.generic_credential(cfg, ISTIO_CLUSTER)
+    assert gen["credential"]["name"] in cm["data"]["token-sds.yaml"]
+    # the mounted Secret and ConfigMap become the test's token directory and SDS file
+    s = make_stack(ISTIO, base_cfg=cfg)
+    assert "token_env" not in cfgmod.plugin_config(s.cfg)
+    assert s.get(JWKS, host=HOST).status == 200
+    assert s.fake.last(JWKS).header("authorization") == f"Bearer {s.token}"
+    new = new_token()
+    s.tokens.write_token(new)  # the kubelet's ..data swap of the Secret volume
+    s.fake.set_token(new)
+    seen = len(s.fake.history)
+    poll(lambda: len(s.fake.history) > seen, 12, what="the next refresh")
+    for rec in s.fake.history[seen:]:
+        assert_exact_upstream_request(rec, new)
+    assert s.get(JWKS, host=HOST).status == 200
