@@ -259,3 +259,39 @@ def test_notes_show_the_token_patch_and_the_curl_lines():
     for t in (text, rotating):  # the patch in the notes is valid JSON
         patch = t.split("-p '", 1)[1].split("'", 1)[0]
         json.loads(patch)
+
+
+# ---------------------------------------------------------------------- the docs say what the chart does
+README = helm.CHART / "README.md"
+
+
+def _leaf_keys(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        if isinstance(v, dict) and v and k not in ("selector", "issuerRef"):
+            out |= _leaf_keys(v, f"{prefix}{k}.")
+        else:
+            out.add(prefix + k)
+    return out
+
+
+def test_readme_values_table_lists_every_value():
+    import re
+    import yaml
+    defaults = yaml.safe_load((helm.CHART / "values.yaml").read_text())
+    table = README.read_text().split("## Values", 1)[1]
+    documented = set(re.findall(r"^\| `([a-zA-Z0-9.]+)` \|", table, re.M))
+    assert documented == _leaf_keys(defaults)
+
+
+def test_readme_gateway_values_for_rotating_mode_name_the_rendered_objects():
+    import re
+    import yaml
+    block = re.search(r"```yaml\n(volumes:.*?)```", README.read_text(), re.S).group(1)
+    snippet = yaml.safe_load(block)
+    objs = helm.render(values={"token": {"mode": "rotating"}})
+    vols = {v["name"]: v for v in snippet["volumes"]}
+    assert vols["kod-token"]["secret"]["secretName"] == one(objs, "Secret")["metadata"]["name"]
+    assert vols["kod-token-sds"]["configMap"]["name"] == one(objs, "ConfigMap")["metadata"]["name"]
+    mounts = {m["name"]: m["mountPath"] for m in snippet["volumeMounts"]}
+    assert mounts == {"kod-token": "/var/run/secrets/kube-oidc-discovery", "kod-token-sds": "/etc/kube-oidc-discovery"}
