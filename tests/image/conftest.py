@@ -1,8 +1,11 @@
-"""Fixtures of the image tests: the built filter, and Debian's docker-registry on 127.0.0.1,
-started for the session and always stopped."""
+"""Fixtures of the image tests: the built filter, the tools, and Debian's docker-registry on
+127.0.0.1 (plain HTTP, no auth, storage in a temp dir), started for the session and always
+stopped."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,15 +17,37 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "charts" / "image"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
+INSTALL_HINT = "run `make tools-apt` (apt-get install -y docker-registry skopeo)"
 
 
 @pytest.fixture(scope="session")
-def wasm() -> bytes:
-    if not WASM.exists():
-        pytest.fail(f"{WASM} is missing: run `make build` (make test and make oci-test do)")
-    return WASM.read_bytes()
+def wasm_path() -> Path:
+    if not WASM.is_file():
+        pytest.fail(f"{WASM} is missing: run `make build` first (`make oci-test` and `make test` do)")
+    return WASM
+
+
+@pytest.fixture(scope="session")
+def wasm(wasm_path) -> bytes:
+    data = wasm_path.read_bytes()
+    if data[:4] != b"\0asm":
+        pytest.fail(f"{wasm_path} is not a Wasm module: run `make build`")
+    return data
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+    if not path:
+        pytest.fail(f"{name} is not installed: {INSTALL_HINT}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def skopeo_bin() -> str:
+    return _tool("skopeo")
 
 
 def _free_port() -> int:
@@ -31,39 +56,68 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory):
-    """``host:port`` of a plain-HTTP registry on loopback with storage in a temp dir."""
-    work = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    cfg = work / "config.yml"
-    cfg.write_text(
-        "version: 0.1\n"
-        "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {work / 'data'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    log = open(work / "registry.log", "wb")
-    proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
-    addr = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{addr}/v2/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("docker-registry did not come up:\n" + (work / "registry.log").read_text())
-            time.sleep(0.1)
-        yield addr
-    finally:
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def _start_registry(binary: str, work: Path) -> tuple[subprocess.Popen, str]:
+    """One attempt on a fresh port; the caller stops the process whatever happens."""
+    port = _free_port()
+    data = work / f"data-{port}"
+    cfg = work / f"config-{port}.yml"
+    cfg.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: '{data}'}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+    )
+    # the registry would read REGISTRY_* variables over its config file
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    log = open(work / f"registry-{port}.log", "wb")
+    try:
+        proc = subprocess.Popen([binary, "serve", str(cfg)], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    finally:
         log.close()
+    return proc, f"127.0.0.1:{port}"
+
+
+def _wait_up(proc: subprocess.Popen, addr: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://{addr}/v2/", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """``host:port`` of a plain-HTTP registry on 127.0.0.1."""
+    binary = _tool("docker-registry")
+    work = tmp_path_factory.mktemp("registry")
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(3):  # another process may take the free port before the registry binds it
+            proc, addr = _start_registry(binary, work)
+            procs.append(proc)
+            if _wait_up(proc, addr, 20):
+                break
+            _stop(proc)
+        else:
+            logs = "\n".join(p.read_text(errors="replace") for p in sorted(work.glob("registry-*.log")))
+            pytest.fail(f"docker-registry did not answer on /v2/:\n{logs}")
+        yield addr
+    finally:
+        for proc in procs:
+            _stop(proc)
