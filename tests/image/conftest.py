@@ -66,6 +66,17 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process dies, even if pytest is killed
+    before its finalizers run (Linux prctl PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+    except Exception:
+        pass
+
+
 def _start_registry(binary: str, work: Path) -> tuple[subprocess.Popen, str]:
     """One attempt on a fresh port; the caller stops the process whatever happens."""
     port = _free_port()
@@ -82,7 +93,8 @@ def _start_registry(binary: str, work: Path) -> tuple[subprocess.Popen, str]:
     log = open(work / f"registry-{port}.log", "wb")
     try:
         proc = subprocess.Popen([binary, "serve", str(cfg)], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     finally:
         log.close()
     return proc, f"127.0.0.1:{port}"
