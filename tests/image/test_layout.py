@@ -288,3 +288,14 @@ def test_istio_reading_accepts_and_rejects_what_istio_does(tmp_path, wasm):
     rewrite(root, tar=tar_of(entry("module.wasm", wasm)))
     with pytest.raises(Rejected, match="plugin.wasm not found"):
         read()
+
+
+def test_the_dockerfile_makes_one_layer_of_plugin_wasm():
+    """No Docker here: the Dockerfile must stay FROM scratch plus a single COPY of plugin.wasm
+    (Istio reads only the last layer), and the build context must hold nothing else."""
+    here = SCRIPT.parent
+    steps = [ln.split() for ln in (here / "Dockerfile").read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    assert steps == [["FROM", "scratch"], ["COPY", "plugin.wasm", "./"]]
+    ignore = [ln for ln in (here / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert ignore == ["*", "!plugin.wasm"]
