@@ -36,6 +36,10 @@ VARIANTS = {
     "target-refs": {"gateway": {"targetRefs": [{"kind": "Gateway", "group": "gateway.networking.k8s.io",
                                                 "name": "public"}]},
                     "publicGateway": {"gateways": ["istio-ingress/public"]}},
+    # a gateway installed as in Istio's Helm guide: helm install istio-ingress istio/gateway -n istio-ingress
+    "projected": {"token": {"mode": "projected"},
+                  "gateway": {"selector": {"istio": "ingress"}, "deploymentName": "istio-ingress",
+                              "serviceAccount": "istio-ingress"}},
 }
 
 
@@ -67,8 +71,9 @@ def check_config(plugin_config: dict, env: dict[str, str]) -> subprocess.Complet
 
 
 # ---------------------------------------------------------------------- lint and validity
-def test_strict_lint_is_clean():
-    assert helm.lint() == []
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_strict_lint_is_clean(variant):
+    assert helm.lint(values=VARIANTS[variant]) == []
 
 
 def test_lint_catches_a_broken_template(tmp_path):
@@ -83,7 +88,9 @@ def test_lint_catches_a_broken_template(tmp_path):
 def test_core_objects_are_valid_kubernetes(variant):
     core = [o for o in helm.render(values=VARIANTS[variant]) if "." not in o["apiVersion"].split("/")[0]
             or o["apiVersion"].startswith("rbac.authorization.k8s.io")]
-    assert {o["kind"] for o in core} >= {"ServiceAccount", "ClusterRoleBinding", "Secret"}
+    assert {o["kind"] for o in core} >= {"ClusterRoleBinding"}
+    assert len(core) == len([o for o in helm.render(values=VARIANTS[variant])
+                             if o["kind"] in ("ServiceAccount", "ClusterRoleBinding", "Secret", "ConfigMap")])
     for o in core:
         kubernetes_validate.validate(o, K8S_VERSION, strict=True)
 
@@ -121,6 +128,7 @@ def test_every_variant_renders_the_expected_kinds():
     assert kinds["rotating"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "Gateway",
                                  "Secret", "ServiceAccount", "VirtualService", "WasmPlugin"]
     assert "VirtualService" in kinds["target-refs"] and "Gateway" not in kinds["target-refs"]
+    assert kinds["projected"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "WasmPlugin"]
 
 
 # ---------------------------------------------------------------------- what matters
@@ -138,8 +146,9 @@ def test_destination_rule_originates_verified_tls_for_the_gateway_only():
     }
 
 
-def test_least_privilege_a_dedicated_account_bound_only_to_the_discovery_role():
-    objs = helm.render()
+@pytest.mark.parametrize("variant", ["defaults", "everything", "rotating"])
+def test_least_privilege_a_dedicated_account_bound_only_to_the_discovery_role(variant):
+    objs = helm.render(values=VARIANTS[variant])
     kinds = by_kind(objs)
     assert not {"Role", "ClusterRole", "RoleBinding"} & set(kinds)
     (sa,) = kinds["ServiceAccount"]
@@ -152,6 +161,16 @@ def test_least_privilege_a_dedicated_account_bound_only_to_the_discovery_role():
     assert secret["type"] == "kubernetes.io/service-account-token"
     assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": sa["metadata"]["name"]}
     assert "data" not in secret and "stringData" not in secret  # the token controller fills it
+    assert sa.get("automountServiceAccountToken") is False
+
+
+def test_projected_mode_binds_only_the_gateways_own_account():
+    values = VARIANTS["projected"]
+    kinds = by_kind(helm.render(values=values))
+    assert not {"Role", "ClusterRole", "RoleBinding", "ServiceAccount", "Secret"} & set(kinds)
+    (crb,) = kinds["ClusterRoleBinding"]
+    assert crb["roleRef"]["name"] == DISCOVERY_ROLE
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "istio-ingress", "namespace": helm.NAMESPACE}]
 
 
 def test_wasm_plugin_answers_first_fails_open_and_gets_the_token_from_the_host():
@@ -171,12 +190,19 @@ def test_image_pinning_and_pull_settings():
     assert not {"sha256", "imagePullPolicy", "imagePullSecret"} & set(one(helm.render(), "WasmPlugin")["spec"])
 
 
-def test_rotating_mode_injects_the_token_in_envoy_not_in_the_filter():
-    objs = helm.render(values=VARIANTS["rotating"])
+@pytest.mark.parametrize("variant, token_dir", [
+    ("rotating", "/var/run/secrets/kube-oidc-discovery"),  # the mounted token Secret
+    ("projected", "/var/run/secrets/kubernetes.io/serviceaccount"),  # the gateway's own token
+])
+def test_injected_modes_add_the_token_in_envoy_not_in_the_filter(variant, token_dir):
+    objs = helm.render(values=VARIANTS[variant])
+    selector = VARIANTS[variant].get("gateway", {}).get("selector", {"istio": "ingressgateway"})
     wp = one(objs, "WasmPlugin")["spec"]
     assert "token_env" not in wp["pluginConfig"] and "vmConfig" not in wp
-    ef = one(objs, "EnvoyFilter")["spec"]
-    assert ef["workloadSelector"] == {"labels": {"istio": "ingressgateway"}}
+    ef = one(objs, "EnvoyFilter")
+    assert ef["metadata"]["namespace"] == helm.NAMESPACE
+    ef = ef["spec"]
+    assert ef["workloadSelector"] == {"labels": selector}
     (patch,) = ef["configPatches"]
     assert patch["applyTo"] == "CLUSTER" and patch["match"]["cluster"]["name"] == ISTIO_CLUSTER
     opts = patch["patch"]["value"]["typed_extension_protocol_options"]
@@ -184,12 +210,13 @@ def test_rotating_mode_injects_the_token_in_envoy_not_in_the_filter():
     assert [f["name"] for f in filters] == ["envoy.filters.http.credential_injector",
                                             "envoy.filters.http.upstream_codec"]
     sds = filters[0]["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]["path_config_source"]
-    assert sds == {"path": "/etc/kube-oidc-discovery/token-sds.yaml",
-                   "watched_directory": {"path": "/var/run/secrets/kube-oidc-discovery"}}
+    assert sds == {"path": "/etc/kube-oidc-discovery/token-sds.yaml", "watched_directory": {"path": token_dir}}
+    assert filters[0]["typed_config"]["credential"]["typed_config"]["header_value_prefix"] == "Bearer "
     cm = one(objs, "ConfigMap")
     import yaml
-    sds_file = yaml.safe_load(cm["data"]["token-sds.yaml"])
-    assert sds_file["resources"][0]["generic_secret"]["secret"]["filename"] == "/var/run/secrets/kube-oidc-discovery/token"
+    (secret,) = yaml.safe_load(cm["data"]["token-sds.yaml"])["resources"]
+    assert secret["generic_secret"]["secret"]["filename"] == f"{token_dir}/token"
+    assert secret["name"] == filters[0]["typed_config"]["credential"]["typed_config"]["credential"]["name"]
 
 
 def test_public_host_routes_are_all_404():
@@ -232,7 +259,10 @@ BAD_VALUES = {
     "pull-never": ({"image": {"pullPolicy": "Never"}}, "/image/pullPolicy"),
     "unknown-key": ({"plugin": {"timeout": 5}}, "/plugin"),
     "unknown-top-key": ({"tokenEnv": "X"}, "additional"),
-    "token-mode": ({"token": {"mode": "projected"}}, "/token/mode"),
+    "token-mode": ({"token": {"mode": "sidecar"}}, "/token/mode"),
+    "projected-without-account": ({"token": {"mode": "projected"}}, "/gateway/serviceAccount"),
+    "deployment-name": ({"gateway": {"deploymentName": "Istio Ingress"}}, "/gateway/deploymentName"),
+    "empty-selector": ({"gateway": {"selector": {"istio": None}}}, "/gateway/selector"),  # null deletes
     "env-name": ({"token": {"envName": "1-TOKEN"}}, "/token/envName"),
     "selector-not-string": ({"gateway": {"selector": {"istio": 1}}}, "/gateway/selector/istio"),
     "cert-without-issuer": ({"publicGateway": {"create": True, "certificate": {"create": True}}},
@@ -248,17 +278,54 @@ def test_schema_rejects_bad_values(case):
     assert where in str(e.value), str(e.value)
 
 
-def test_notes_show_the_token_patch_and_the_curl_lines():
+def _notes_patch(text: str) -> tuple[str, dict]:
+    """The `kubectl patch deployment NAME ... -p '<json>'` line of the NOTES: NAME and the patch."""
+    cmd, rest = text.split("kubectl -n ", 1)[1].split(" -p '", 1)
+    return cmd.split()[3], json.loads(rest.split("'", 1)[0])
+
+
+def test_notes_show_the_curl_lines_and_metrics_for_the_gateway():
     text = helm.notes(values={"hosts": ["a.example.com", "b.example.com"]})
-    assert "curl -s https://a.example.com/.well-known/openid-configuration" in text
-    assert "curl -s https://b.example.com/openid/v1/jwks" in text
-    assert '"secretKeyRef":{"name":"kod-kube-oidc-discovery-token","key":"token"}' in text
-    assert '"name":"KUBE_OIDC_TOKEN"' in text
-    rotating = helm.notes(values={"token": {"mode": "rotating"}})
-    assert '"mountPath":"/var/run/secrets/kube-oidc-discovery"' in rotating and "secretKeyRef" not in rotating
-    for t in (text, rotating):  # the patch in the notes is valid JSON
-        patch = t.split("-p '", 1)[1].split("'", 1)[0]
-        json.loads(patch)
+    for host in ("a.example.com", "b.example.com"):
+        assert f"curl -s https://{host}/.well-known/openid-configuration" in text
+        assert f"curl -s https://{host}/openid/v1/jwks" in text
+    assert f"kubectl -n {helm.NAMESPACE} exec deploy/istio-ingressgateway -c istio-proxy" in text
+    assert "pilot-agent request GET stats/prometheus" in text
+
+
+@pytest.mark.parametrize("variant", ["defaults", "rotating", "projected"])
+def test_notes_patch_the_gateway_with_the_rendered_names(variant):
+    values = VARIANTS[variant]
+    objs = by_kind(helm.render(values=values))
+    deployment, patch = _notes_patch(helm.notes(values=values))
+    assert deployment == values.get("gateway", {}).get("deploymentName", "istio-ingressgateway")
+    pod = patch["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["name"] == "istio-proxy"
+    if variant == "defaults":
+        secret = objs["Secret"][0]["metadata"]["name"]
+        assert container["env"] == [{"name": "KUBE_OIDC_TOKEN",
+                                     "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}]
+        assert "volumes" not in pod
+        return
+    assert "env" not in container
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert volumes["kod-token-sds"]["configMap"]["name"] == objs["ConfigMap"][0]["metadata"]["name"]
+    assert mounts["kod-token-sds"] + "/token-sds.yaml" == \
+        _sds_source(objs["EnvoyFilter"][0])["path"]
+    if variant == "rotating":
+        assert volumes["kod-token"]["secret"]["secretName"] == objs["Secret"][0]["metadata"]["name"]
+        assert mounts["kod-token"] == _sds_source(objs["EnvoyFilter"][0])["watched_directory"]["path"]
+    else:
+        assert set(volumes) == set(mounts) == {"kod-token-sds"}
+
+
+def _sds_source(ef: dict) -> dict:
+    (patch,) = ef["spec"]["configPatches"]
+    opts = patch["patch"]["value"]["typed_extension_protocol_options"]
+    injector = opts["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]
+    return injector["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]["path_config_source"]
 
 
 # ---------------------------------------------------------------------- the docs say what the chart does
@@ -295,3 +362,15 @@ def test_readme_gateway_values_for_rotating_mode_name_the_rendered_objects():
     assert vols["kod-token-sds"]["configMap"]["name"] == one(objs, "ConfigMap")["metadata"]["name"]
     mounts = {m["name"]: m["mountPath"] for m in snippet["volumeMounts"]}
     assert mounts == {"kod-token": "/var/run/secrets/kube-oidc-discovery", "kod-token-sds": "/etc/kube-oidc-discovery"}
+
+
+def test_readme_static_mode_snippets_match_the_notes_and_the_rendered_secret():
+    import re
+    import yaml
+    text = README.read_text()
+    snippet = yaml.safe_load(re.search(r"```yaml\n(envVarFrom:.*?)```", text, re.S).group(1))
+    secret = one(helm.render(), "Secret")["metadata"]["name"]
+    assert snippet["envVarFrom"] == [{"name": "KUBE_OIDC_TOKEN",
+                                      "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}]
+    readme_patch = _notes_patch(text.split("### static", 1)[1])
+    assert readme_patch == _notes_patch(helm.notes())

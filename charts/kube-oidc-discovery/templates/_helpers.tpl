@@ -46,12 +46,36 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- toYaml $c -}}
 {{- end -}}
 
-{{/* The SDS file of the rotating mode: a generic secret read from the mounted token Secret. */}}
+{{/* Envoy injects the token itself (credential_injector): modes rotating and projected. */}}
+{{- define "kod.injected" -}}
+{{- if has .Values.token.mode (list "rotating" "projected") }}true{{ end -}}
+{{- end -}}
+
+{{/* The directory holding the token file that Envoy watches: the mounted token Secret
+(rotating) or the gateway's own projected service-account volume (projected). */}}
+{{- define "kod.tokenDir" -}}
+{{- if eq .Values.token.mode "projected" -}}
+/var/run/secrets/kubernetes.io/serviceaccount
+{{- else -}}
+{{- .Values.token.mountPath -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The SDS file of the injected modes: a generic secret read from the token file. */}}
 {{- define "kod.tokenSds" -}}
 resources:
 - "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
   name: kube-oidc-discovery-token
   generic_secret:
     secret:
-      filename: {{ .Values.token.mountPath }}/token
+      filename: {{ include "kod.tokenDir" . }}/token
+{{- end -}}
+
+{{/* The account whose token reaches the API server: the dedicated one, or the gateway's. */}}
+{{- define "kod.tokenAccount" -}}
+{{- if eq .Values.token.mode "projected" -}}
+{{- required "gateway.serviceAccount is required with token.mode projected" .Values.gateway.serviceAccount -}}
+{{- else -}}
+{{- include "kod.serviceAccount" . -}}
+{{- end -}}
 {{- end -}}
