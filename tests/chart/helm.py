@@ -1,11 +1,16 @@
-"""`helm lint` and `helm template` for the chart without a helm binary: PyPI's helm-python-sdk
-embeds Helm 4's engine.
+"""`helm lint --strict` and `helm template` without a helm binary (Helm 4's engine, helm-python-sdk).
 
     python tests/chart/helm.py lint charts/kube-oidc-discovery
     python tests/chart/helm.py template charts/kube-oidc-discovery [-f values.yaml]... [--set k=v]...
 
-Importable: ``render(chart_dir, values)`` returns the rendered objects (schema-checked first), as
-an install would create them; the chart tests and the Istio e2e test use it.
+Importable (stable; the chart tests and the Istio e2e test use it):
+
+    render(chart_dir=CHART, values=None, *, release="kod", namespace="istio-ingress") -> list[dict]
+        the objects an install would create, NOTES.txt excluded; `values` are user values merged
+        over values.yaml like `helm install -f`. Raises helm_python.HelmError (HelmValuesError for
+        a values.schema.json violation, naming the field) before rendering anything.
+    notes(chart_dir=CHART, values=None, *, release=..., namespace=...) -> str   NOTES.txt
+    lint(chart_dir=CHART, values=None) -> list[str]   strict lint findings; [] when clean
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ def render(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None, 
     return objs
 
 
-def notes(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None) -> str:
-    files = render_files(chart_dir, values)
+def notes(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None, *,
+          release: str = RELEASE, namespace: str = NAMESPACE) -> str:
+    """The rendered NOTES.txt."""
+    files = render_files(chart_dir, values, release=release, namespace=namespace)
     return next(text for path, text in files.items() if path.endswith("NOTES.txt"))
 
 

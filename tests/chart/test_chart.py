@@ -84,6 +84,31 @@ def test_lint_catches_a_broken_template(tmp_path):
     assert helm.lint(broken) != []
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    import sys
+    return subprocess.run([sys.executable, str(Path(helm.__file__)), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_cli_template_renders_like_helm_template_and_lint_fails_on_errors(tmp_path):
+    import yaml
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"token": {"mode": "rotating"}}))
+    r = _cli("template", str(helm.CHART), "-f", str(values), "--set", "hosts={a.example.com}")
+    assert r.returncode == 0, r.stderr
+    objs = [o for o in yaml.safe_load_all(r.stdout) if o]
+    assert objs == helm.render(values={"token": {"mode": "rotating"}, "hosts": ["a.example.com"]})
+    r = _cli("template", str(helm.CHART), "--set", "plugin.timeoutMs=0")
+    assert r.returncode == 1 and "/plugin/timeoutMs" in r.stderr
+    assert _cli("lint", str(helm.CHART)).returncode == 0
+    broken = tmp_path / "chart"
+    import shutil
+    shutil.copytree(helm.CHART, broken)
+    (broken / "Chart.yaml").write_text((broken / "Chart.yaml").read_text().replace("version: 0.1.0", "version: x"))
+    r = _cli("lint", str(broken))
+    assert r.returncode == 1 and "FAILED" in r.stdout, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_core_objects_are_valid_kubernetes(variant):
     core = [o for o in helm.render(values=VARIANTS[variant]) if "." not in o["apiVersion"].split("/")[0]
