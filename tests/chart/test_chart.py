@@ -278,6 +278,8 @@ BAD_VALUES = {
     "fail-sometimes": ({"plugin": {"failStrategy": "FAIL_SOMETIMES"}}, "/plugin/failStrategy"),
     "server-mode": ({"plugin": {"match": "SERVER"}}, "/plugin/match"),
     "timeout-zero": ({"plugin": {"timeoutMs": 0}}, "/plugin/timeoutMs"),
+    "timeout-too-long": ({"plugin": {"timeoutMs": 60001}}, "/plugin/timeoutMs"),
+    "priority-beyond-int32": ({"plugin": {"priority": 2**31}}, "/plugin/priority"),
     "refresh-too-short": ({"plugin": {"refreshIntervalS": 4}}, "/plugin/refreshIntervalS"),
     "stale-too-long": ({"plugin": {"maxStaleS": 31536001}}, "/plugin/maxStaleS"),
     "short-sha": ({"image": {"sha256": "abc"}}, "/image/sha256"),
@@ -399,3 +401,18 @@ def test_readme_static_mode_snippets_match_the_notes_and_the_rendered_secret():
                                       "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}]
     readme_patch = _notes_patch(text.split("### static", 1)[1])
     assert readme_patch == _notes_patch(helm.notes())
+
+
+def test_schema_ranges_and_defaults_are_the_filters_own():
+    """values.schema.json's limits and values.yaml's defaults equal the constants in src/config.rs."""
+    import re
+    import yaml
+    rust = (REPO / "src" / "config.rs").read_text()
+    schema = json.loads((helm.CHART / "values.schema.json").read_text())["properties"]["plugin"]["properties"]
+    defaults = yaml.safe_load((helm.CHART / "values.yaml").read_text())["plugin"]
+    for value, const in (("timeoutMs", "TIMEOUT_MS"), ("refreshIntervalS", "REFRESH_INTERVAL_S"),
+                         ("maxStaleS", "MAX_STALE_S")):
+        lo, hi = re.search(rf"^const {const}: \(u64, u64\) = \(([\d_]+), ([\d_]+)\);", rust, re.M).groups()
+        assert (schema[value]["minimum"], schema[value]["maximum"]) == (int(lo), int(hi)), value
+        default = re.search(rf"^pub const DEFAULT_{const}: u64 = ([\d_]+);", rust, re.M).group(1)
+        assert defaults[value] == int(default), value
