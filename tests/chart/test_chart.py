@@ -137,12 +137,26 @@ def test_istio_and_cert_manager_objects_match_their_crd_schemas(variant):
 
 
 def test_crd_validation_can_fail():
+    """The validators enforce the CRDs' types, enums, patterns and required fields (not unknown
+    fields, nor the CEL rules: those the chart's schema and tests cover)."""
     objs = helm.render(values=EVERYTHING)
-    wp, dr = one(objs, "WasmPlugin"), one(objs, "DestinationRule")
+    wp, dr, cert = one(objs, "WasmPlugin"), one(objs, "DestinationRule"), one(objs, "Certificate")
+    vs, ef = one(objs, "VirtualService"), one(helm.render(values=VARIANTS["rotating"]), "EnvoyFilter")
     wp["spec"]["failStrategy"] = "FAIL_SOMETIMES"
     dr["spec"]["trafficPolicy"]["tls"]["mode"] = "SIMPLEST"
-    errors = crd_errors([wp, dr])
-    assert "failStrategy" in errors[0] and "tls/mode" in errors[1], errors
+    del cert["spec"]["issuerRef"]["name"]
+    vs["spec"]["http"][0]["directResponse"]["status"] = "404"
+    ef["spec"]["configPatches"][0]["applyTo"] = "CLUSTERS"
+    errors = crd_errors([wp, dr, cert, vs, ef])
+    assert "failStrategy" in errors[0] and "tls/mode" in errors[1] and "issuerRef" in errors[2], errors
+    assert "directResponse/status" in errors[3] and "applyTo" in errors[4], errors
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_wasm_plugin_has_exactly_one_of_selector_and_target_refs(variant):
+    # a CEL rule of the CRD, which the validators above do not run
+    spec = one(helm.render(values=VARIANTS[variant]), "WasmPlugin")["spec"]
+    assert ("selector" in spec) != ("targetRefs" in spec)
 
 
 def test_every_variant_renders_the_expected_kinds():
