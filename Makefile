@@ -120,6 +120,7 @@ run: build tools-py
 	$(PY) tests/harness/run_local.py
 
 bench: build tools-apt tools-py
+	cargo build --release --target $(WASM_TGT) --example floor
 	$(PY) tests/bench/bench.py
 
 clean:

@@ -37,6 +37,8 @@ from harness.load import WrkResult, wrk, wrk_bin  # noqa: E402
 from harness.stack import Stack  # noqa: E402
 
 WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
+# examples/floor.rs: a Wasm filter that only answers a constant (make bench builds it)
+FLOOR_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "examples" / "floor.wasm"
 WORKDIR = REPO_ROOT / ".run" / "bench"
 OUT = REPO_ROOT / "dist" / "bench.md"
 HOST = "oidc.example.com"
@@ -79,6 +81,25 @@ def add_direct_listener(cfg: dict, body: bytes, headers: dict[str, str]) -> None
         ],
     }] + vhost["routes"]
     config.listeners(cfg).append(direct)
+
+
+def add_floor_listener(cfg: dict, wasm: Path, body: bytes, headers: dict[str, str]) -> None:
+    """Appends listener ``floor``: a copy of listener 0 whose Wasm filter is examples/floor.rs,
+    answering every request with ``body`` and ``headers``: the least any Wasm filter costs."""
+    floor = copy.deepcopy(config.listeners(cfg)[0])
+    floor["name"] = "floor"
+    floor["address"]["socket_address"]["port_value"] = 0
+    hcm = next(f["typed_config"] for f in floor["filter_chains"][0]["filters"] if f["name"] == config.HCM)
+    hcm["stat_prefix"] = "floor"
+    plugin = next(f["typed_config"]["config"] for f in hcm["http_filters"]
+                  if f.get("typed_config", {}).get("@type") == config.WASM_TYPE)
+    plugin["name"] = plugin["vm_config"]["vm_id"] = "floor"
+    plugin["vm_config"]["code"]["local"]["filename"] = str(wasm)
+    plugin["vm_config"].pop("environment_variables", None)
+    head = "".join(f"{k}: {v}\n" for k, v in headers.items())
+    plugin["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                               "value": head + "\n" + body.decode()}
+    config.listeners(cfg).append(floor)
 
 
 def listener_ports(stack: Stack) -> dict[str, int]:
@@ -149,6 +170,9 @@ def check_answers(ports: dict[str, int], jwks: bytes) -> list[str]:
         raise SystemExit(f"filter JWKS answer wrong: {f.status} {f.text[:200]}")
     if d.status != 200 or d.body != f.body:
         raise SystemExit(f"direct_response JWKS differs from the filter's: {d.status} {d.text[:200]}")
+    fl = client.get(ports["floor"], JWKS_PATH, host=HOST)
+    if fl.status != 200 or fl.body != f.body or fl.header_names() != f.header_names():
+        raise SystemExit(f"the floor filter's answer differs from the filter's: {fl.status} {fl.headers}")
     if n.status != 404:
         raise SystemExit(f"{NOT_FOUND_PATH} answered {n.status}, not 404")
     if f.header("etag") != d.header("etag"):
@@ -177,6 +201,10 @@ def table(scenarios: list[Scenario], run_s: float, run_calls: dict[str, int], re
             ok = "met" if ratio >= TARGET_RATIO else "NOT met"
             verdicts.append(f"cached JWKS / direct_response = {ratio:.2f} (target >= {TARGET_RATIO}, "
                             f"aim {AIM_RATIO}): {ok}")
+            floor = next((f for f in scenarios if f.key == "floor"), None)
+            if floor is not None:
+                verdicts.append(f"cached JWKS / do-nothing Wasm filter = {s.rps / floor.rps:.2f}; "
+                                f"do-nothing Wasm filter / direct_response = {floor.rps / direct.rps:.2f}")
     bound = math.ceil(run_s / refresh_s) + 1
     rows.append(f"| whole measured run ({run_s:.0f} s, refresh every {refresh_s} s; prefetch "
                 f"{prefetch_calls['discovery']} / {prefetch_calls['jwks']} before it) | | | | | "
@@ -197,15 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=2, help="Envoy worker threads")
     ap.add_argument("--refresh", type=int, default=5, help="refresh_interval_s of the filter")
     ap.add_argument("--wasm", default=str(WASM), help="filter to measure (default: dist/)")
+    ap.add_argument("--floor-wasm", default=str(FLOOR_WASM), help="the do-nothing filter (examples/floor.rs)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--only", default="", help="comma-separated scenario keys (profiling runs); "
                     "besides the default ones: direct_404")
     args = ap.parse_args(argv)
 
     wasm = Path(args.wasm)
-    if not wasm.exists():
-        print(f"{wasm} is missing: run `make build`", file=sys.stderr)
-        return 2
+    for path, how in ((wasm, "make build"),
+                      (Path(args.floor_wasm), "cargo build --release --target wasm32-wasip1 --example floor")):
+        if not path.exists():
+            print(f"{path} is missing: run `{how}` (make bench does)", file=sys.stderr)
+            return 2
     wrk_bin()  # fails early with a hint when wrk is missing
     info = machine()
     shutil.rmtree(WORKDIR, ignore_errors=True)
@@ -219,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         headers = {"cache-control": CACHE_CONTROL, "etag": filter_etag(jwks), "age": "0",
                    "x-content-type-options": "nosniff", "content-type": ctype}
         add_direct_listener(stack.cfg, jwks, headers)
+        add_floor_listener(stack.cfg, Path(args.floor_wasm), jwks, headers)
         config.dump(stack.cfg, stack.envoy.config_path)
         t_start = time.monotonic()
         stack.start()
@@ -233,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = [
             Scenario("filter_jwks", "JWKS through the filter (cached copy)", "public", JWKS_PATH, 200),
             Scenario("direct", "JWKS by Envoy direct_response (same bytes, no filter)", "direct", JWKS_PATH, 200),
+            Scenario("floor", "JWKS by a do-nothing Wasm filter (examples/floor.rs, constant answer)",
+                     "floor", JWKS_PATH, 200),
             Scenario("filter_404", f"404 through the filter ({NOT_FOUND_PATH})", "public", NOT_FOUND_PATH, 404),
             Scenario("filter_discovery", "discovery through the filter (cached copy)", "public", DISCOVERY_PATH, 200),
         ]
@@ -240,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only:
             keys = args.only.split(",")
             scenarios = [s for s in scenarios + extra if s.key in keys]
-            if "direct" not in keys:
+            if "direct" not in keys:  # (floor is optional)
                 raise SystemExit("--only needs the direct scenario (the ratios are to it)")
         common = dict(connections=args.connections, threads=args.threads, host=HOST)
 
