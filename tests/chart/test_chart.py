@@ -37,9 +37,8 @@ VARIANTS = {
                                                 "name": "public"}]},
                     "publicGateway": {"gateways": ["istio-ingress/public"]}},
     # a gateway installed as in Istio's Helm guide: helm install istio-ingress istio/gateway -n istio-ingress
-    "projected": {"token": {"mode": "projected"},
-                  "gateway": {"selector": {"istio": "ingress"}, "deploymentName": "istio-ingress",
-                              "serviceAccount": "istio-ingress"}},
+    "helm-guide": {"token": {"mode": "rotating"},
+                   "gateway": {"selector": {"istio": "ingress"}, "deploymentName": "istio-ingress"}},
 }
 
 
@@ -167,7 +166,8 @@ def test_every_variant_renders_the_expected_kinds():
     assert kinds["rotating"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "Gateway",
                                  "Secret", "ServiceAccount", "VirtualService", "WasmPlugin"]
     assert "VirtualService" in kinds["target-refs"] and "Gateway" not in kinds["target-refs"]
-    assert kinds["projected"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "WasmPlugin"]
+    assert kinds["helm-guide"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "Secret",
+                                   "ServiceAccount", "WasmPlugin"]
 
 
 # ---------------------------------------------------------------------- what matters
@@ -203,15 +203,6 @@ def test_least_privilege_a_dedicated_account_bound_only_to_the_discovery_role(va
     assert sa.get("automountServiceAccountToken") is False
 
 
-def test_projected_mode_binds_only_the_gateways_own_account():
-    values = VARIANTS["projected"]
-    kinds = by_kind(helm.render(values=values))
-    assert not {"Role", "ClusterRole", "RoleBinding", "ServiceAccount", "Secret"} & set(kinds)
-    (crb,) = kinds["ClusterRoleBinding"]
-    assert crb["roleRef"]["name"] == DISCOVERY_ROLE
-    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "istio-ingress", "namespace": helm.NAMESPACE}]
-
-
 def test_wasm_plugin_answers_first_fails_open_and_gets_the_token_from_the_host():
     wp = one(helm.render(), "WasmPlugin")["spec"]
     assert wp["phase"] == "AUTHN" and wp["priority"] >= 1000
@@ -231,7 +222,7 @@ def test_image_pinning_and_pull_settings():
 
 @pytest.mark.parametrize("variant, token_dir", [
     ("rotating", "/var/run/secrets/kube-oidc-discovery"),  # the mounted token Secret
-    ("projected", "/var/run/secrets/kubernetes.io/serviceaccount"),  # the gateway's own token
+    ("helm-guide", "/var/run/secrets/kube-oidc-discovery"),
 ])
 def test_injected_modes_add_the_token_in_envoy_not_in_the_filter(variant, token_dir):
     objs = helm.render(values=VARIANTS[variant])
@@ -301,7 +292,8 @@ BAD_VALUES = {
     "unknown-key": ({"plugin": {"timeout": 5}}, "/plugin"),
     "unknown-top-key": ({"tokenEnv": "X"}, "additional"),
     "token-mode": ({"token": {"mode": "sidecar"}}, "/token/mode"),
-    "projected-without-account": ({"token": {"mode": "projected"}}, "/gateway/serviceAccount"),
+    # the gateway's own (projected) token is never offered: its account can read TLS Secrets
+    "gateway-own-token": ({"token": {"mode": "projected"}}, "/token/mode"),
     "deployment-name": ({"gateway": {"deploymentName": "Istio Ingress"}}, "/gateway/deploymentName"),
     "empty-selector": ({"gateway": {"selector": {"istio": None}}}, "/gateway/selector"),  # null deletes
     "env-name": ({"token": {"envName": "1-TOKEN"}}, "/token/envName"),
@@ -334,7 +326,7 @@ def test_notes_show_the_curl_lines_and_metrics_for_the_gateway():
     assert "pilot-agent request GET stats/prometheus" in text
 
 
-@pytest.mark.parametrize("variant", ["defaults", "rotating", "projected"])
+@pytest.mark.parametrize("variant", ["defaults", "rotating", "helm-guide"])
 def test_notes_patch_the_gateway_with_the_rendered_names(variant):
     values = VARIANTS[variant]
     objs = by_kind(helm.render(values=values))
@@ -355,11 +347,9 @@ def test_notes_patch_the_gateway_with_the_rendered_names(variant):
     assert volumes["kod-token-sds"]["configMap"]["name"] == objs["ConfigMap"][0]["metadata"]["name"]
     assert mounts["kod-token-sds"] + "/token-sds.yaml" == \
         _sds_source(objs["EnvoyFilter"][0])["path"]
-    if variant == "rotating":
-        assert volumes["kod-token"]["secret"]["secretName"] == objs["Secret"][0]["metadata"]["name"]
-        assert mounts["kod-token"] == _sds_source(objs["EnvoyFilter"][0])["watched_directory"]["path"]
-    else:
-        assert set(volumes) == set(mounts) == {"kod-token-sds"}
+    assert set(volumes) == set(mounts) == {"kod-token", "kod-token-sds"}
+    assert volumes["kod-token"]["secret"]["secretName"] == objs["Secret"][0]["metadata"]["name"]
+    assert mounts["kod-token"] == _sds_source(objs["EnvoyFilter"][0])["watched_directory"]["path"]
 
 
 def _sds_source(ef: dict) -> dict:

@@ -46,19 +46,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- toYaml $c -}}
 {{- end -}}
 
-{{/* Envoy injects the token itself (credential_injector): modes rotating and projected. */}}
+{{/* Envoy injects the token itself (credential_injector): mode rotating. */}}
 {{- define "kod.injected" -}}
-{{- if has .Values.token.mode (list "rotating" "projected") }}true{{ end -}}
+{{- if eq .Values.token.mode "rotating" }}true{{ end -}}
 {{- end -}}
 
-{{/* The directory holding the token file that Envoy watches: the mounted token Secret
-(rotating) or the gateway's own projected service-account volume (projected). */}}
+{{/* The directory Envoy watches: where the gateway mounts the token Secret. */}}
 {{- define "kod.tokenDir" -}}
-{{- if eq .Values.token.mode "projected" -}}
-/var/run/secrets/kubernetes.io/serviceaccount
-{{- else -}}
 {{- .Values.token.mountPath -}}
-{{- end -}}
 {{- end -}}
 
 {{/* The SDS file of the injected modes: a generic secret read from the token file. */}}
@@ -71,11 +66,8 @@ resources:
       filename: {{ include "kod.tokenDir" . }}/token
 {{- end -}}
 
-{{/* The account whose token reaches the API server: the dedicated one, or the gateway's. */}}
+{{/* The account whose token reaches the API server: always the dedicated one, never the
+gateway's (the gateway's account can read the TLS Secrets of its namespace). */}}
 {{- define "kod.tokenAccount" -}}
-{{- if eq .Values.token.mode "projected" -}}
-{{- required "gateway.serviceAccount is required with token.mode projected" .Values.gateway.serviceAccount -}}
-{{- else -}}
 {{- include "kod.serviceAccount" . -}}
-{{- end -}}
 {{- end -}}
