@@ -115,9 +115,12 @@ def test_the_istio_config_is_what_the_chart_renders():
 
 
 def _merge(base: dict, patch: dict) -> None:
-    """An EnvoyFilter MERGE of plain maps (what the patch here needs)."""
+    """An EnvoyFilter MERGE into a cluster as istiod does it: messages merge field by field, but
+    an entry of a map field (typed_extension_protocol_options) is replaced whole."""
     for k, v in patch.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
+        if k == "typed_extension_protocol_options":
+            base.setdefault(k, {}).update(v)
+        elif isinstance(v, dict) and isinstance(base.get(k), dict):
             _merge(base[k], v)
         else:
             base[k] = v
