@@ -21,6 +21,7 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrappin
 # wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
 WBG_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 IMAGE ?=
+PUSH_FLAGS ?=
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg build lint fmt unit wasm-test e2e \
         chart-lint chart-template chart-test oci oci-test push test run bench clean
@@ -107,9 +108,10 @@ oci: build tools-py
 oci-test: build tools-apt tools-py
 	$(PYTEST) -q tests/image
 
+# PUSH_FLAGS: extra skopeo flags, e.g. --dest-tls-verify=false for a plain-HTTP registry.
 push: oci
 	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=registry.example.com/kube-oidc-discovery:0.1.0" >&2; exit 2; }
-	skopeo copy oci:$(DIST)/oci:latest docker://$(IMAGE)
+	skopeo copy $(PUSH_FLAGS) oci:$(DIST)/oci:latest docker://$(IMAGE)
 
 # ---------------------------------------------------------------- everything
 test: tools lint unit wasm-test build

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 import build_oci
+from conftest import REPO_ROOT
 from ocicheck import CONFIG, LAYER, MANIFEST, istio_extract, read_layout, sha256, verify_image
 
 pytestmark = pytest.mark.timeout(180)
@@ -120,3 +121,14 @@ def test_skopeo_refuses_a_tampered_layout(registry, skopeo_bin, tmp_path, wasm):
     assert r.returncode != 0, "skopeo pushed a layer that does not match its digest"
     assert "digest did not match" in r.stderr.lower(), r.stderr
     assert status(registry, "manifests/tampered") == 404
+
+
+def test_make_push_pushes_the_image_make_oci_builds(registry, wasm, tmp_path):
+    """The Makefile target itself: `make push` (which runs `make oci`) to the loopback registry."""
+    ref = f"{registry}/{REPO}:make-push"
+    r = subprocess.run(["make", "-s", "push", f"IMAGE={ref}", "PUSH_FLAGS=--dest-tls-verify=false"],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    local = build_oci.build(wasm, tmp_path / "oci")
+    _, headers = get(registry, "manifests/make-push", accept=ACCEPT)
+    assert headers["docker-content-digest"] == local["manifest"]
