@@ -43,6 +43,18 @@ WORKDIR = REPO_ROOT / ".run" / "bench"
 OUT = REPO_ROOT / "dist" / "bench.md"
 HOST = "oidc.example.com"
 NOT_FOUND_PATH = "/api/v1/secrets"
+APP_HOST, APP_PATH, APP_BODY = "app.example.com", "/home", "hello from the application\n"
+# What a browser sends to an application behind the same gateway: the filter reads past all of it.
+BROWSER_HEADERS = {
+    "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    "accept-language": "en-US,en;q=0.9",
+    "accept-encoding": "gzip, deflate, br",
+    "referer": "https://app.example.com/start",
+    "cookie": "session=" + "a1b2c3d4" * 32 + "; theme=dark; consent=yes",
+    "sec-fetch-dest": "document", "sec-fetch-mode": "navigate", "sec-fetch-site": "same-origin",
+    "upgrade-insecure-requests": "1", "cache-control": "max-age=0",
+}
 TARGET_RATIO, AIM_RATIO = 0.6, 0.8
 # Response headers the filter sets on a 200 besides content-length (src/answer.rs).
 RELAYED = ("cache-control", "etag", "age", "x-content-type-options", "content-type")
@@ -55,6 +67,16 @@ def filter_etag(body: bytes) -> str:
     for b in body + b"\xff":
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return f'"{h:016x}-{len(body):x}"'
+
+
+def route_other_hosts_to_constant(cfg: dict) -> None:
+    """Every other host of listener 0 gets a direct_response instead of the application cluster,
+    so that pass-through traffic can be measured without a backend (before the twins are made)."""
+    hcm = next(f["typed_config"] for f in config.listeners(cfg)[0]["filter_chains"][0]["filters"]
+               if f["name"] == config.HCM)
+    vhost = next(v for v in hcm["route_config"]["virtual_hosts"] if v["domains"] == ["*"])
+    vhost["routes"] = [{"match": {"prefix": "/"},
+                        "direct_response": {"status": 200, "body": {"inline_string": APP_BODY}}}]
 
 
 def add_direct_listener(cfg: dict, body: bytes, headers: dict[str, str]) -> None:
@@ -129,8 +151,10 @@ def machine() -> dict[str, str]:
 
 # ---------------------------------------------------------------------- run
 class Scenario:
-    def __init__(self, key: str, label: str, listener: str, path: str, status: int):
+    def __init__(self, key: str, label: str, listener: str, path: str, status: int,
+                 host: str = HOST, headers: dict[str, str] | None = None):
         self.key, self.label, self.listener, self.path, self.status = key, label, listener, path, status
+        self.host, self.headers = host, headers
         self.slices: list[WrkResult] = []
         self.calls = {"discovery": 0, "jwks": 0}
 
@@ -170,6 +194,10 @@ def check_answers(ports: dict[str, int], jwks: bytes) -> list[str]:
         raise SystemExit(f"filter JWKS answer wrong: {f.status} {f.text[:200]}")
     if d.status != 200 or d.body != f.body:
         raise SystemExit(f"direct_response JWKS differs from the filter's: {d.status} {d.text[:200]}")
+    for listener in ("public", "direct"):
+        app = client.get(ports[listener], APP_PATH, host=APP_HOST)
+        if app.status != 200 or app.body != APP_BODY.encode():
+            raise SystemExit(f"{APP_HOST} on listener {listener} did not reach its route: {app.status}")
     fl = client.get(ports["floor"], JWKS_PATH, host=HOST)
     if fl.status != 200 or fl.body != f.body or fl.header_names() != f.header_names():
         raise SystemExit(f"the floor filter's answer differs from the filter's: {fl.status} {fl.headers}")
@@ -205,6 +233,11 @@ def table(scenarios: list[Scenario], run_s: float, run_calls: dict[str, int], re
             if floor is not None:
                 verdicts.append(f"cached JWKS / do-nothing Wasm filter = {s.rps / floor.rps:.2f}; "
                                 f"do-nothing Wasm filter / direct_response = {floor.rps / direct.rps:.2f}")
+    through = {s.key: s for s in scenarios if s.key in ("filter_other_host", "direct_other_host")}
+    if len(through) == 2:
+        verdicts.append("another host through the filter / without it = "
+                        f"{through['filter_other_host'].rps / through['direct_other_host'].rps:.2f} "
+                        f"({len(BROWSER_HEADERS) + 1} request headers, browser-like)")
     bound = math.ceil(run_s / refresh_s) + 1
     rows.append(f"| whole measured run ({run_s:.0f} s, refresh every {refresh_s} s; prefetch "
                 f"{prefetch_calls['discovery']} / {prefetch_calls['jwks']} before it) | | | | | "
@@ -249,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         # the headers the filter will send, so that both answers have the same bytes
         headers = {"cache-control": CACHE_CONTROL, "etag": filter_etag(jwks), "age": "0",
                    "x-content-type-options": "nosniff", "content-type": ctype}
+        route_other_hosts_to_constant(stack.cfg)
         add_direct_listener(stack.cfg, jwks, headers)
         add_floor_listener(stack.cfg, Path(args.floor_wasm), jwks, headers)
         config.dump(stack.cfg, stack.envoy.config_path)
@@ -269,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                      "floor", JWKS_PATH, 200),
             Scenario("filter_404", f"404 through the filter ({NOT_FOUND_PATH})", "public", NOT_FOUND_PATH, 404),
             Scenario("filter_discovery", "discovery through the filter (cached copy)", "public", DISCOVERY_PATH, 200),
+            Scenario("filter_other_host", "another host through the filter (passes to a direct_response route)",
+                     "public", APP_PATH, 200, host=APP_HOST, headers=BROWSER_HEADERS),
+            Scenario("direct_other_host", "another host, no filter (same route)", "direct", APP_PATH, 200,
+                     host=APP_HOST, headers=BROWSER_HEADERS),
         ]
         extra = [Scenario("direct_404", "404 by direct_response (no filter)", "direct", NOT_FOUND_PATH, 404)]
         if args.only:
@@ -276,14 +314,14 @@ def main(argv: list[str] | None = None) -> int:
             scenarios = [s for s in scenarios + extra if s.key in keys]
             if "direct" not in keys:  # (floor is optional)
                 raise SystemExit("--only needs the direct scenario (the ratios are to it)")
-        common = dict(connections=args.connections, threads=args.threads, host=HOST)
+        common = dict(connections=args.connections, threads=args.threads)
 
         def url(s: Scenario) -> str:
             return f"http://127.0.0.1:{ports[s.listener]}{s.path}"
 
         for s in scenarios:
             if args.warmup > 0:
-                wrk(url(s), WORKDIR, duration_s=args.warmup, **common)
+                wrk(url(s), WORKDIR, duration_s=args.warmup, host=s.host, headers=s.headers, **common)
         prefetch = calls(stack)
         t0 = time.monotonic()
         before_run = calls(stack)
@@ -291,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             order = scenarios if rnd % 2 == 0 else list(reversed(scenarios))
             for s in order:
                 before = calls(stack)
-                r = wrk(url(s), WORKDIR, duration_s=args.slice, **common)
+                r = wrk(url(s), WORKDIR, duration_s=args.slice, host=s.host, headers=s.headers, **common)
                 after = calls(stack)
                 s.slices.append(r)
                 for d in s.calls:
