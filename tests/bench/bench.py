@@ -72,24 +72,28 @@ def filter_etag(body: bytes) -> str:
 def route_other_hosts_to_constant(cfg: dict) -> None:
     """Every other host of listener 0 gets a direct_response instead of the application cluster,
     so that pass-through traffic can be measured without a backend (before the twins are made)."""
-    hcm = next(f["typed_config"] for f in config.listeners(cfg)[0]["filter_chains"][0]["filters"]
-               if f["name"] == config.HCM)
-    vhost = next(v for v in hcm["route_config"]["virtual_hosts"] if v["domains"] == ["*"])
+    vhost = next(v for v in config.hcm(cfg)["route_config"]["virtual_hosts"] if v["domains"] == ["*"])
     vhost["routes"] = [{"match": {"prefix": "/"},
                         "direct_response": {"status": 200, "body": {"inline_string": APP_BODY}}}]
+
+
+def add_twin_listener(cfg: dict, name: str) -> dict:
+    """Appends a copy of listener 0 named ``name`` on an ephemeral port; returns its HTTP
+    connection manager (same settings, its own stat prefix)."""
+    twin = copy.deepcopy(config.listeners(cfg)[0])
+    twin["name"] = name
+    twin["address"]["socket_address"]["port_value"] = 0
+    config.listeners(cfg).append(twin)
+    hcm = config.hcm(cfg, -1)
+    hcm["stat_prefix"] = name
+    return hcm
 
 
 def add_direct_listener(cfg: dict, body: bytes, headers: dict[str, str]) -> None:
     """Appends listener ``direct``: a copy of listener 0 without the Wasm filter whose route for
     the JWKS path is a direct_response of ``body`` with ``headers``."""
-    public = config.listeners(cfg)[0]
-    direct = copy.deepcopy(public)
-    direct["name"] = "direct"
-    direct["address"]["socket_address"]["port_value"] = 0
-    hcm = next(f["typed_config"] for f in direct["filter_chains"][0]["filters"]
-               if f["name"] == config.HCM)
-    hcm["stat_prefix"] = "direct"
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] != config.WASM_FILTER]
+    hcm = add_twin_listener(cfg, "direct")
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if not config.is_wasm(f)]
     assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.router"], hcm["http_filters"]
     rc = hcm["route_config"]
     rc["name"] = "direct"
@@ -102,26 +106,18 @@ def add_direct_listener(cfg: dict, body: bytes, headers: dict[str, str]) -> None
             for k, v in headers.items()
         ],
     }] + vhost["routes"]
-    config.listeners(cfg).append(direct)
 
 
 def add_floor_listener(cfg: dict, wasm: Path, body: bytes, headers: dict[str, str]) -> None:
     """Appends listener ``floor``: a copy of listener 0 whose Wasm filter is examples/floor.rs,
     answering every request with ``body`` and ``headers``: the least any Wasm filter costs."""
-    floor = copy.deepcopy(config.listeners(cfg)[0])
-    floor["name"] = "floor"
-    floor["address"]["socket_address"]["port_value"] = 0
-    hcm = next(f["typed_config"] for f in floor["filter_chains"][0]["filters"] if f["name"] == config.HCM)
-    hcm["stat_prefix"] = "floor"
-    plugin = next(f["typed_config"]["config"] for f in hcm["http_filters"]
-                  if f.get("typed_config", {}).get("@type") == config.WASM_TYPE)
+    add_twin_listener(cfg, "floor")
+    plugin = config.wasm_plugin(cfg, -1)
     plugin["name"] = plugin["vm_config"]["vm_id"] = "floor"
-    plugin["vm_config"]["code"]["local"]["filename"] = str(wasm)
     plugin["vm_config"].pop("environment_variables", None)
+    config.set_wasm_file(cfg, wasm, -1)
     head = "".join(f"{k}: {v}\n" for k, v in headers.items())
-    plugin["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue",
-                               "value": head + "\n" + body.decode()}
-    config.listeners(cfg).append(floor)
+    config.set_plugin_config(cfg, head + "\n" + body.decode(), -1)
 
 
 def listener_ports(stack: Stack) -> dict[str, int]:

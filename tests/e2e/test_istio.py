@@ -55,7 +55,7 @@ def test_without_the_plugin_the_oidc_host_is_404_and_nothing_behind_the_gateway(
     # Fail-open with a plugin that did not load: the VirtualService's directResponse answers.
     s = make_stack(ISTIO, start=False, backend_port=backend.port)
     hcm = cfgmod.hcm(s.cfg)
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["typed_config"]["@type"] != cfgmod.WASM_TYPE]
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if not cfgmod.is_wasm(f)]
     assert len(hcm["http_filters"]) == 1
     cfgmod.dump(s.cfg, s.envoy.config_path)
     s.start()

@@ -16,7 +16,6 @@ import yaml
 from . import REPO_ROOT
 
 ENVOY_DIR = REPO_ROOT / "envoy"
-WASM_FILTER = "envoy.filters.http.wasm"
 HCM = "envoy.filters.network.http_connection_manager"
 CREDENTIAL_INJECTOR = "envoy.filters.http.credential_injector"
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -51,21 +50,19 @@ def hcm(cfg: dict, listener: int = 0) -> dict:
     raise KeyError("no http_connection_manager")
 
 
-def http_filter(cfg: dict, name: str, listener: int = 0) -> dict:
-    for f in hcm(cfg, listener)["http_filters"]:
-        if f["name"] == name:
-            return f
-    raise KeyError(name)
-
-
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
 
-def wasm_plugin(cfg: dict) -> dict:
-    """The ``PluginConfig`` of the Wasm filter (name, vm_config, configuration), found by its
-    type: Istio names the filter after the WasmPlugin, not ``envoy.filters.http.wasm``."""
-    for f in hcm(cfg)["http_filters"]:
-        if f.get("typed_config", {}).get("@type") == WASM_TYPE:
+def is_wasm(http_filter: dict) -> bool:
+    """Whether an HTTP filter is a Wasm filter, told by its type: Istio names the filter after
+    the WasmPlugin, not ``envoy.filters.http.wasm``."""
+    return http_filter.get("typed_config", {}).get("@type") == WASM_TYPE
+
+
+def wasm_plugin(cfg: dict, listener: int = 0) -> dict:
+    """The ``PluginConfig`` of the Wasm filter (name, vm_config, configuration)."""
+    for f in hcm(cfg, listener)["http_filters"]:
+        if is_wasm(f):
             return f["typed_config"]["config"]
     raise KeyError("no Wasm filter")
 
@@ -115,10 +112,10 @@ def plugin_config(cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- patching
-def set_plugin_config(cfg: dict, plugin: dict | str) -> None:
+def set_plugin_config(cfg: dict, plugin: dict | str, listener: int = 0) -> None:
     """Sets the filter's JSON configuration; a str is used verbatim (for malformed configs)."""
     value = plugin if isinstance(plugin, str) else json.dumps(plugin)
-    wasm_plugin(cfg)["configuration"] = {
+    wasm_plugin(cfg, listener)["configuration"] = {
         "@type": "type.googleapis.com/google.protobuf.StringValue",
         "value": value,
     }
@@ -136,8 +133,8 @@ def update_plugin_config(cfg: dict, **changes: Any) -> dict:
     return plugin
 
 
-def set_wasm_file(cfg: dict, path: Path | str) -> None:
-    wasm_plugin(cfg)["vm_config"]["code"]["local"]["filename"] = str(path)
+def set_wasm_file(cfg: dict, path: Path | str, listener: int = 0) -> None:
+    wasm_plugin(cfg, listener)["vm_config"]["code"]["local"]["filename"] = str(path)
 
 
 def set_vm_env_keys(cfg: dict, keys: list[str]) -> None:
