@@ -379,6 +379,15 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_key_is_accepted() {
+        // KEYS (named in the unknown-key message) and the parser's match must not drift apart
+        for key in KEYS {
+            let json = format!(r#"{{"{key}":null}}"#);
+            assert!(RawConfig::parse(json.as_bytes()).is_ok(), "{key} rejected");
+        }
+    }
+
+    #[test]
     fn ranges_are_enforced() {
         assert!(err(r#"{"timeout_ms":0}"#).contains("`timeout_ms` must be in 1..=60000, got 0"));
         assert!(err(r#"{"timeout_ms":60001}"#).contains("timeout_ms"));
