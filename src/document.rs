@@ -24,6 +24,16 @@ impl Document {
         }
     }
 
+    /// The media type the API server's route produces, sent as `Accept`. The API server
+    /// (go-restful) answers 406 to any other Accept but an empty one or `*/*`: the JWKS route
+    /// produces only `application/jwk-set+json`, so `application/json` is refused there.
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            Document::Discovery => "application/json",
+            Document::Jwks => "application/jwk-set+json",
+        }
+    }
+
     /// Short name used in metric names and shared-data keys.
     pub const fn name(self) -> &'static str {
         match self {

@@ -7,9 +7,6 @@ use std::fmt;
 /// Bodies above this size are refused without being read.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Content type stored when the API server sends none.
-const DEFAULT_CONTENT_TYPE: &str = "application/json";
-
 /// The headers of the upstream request. Built only from constants and configuration:
 /// nothing of the client's request is an input here.
 pub fn request_headers(cfg: &Config, doc: Document) -> Vec<(&'static str, String)> {
@@ -18,7 +15,7 @@ pub fn request_headers(cfg: &Config, doc: Document) -> Vec<(&'static str, String
         (":path", doc.path().to_string()),
         (":authority", cfg.authority.clone()),
         (":scheme", "https".to_string()),
-        ("accept", "application/json".to_string()),
+        ("accept", doc.media_type().to_string()),
         (
             "user-agent",
             concat!("kube-oidc-discovery/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -178,7 +175,7 @@ pub fn accept(
         content_type: answer
             .content_type
             .filter(|v| header_value_ok(v))
-            .unwrap_or(DEFAULT_CONTENT_TYPE)
+            .unwrap_or(doc.media_type())
             .to_string(),
         cache_control: answer
             .cache_control
@@ -232,7 +229,7 @@ mod tests {
         assert_eq!(get(":method"), Some("GET"));
         assert_eq!(get(":path"), Some("/openid/v1/jwks"));
         assert_eq!(get(":authority"), Some("api.internal:6443"));
-        assert_eq!(get("accept"), Some("application/json"));
+        assert_eq!(get("accept"), Some("application/jwk-set+json"));
         assert_eq!(get("authorization"), Some("Bearer tok"));
         assert_eq!(h.len(), 7);
         let without = request_headers(&Config::default(), Document::Discovery);
@@ -240,6 +237,9 @@ mod tests {
         assert!(without
             .iter()
             .any(|(n, v)| *n == ":path" && v == "/.well-known/openid-configuration"));
+        assert!(without
+            .iter()
+            .any(|(n, v)| *n == "accept" && v == "application/json"));
     }
 
     #[test]
@@ -296,7 +296,7 @@ mod tests {
             ..Default::default()
         };
         let f = accept(Document::Jwks, &bare, body, None).unwrap();
-        assert_eq!(f.content_type, "application/json");
+        assert_eq!(f.content_type, "application/jwk-set+json");
         assert_eq!(f.cache_control, None);
     }
 
