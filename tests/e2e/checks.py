@@ -6,7 +6,7 @@ import re
 import time
 
 from harness.client import Response
-from harness.fake_apiserver import DOC_PATHS, Recorded
+from harness.fake_apiserver import DOC_PATHS, MEDIA_TYPES, Recorded
 
 HOST = "oidc.example.com"
 DISCOVERY = "/.well-known/openid-configuration"
@@ -75,7 +75,7 @@ def assert_exact_upstream_request(rec: Recorded, token: str) -> None:
     assert len(names) == len(set(names)), f"duplicate headers: {rec.headers}"
     assert set(names) <= UPSTREAM_ALLOWED, f"unexpected upstream headers: {sorted(set(names) - UPSTREAM_ALLOWED)}"
     assert rec.header("host") == "kubernetes.default.svc", rec.headers
-    assert rec.header("accept") == "application/json", rec.headers
+    assert rec.header("accept") == MEDIA_TYPES[rec.path], rec.headers
     assert rec.header_all("authorization") == [f"Bearer {token}"], rec.headers
 
 

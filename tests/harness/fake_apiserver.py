@@ -3,7 +3,9 @@
 It behaves like the real one where the filter can tell: bearer-token authentication with the
 exact 401 ``Status`` body, compact JSON documents with the real content types and
 ``Cache-Control``, ``Audit-Id``/``Date``/priority-and-fairness headers, ``Status`` bodies for
-403/404, HTTP/1.1 keep-alive. It adds a few distinctive headers (``Server:
+403/404/406, RBAC before routing (a service account may only GET the documents), go-restful's
+``Accept`` matching (406), HTTP/1.1 keep-alive. tests/real/test_fidelity.py holds it to a real
+kube-apiserver. It adds a few distinctive headers (``Server:
 fake-kube-apiserver``, ``Set-Cookie``) so tests can prove they are not relayed.
 
 Tests control it: the expected token, a failure mode per path or for every path
@@ -45,6 +47,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/openid/v1/jwks"
 DOC_PATHS = (DISCOVERY_PATH, JWKS_PATH)
+# The one media type each route produces (pkg/routes/openidmetadata.go).
+MEDIA_TYPES = {DISCOVERY_PATH: "application/json", JWKS_PATH: "application/jwk-set+json"}
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_JWKS_URI = "https://10.0.0.1:6443/openid/v1/jwks"
@@ -52,15 +56,24 @@ CACHE_CONTROL = "public, max-age=3600"
 SERVER_HEADER = "fake-kube-apiserver"
 SET_COOKIE = "fake-apiserver-session=c00k1e-from-upstream; Path=/; HttpOnly"
 
-UNAUTHORIZED_BODY = (
-    b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
-    b'"message":"Unauthorized","reason":"Unauthorized","code":401}'
-)
 # Texts in failure bodies that must never reach a client of the filter.
 FAILURE_MARKERS = ("Unauthorized", "forbidden", "Forbidden", "InternalError", "Internal error",
                    "system:serviceaccount", "kind", "Status", "fake-kube-apiserver", "<html")
 
 MAX_HANG_S = 60.0
+
+FORBIDDEN_USER = "system:serviceaccount:istio-system:gateway"
+
+
+def accept_matches(accept: str, produces: str) -> bool:
+    """go-restful's ``Route.matchesAccept`` (v2, as in the API server): the first ``Accept``
+    header, split on commas, parameters cut at ``;``, spaces trimmed; an empty header means
+    ``*/*``. A route matches ``*/*`` or its exact media type, nothing else (no ``type/*``)."""
+    for item in (accept or "*/*").split(","):
+        mime = item.split(";", 1)[0].strip(" ")
+        if mime in ("*/*", produces):
+            return True
+    return False
 
 _REASONS = {
     400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
@@ -73,14 +86,25 @@ def compact(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def status_body(code: int, message: str, reason: str | None = None, details: bool = True) -> bytes:
-    """A Kubernetes ``Status`` object as the API server writes it (compact)."""
+def status_body(code: int, message: str, reason: str | None = None, details: bool = True,
+                accept: str = "") -> bytes:
+    """A Kubernetes ``Status`` object as the API server writes it: compact with a newline when the
+    request's Accept negotiates JSON, else (WriteRawJSON's fallback) indented without one."""
     obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason or _REASONS.get(code, "Unknown")}
     if details:
         obj["details"] = {}
     obj["code"] = code
-    return compact(obj)
+    if negotiates_json(accept):
+        return compact(obj) + b"\n"
+    return json.dumps(obj, indent=2).encode()
+
+
+def negotiates_json(accept: str) -> bool:
+    """Whether the API server's serializer negotiation finds JSON for this Accept (YAML and
+    protobuf, which it also offers, are not modelled)."""
+    return any(item.split(";", 1)[0].strip() in ("", "*/*", "application/*", "application/json")
+               for item in (accept or "*/*").split(","))
 
 
 def _b64url_uint(n: int) -> str:
@@ -375,9 +399,9 @@ class FakeApiServer:
 
     def document(self, path: str) -> tuple[bytes, str]:
         if path == DISCOVERY_PATH:
-            return self.discovery_body(), "application/json"
+            return self.discovery_body(), MEDIA_TYPES[path]
         if path == JWKS_PATH:
-            return self.jwks_body(), "application/jwk-set+json"
+            return self.jwks_body(), MEDIA_TYPES[path]
         raise KeyError(path)
 
     # ------------------------------------------------------------------ records
@@ -474,6 +498,7 @@ class FakeApiServer:
             release = self._release
         mode = self.mode_for(path)
         private = "no-cache, private"
+        accept = h.headers.get("Accept") or ""
 
         if mode.kind == "hang":
             release.wait(MAX_HANG_S)
@@ -486,11 +511,12 @@ class FakeApiServer:
         if mode.kind == "fail":
             msg = {
                 401: "Unauthorized",
-                403: f'forbidden: User "system:serviceaccount:istio-system:gateway" cannot get path "{path}"',
+                403: f'forbidden: User "{FORBIDDEN_USER}" cannot get path "{path}"',
                 404: "the server could not find the requested resource",
                 429: "Too many requests, please try again later.",
             }.get(mode.status, "Internal error occurred: etcdserver: request timed out")
-            self._send(h, mode.status, status_body(mode.status, msg), "application/json", head, private)
+            self._send(h, mode.status, status_body(mode.status, msg, accept=accept), "application/json",
+                       head, private)
             return
         if mode.kind == "garbage":
             page = (b"<!DOCTYPE html><html><head><title>Sign in</title></head>"
@@ -513,19 +539,25 @@ class FakeApiServer:
         auth = h.headers.get("Authorization") or ""
         expected = self.token
         if not expected or auth != f"Bearer {expected}":
-            self._send(h, 401, UNAUTHORIZED_BODY, "application/json", head, private)
+            self._send(h, 401, status_body(401, "Unauthorized", details=False, accept=accept),
+                       "application/json", head, private)
             return
-        if path in DOC_PATHS:
-            if h.command == "GET":
-                doc, ctype = self.document(path)
-                self._send(h, 200, doc, ctype, head, CACHE_CONTROL)
-                return
+        # RBAC before routing: the service account may `get` the two documents and, through
+        # system:discovery, the API group list; any other verb or path is forbidden.
+        if not (h.command == "GET" and (path in DOC_PATHS or path.startswith("/apis/"))):
             verb = h.command.lower()
-            msg = f'forbidden: User "system:serviceaccount:istio-system:gateway" cannot {verb} path "{path}"'
-            self._send(h, 403, status_body(403, msg), "application/json", head, private)
+            msg = f'forbidden: User "{FORBIDDEN_USER}" cannot {verb} path "{path}"'
+            self._send(h, 403, status_body(403, msg, accept=accept), "application/json", head, private)
             return
-        self._send(h, 404, status_body(404, "the server could not find the requested resource"),
-                   "application/json", head, private)
+        if path not in DOC_PATHS:  # an API group that does not exist: Go's plain-text 404
+            self._send(h, 404, b"404 page not found\n", "text/plain; charset=utf-8", head, private)
+            return
+        doc, ctype = self.document(path)
+        if not accept_matches(accept, ctype):
+            self._send(h, 406, status_body(406, "406: Not Acceptable", "NotAcceptable", accept=accept),
+                       "application/json", head, private)
+            return
+        self._send(h, 200, doc, ctype, head, CACHE_CONTROL)
 
 
 def main(argv: list[str] | None = None) -> int:
