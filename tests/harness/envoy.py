@@ -1,6 +1,6 @@
 """Runs a real Envoy (.venv/bin/envoy) as a child of the calling Python process.
 
-- started with subprocess.Popen directly (no shell), with PR_SET_PDEATHSIG so it dies with us;
+- started by harness.child (no shell, PR_SET_PDEATHSIG: it dies with us);
 - a unique ``--base-id`` per instance, so parallel instances never share hot-restart state;
 - admin and listener on ephemeral ports: the config asks for port 0, the admin address is read
   from ``--admin-address-path`` and the listener port from admin ``/listeners``;
@@ -10,19 +10,17 @@
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import REPO_ROOT
+from . import REPO_ROOT, child
 from . import config as _config
 
 ENVOY_BIN = Path(os.environ.get("ENVOY_BIN", REPO_ROOT / ".venv" / "bin" / "envoy"))
@@ -32,14 +30,6 @@ _counter = itertools.count(1)
 
 class EnvoyError(RuntimeError):
     pass
-
-
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def envoy_bin() -> str:
@@ -106,7 +96,6 @@ class Envoy:
         self.env = dict(os.environ if env is None else env)
         self.cwd = str(cwd) if cwd else None
         self.proc: subprocess.Popen | None = None
-        self._stdout = None
         self.admin_port: int | None = None
         self.ports: list[int] = []
 
@@ -114,11 +103,8 @@ class Envoy:
     def start(self, wait: bool = True, timeout: float = 30) -> "Envoy":
         for p in (self.admin_path, self.log_path):
             p.unlink(missing_ok=True)
-        self._stdout = open(self.stdout_path, "wb")
-        self.proc = subprocess.Popen(
-            self.args, stdin=subprocess.DEVNULL, stdout=self._stdout, stderr=subprocess.STDOUT,
-            env=self.env, cwd=self.cwd, preexec_fn=_pdeathsig, close_fds=True,
-        )
+        self.stdout_path.unlink(missing_ok=True)
+        self.proc = child.spawn(self.args, self.stdout_path, env=self.env, cwd=self.cwd)
         if wait:
             try:
                 self.wait_ready(timeout)
@@ -156,20 +142,7 @@ class Envoy:
             return None
 
     def stop(self, timeout: float = 10) -> int | None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.terminate()
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-            except ProcessLookupError:
-                pass
-        if self._stdout is not None:
-            self._stdout.close()
-            self._stdout = None
-        return proc.returncode if proc is not None else None
+        return child.stop(self.proc, timeout)
 
     @property
     def running(self) -> bool:

@@ -93,12 +93,33 @@ def make_leaf(ca: Authority, cn: str, dns_names: list[str], ips: list[str] = ())
         )
     )
     cert = _validity(builder).sign(ca.key, hashes.SHA256())
-    key_pem = key.private_bytes(
+    return cert.public_bytes(serialization.Encoding.PEM), _pem(key)
+
+
+def make_client(ca: Authority, cn: str, orgs: list[str] = ()) -> tuple[bytes, bytes]:
+    """A client certificate signed by ``ca`` (the API server maps CN to the user and O to its
+    groups); returns (cert PEM, key PEM)."""
+    key = _key()
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attrs + [x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+    )
+    cert = _validity(builder).sign(ca.key, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), _pem(key)
+
+
+def _pem(key) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 @dataclass

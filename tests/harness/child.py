@@ -1,0 +1,44 @@
+"""Child processes of the test process (Envoy, etcd, kube-apiserver, ...): started without a
+shell, killed by the kernel if the test process dies first (PR_SET_PDEATHSIG), stopped by PID."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None,
+          cwd: Path | str | None = None) -> subprocess.Popen:
+    """Starts ``args`` with stdout and stderr appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [str(a) for a in args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=dict(os.environ if env is None else env), cwd=str(cwd) if cwd else None,
+            preexec_fn=_die_with_parent, close_fds=True,
+        )
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 10) -> int | None:
+    """SIGTERM, wait, then SIGKILL; returns the exit code (None if there was no process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        except ProcessLookupError:
+            pass
+    return proc.returncode

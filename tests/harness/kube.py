@@ -1,0 +1,296 @@
+"""A real Kubernetes control plane on 127.0.0.1 for the tests: etcd, kube-apiserver and
+kube-controller-manager (for the token controller), v1.20.2, built from Debian's packages by
+tools/kube/build.sh (`make kube-tools`).
+
+The API server runs hardened, like the clusters this project is for: ``--anonymous-auth=false``,
+``--authorization-mode=Node,RBAC``, no insecure port. It serves the harness PKI's server
+certificate (SANs kubernetes.default.svc, kubernetes.default.svc.cluster.local, 127.0.0.1), so
+the shipped Envoy configs validate it exactly as they validate the fake. Admin requests use a
+client certificate in group ``system:masters``.
+
+    with Kube(workdir, pki) as kube:
+        kube.create_service_account("demo", "reader")
+        token = kube.token("demo", "reader")
+        kube.restart_apiserver(jwks_uri="https://oidc.example.com/openid/v1/jwks")
+
+The API server's port stays the same across restarts, so an Envoy pointed at it keeps working.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from . import child
+from .pki import Pki, make_ca, make_client
+
+DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+VERSION = "v1.20.2"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+READY_TIMEOUT_S = 60
+# kube-apiserver drains for 10 s and more on SIGTERM (its watches stay open); after this it is
+# killed. Everything it stores is in etcd, so a restart loses nothing.
+STOP_GRACE_S = 2
+
+
+class KubeError(RuntimeError):
+    pass
+
+
+def default_bin_dir() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(os.environ.get("KOD_KUBE_BIN") or cache / "kube-oidc-discovery" / "kube" / "bin")
+
+
+def missing_binaries(bin_dir: Path | None = None) -> list[str]:
+    d = bin_dir or default_bin_dir()
+    return [b for b in BINARIES if not os.access(d / b, os.X_OK)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rsa_key_pem() -> tuple[bytes, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+class Kube:
+    def __init__(self, workdir: Path | str, pki: Pki, *, bin_dir: Path | None = None,
+                 issuer: str = DEFAULT_ISSUER, jwks_uri: str | None = None, port: int = 0):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.bin = bin_dir or default_bin_dir()
+        missing = missing_binaries(self.bin)
+        if missing:
+            raise KubeError(f"{', '.join(missing)} missing in {self.bin}: run `make kube-tools`")
+        self.pki = pki
+        self.issuer = issuer
+        self.jwks_uri = jwks_uri
+        self.port = port or free_port()
+        self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+        # Admin client certificate (group system:masters) from a client CA of its own.
+        client_ca = make_ca("kube-oidc-discovery test client CA")
+        self.client_ca = self._write("client-ca.crt",
+                                     client_ca.cert.public_bytes(serialization.Encoding.PEM))
+        cert, key = make_client(client_ca, "kod-test-admin", ["system:masters"])
+        self.admin_cert, self.admin_key = self._write("admin.crt", cert), self._write("admin.key", key)
+        # Service-account keys: the first signs; every key's public half verifies (and is
+        # published in the JWKS).
+        self.signing_key: Path | None = None
+        self.verification_keys: list[Path] = []
+        self.add_verification_key()
+        self.kubeconfig = self._write("kubeconfig", self._kubeconfig().encode())
+
+    # ------------------------------------------------------------------ files
+    def _write(self, name: str, data: bytes) -> Path:
+        p = self.dir / name
+        p.write_bytes(data)
+        p.chmod(0o600)
+        return p
+
+    def add_verification_key(self) -> Path:
+        """A new service-account key pair; its public key is verified (and published) from the
+        next API-server start on. The first pair also signs."""
+        n = len(self.verification_keys) + 1
+        private, public = _rsa_key_pem()
+        priv_path = self._write(f"sa-{n}.key", private)
+        self.verification_keys.append(self._write(f"sa-{n}.pub", public))
+        if self.signing_key is None:
+            self.signing_key = priv_path
+        return self.verification_keys[-1]
+
+    def _kubeconfig(self) -> str:
+        return json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {
+                "server": self.url, "certificate-authority": str(self.pki.ca_cert)}}],
+            "users": [{"name": "admin", "user": {
+                "client-certificate": str(self.admin_cert), "client-key": str(self.admin_key)}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+        })
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    # ------------------------------------------------------------------ processes
+    def _spawn(self, name: str, args: list) -> None:
+        self.procs[name] = child.spawn([self.bin / name, *args], self.dir / f"{name}.log")
+
+    def _etcd_args(self) -> list:
+        client = f"http://127.0.0.1:{self.etcd_port}"
+        peer = f"http://127.0.0.1:{self.etcd_peer_port}"
+        return ["--name", "test", "--data-dir", self.dir / "etcd",
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"test={peer}", "--log-level", "warn"]
+
+    def _apiserver_args(self) -> list:
+        args = [
+            "--etcd-servers", f"http://127.0.0.1:{self.etcd_port}",
+            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--secure-port", self.port, "--insecure-port", "0",
+            "--tls-cert-file", self.pki.server_cert, "--tls-private-key-file", self.pki.server_key,
+            "--client-ca-file", self.client_ca, "--cert-dir", self.dir / "certs",
+            "--anonymous-auth=false", "--authorization-mode", "Node,RBAC",
+            "--service-account-issuer", self.issuer,
+            "--service-account-signing-key-file", self.signing_key,
+            "--service-cluster-ip-range", "10.0.0.0/24", "--profiling=false",
+        ]
+        for key in self.verification_keys:
+            args += ["--service-account-key-file", key]
+        if self.jwks_uri:
+            args += ["--service-account-jwks-uri", self.jwks_uri]
+        return args
+
+    def _controller_manager_args(self) -> list:
+        return ["--kubeconfig", self.kubeconfig, "--controllers", "serviceaccount-token",
+                "--service-account-private-key-file", self.signing_key,
+                "--root-ca-file", self.pki.ca_cert, "--leader-elect=false",
+                "--use-service-account-credentials=false", "--port", "0", "--secure-port", "0"]
+
+    def start(self) -> "Kube":
+        try:
+            self._spawn("etcd", self._etcd_args())
+            self.start_apiserver()
+            self._spawn("kube-controller-manager", self._controller_manager_args())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_apiserver(self) -> None:
+        self._spawn("kube-apiserver", self._apiserver_args())
+        self.wait_ready()
+
+    def stop_apiserver(self) -> None:
+        child.stop(self.procs.pop("kube-apiserver", None), STOP_GRACE_S)
+
+    def restart_apiserver(self, **changes) -> None:
+        """Stops the API server and starts it again, with ``issuer`` or ``jwks_uri`` changed."""
+        for k, v in changes.items():
+            if k not in ("issuer", "jwks_uri"):
+                raise TypeError(k)
+            setattr(self, k, v)
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def stop(self) -> None:
+        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+            child.stop(self.procs.pop(name, None), STOP_GRACE_S)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise KubeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            try:
+                if self.api("GET", "/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise KubeError(f"kube-apiserver not ready after {timeout}s:\n{self.log_tail('kube-apiserver')}")
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        p = self.dir / f"{name}.log"
+        return "\n".join(p.read_text(errors="replace").splitlines()[-lines:]) if p.exists() else ""
+
+    # ------------------------------------------------------------------ requests
+    def _context(self, admin: bool) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        if admin:
+            ctx.load_cert_chain(str(self.admin_cert), str(self.admin_key))
+        return ctx
+
+    def request(self, method: str, path: str, *, token: str | None = None, admin: bool = False,
+                headers: dict[str, str] | None = None, body: bytes | None = None,
+                timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+        """One request, as the admin (client certificate) or with a bearer token (or neither).
+        Returns (status, lower-cased headers, body)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                           context=self._context(admin))
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            h.setdefault("Content-Type", "application/json")
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def api(self, method: str, path: str, obj: dict | None = None) -> tuple[int, dict]:
+        """An admin API call with a JSON body; returns (status, decoded body)."""
+        body = json.dumps(obj).encode() if obj is not None else None
+        status, _, data = self.request(method, path, admin=True, body=body)
+        try:
+            return status, json.loads(data) if data else {}
+        except ValueError:
+            return status, {"raw": data.decode("utf-8", "replace")}
+
+    def _ok(self, what: str, result: tuple[int, dict], *ok: int) -> dict:
+        status, obj = result
+        if status not in ok:
+            raise KubeError(f"{what}: {status} {obj}")
+        return obj
+
+    def create_namespace(self, ns: str) -> None:
+        self._ok(f"create namespace {ns}", self.api("POST", "/api/v1/namespaces", {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}), 201, 409)
+
+    def create_service_account(self, ns: str, name: str) -> None:
+        self.create_namespace(ns)
+        self._ok(f"create serviceaccount {ns}/{name}",
+                 self.api("POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {
+                     "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
+                 201, 409)
+
+    def delete_service_account(self, ns: str, name: str) -> None:
+        self._ok(f"delete serviceaccount {ns}/{name}",
+                 self.api("DELETE", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}"), 200)
+
+    def token(self, ns: str, name: str, audiences: list[str] | None = None,
+              seconds: int = 3600) -> str:
+        """A bound token of the service account from the TokenRequest API (what `kubectl create
+        token` does in later versions)."""
+        spec: dict = {"expirationSeconds": seconds}
+        if audiences:
+            spec["audiences"] = audiences
+        obj = self._ok(f"token for {ns}/{name}", self.api(
+            "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}), 201)
+        return obj["status"]["token"]
+
+    def kubectl(self, *args: str, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run([str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig),
+                               *args], input=input, capture_output=True, text=True,
+                              timeout=timeout)
