@@ -23,11 +23,11 @@ WBG_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3);
 IMAGE ?=
 PUSH_FLAGS ?=
 
-.PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg build lint fmt unit wasm-test e2e \
-        chart-lint chart-template chart-test oci oci-test push test run bench clean
+.PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
+        e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench clean
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-npm tools-wbg
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -63,6 +63,13 @@ tools-wbg:
 	  cargo install -q wasm-bindgen-cli --version "$$v"; \
 	fi
 
+# A real control plane for tests/real: kube-apiserver and kube-controller-manager v1.20.2 built
+# from Debian's kubernetes source package (about 5 minutes, once), kubectl and etcd from Debian,
+# cached outside the work tree ($(KUBE_CACHE)); a no-op while the pinned version is unchanged.
+KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
+kube-tools:
+	@tools/kube/build.sh $(KUBE_CACHE) >/dev/null
+
 # ---------------------------------------------------------------- build
 build: tools-rust tools-apt
 	cargo build --release --target $(WASM_TGT)
@@ -92,6 +99,10 @@ wasm-test: tools-rust tools-wbg
 e2e: build tools-py
 	$(PYTEST) -q tests/e2e
 
+# The filter in real Envoy against a real kube-apiserver (and the fake held to it).
+real-test: build tools-py kube-tools
+	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PYTEST) -q tests/real
+
 # ---------------------------------------------------------------- chart and image
 chart-lint: tools-py
 	$(PY) tests/chart/helm.py lint charts/kube-oidc-discovery
@@ -115,11 +126,13 @@ push: oci
 
 # ---------------------------------------------------------------- everything
 test: tools lint unit wasm-test build
-	$(PYTEST) -q tests/e2e tests/chart tests/image
+	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PYTEST) -q tests/e2e tests/real tests/chart tests/image
 
 # ---------------------------------------------------------------- local run and benchmark
-run: build tools-py
-	$(PY) tests/harness/run_local.py
+# KUBE=real: against a real local kube-apiserver instead of the fake.
+KUBE ?= fake
+run: build tools-py $(if $(filter real,$(KUBE)),kube-tools)
+	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PY) tests/harness/run_local.py --kube $(KUBE)
 
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor

@@ -18,13 +18,17 @@ WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 DEFAULT_TIMEOUT_S = 60
 
 
-def pytest_collection_modifyitems(config, items):
-    # pytest-timeout: a hang in Envoy, the fake or a test fails that test instead of blocking CI,
-    # whatever ini file (or none) the run picked up.
-    here = Path(__file__).parent
+def default_timeout(items, directory: Path, seconds: float) -> None:
+    """pytest-timeout for the tests under ``directory`` that set none: a hang in Envoy, an API
+    server or a test fails that test instead of blocking CI, whatever ini file (or none) the run
+    picked up."""
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(here) and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT_S))
+        if Path(str(item.fspath)).is_relative_to(directory) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(seconds))
+
+
+def pytest_collection_modifyitems(config, items):
+    default_timeout(items, Path(__file__).parent, DEFAULT_TIMEOUT_S)
 
 
 @pytest.fixture(scope="session")

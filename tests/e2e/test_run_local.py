@@ -4,6 +4,7 @@ the repository's .run/ directory."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -25,27 +26,44 @@ def ports_free():
         pytest.fail(f"127.0.0.1 ports {busy} are in use (another `make run`?)")
 
 
-def _start(wasm):
-    proc = subprocess.Popen([sys.executable, str(RUN_LOCAL)], cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "Ctrl-C stops both" in line:
-            return proc, "".join(lines)
-    proc.kill()
-    proc.wait(10)
-    pytest.fail("run_local.py did not come up:\n" + "".join(lines))
+@contextlib.contextmanager
+def run_local(*args: str, timeout: float = 40):
+    """Runs run_local.py; yields the process and what it printed up to its ready line, and
+    kills it on the way out if it still runs."""
+    proc = subprocess.Popen([sys.executable, str(RUN_LOCAL), *args], cwd=REPO_ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, ready = [], False
+        deadline = time.monotonic() + timeout
+        while not ready and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            ready = "Ctrl-C stops everything" in line
+        if not ready:
+            pytest.fail("run_local.py did not come up:\n" + "".join(lines))
+        yield proc, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def stop_cleanly(proc, sig: int = signal.SIGINT, timeout: float = 20) -> str:
+    """Signals run_local.py; it must exit 0 and free every port. Returns what it printed."""
+    proc.send_signal(sig)
+    rest, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, rest
+    for port in PORTS.values():
+        assert not port_busy(port), f"port {port} still in use after stop"
+    return rest
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_make_run_serves_and_stops_cleanly(ports_free, wasm, sig):
-    proc, out = _start(wasm)
-    try:
+    with run_local() as (proc, out):
         assert "curl -s -H 'host: oidc.example.com' http://127.0.0.1:8080/openid/v1/jwks" in out
         assert "curl -s -H 'host: oidc.example.com' http://127.0.0.1:8080/.well-known/openid-configuration" in out
         r = client.get(8080, "/openid/v1/jwks")
@@ -57,16 +75,8 @@ def test_make_run_serves_and_stops_cleanly(ports_free, wasm, sig):
         assert r.status == 200 and r.body == b"passed through to the default route\n"
         assert (REPO_ROOT / ".run" / "token" / "..data").is_symlink()
         token = (REPO_ROOT / ".run" / "token" / "token").read_text()
-        proc.send_signal(sig)
-        rest, _ = proc.communicate(timeout=20)
-        assert proc.returncode == 0, rest
+        rest = stop_cleanly(proc, sig)
         assert token not in out + rest
-        for port in PORTS.values():
-            assert not port_busy(port), f"port {port} still in use after stop"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
 
 
 def test_make_run_refuses_busy_ports(ports_free, wasm):
@@ -74,7 +84,7 @@ def test_make_run_refuses_busy_ports(ports_free, wasm):
     with socket.socket() as s:
         # REUSEADDR: the previous test's connections may still sit in TIME_WAIT on this port
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", PORTS["fake API server"]))
+        s.bind(("127.0.0.1", PORTS["API server"]))
         s.listen()
         r = subprocess.run([sys.executable, str(RUN_LOCAL)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=60)

@@ -11,7 +11,8 @@ client certificate in group ``system:masters``.
     with Kube(workdir, pki) as kube:
         kube.create_service_account("demo", "reader")
         token = kube.token("demo", "reader")
-        kube.restart_apiserver(jwks_uri="https://oidc.example.com/openid/v1/jwks")
+        kube.add_verification_key()
+        kube.restart_apiserver()
 
 The API server's port stays the same across restarts, so an Envoy pointed at it keeps working.
 """
@@ -171,25 +172,24 @@ class Kube:
         try:
             self._spawn("etcd", self._etcd_args())
             self.start_apiserver()
-            self._spawn("kube-controller-manager", self._controller_manager_args())
         except BaseException:
             self.stop()
             raise
         return self
 
     def start_apiserver(self) -> None:
+        """Starts the API server, waits until it is ready, then the controller manager."""
         self._spawn("kube-apiserver", self._apiserver_args())
         self.wait_ready()
+        self._spawn("kube-controller-manager", self._controller_manager_args())
 
     def stop_apiserver(self) -> None:
-        child.stop(self.procs.pop("kube-apiserver", None), STOP_GRACE_S)
+        """Stops the API server, and the controller manager first (it exits without one)."""
+        for name in ("kube-controller-manager", "kube-apiserver"):
+            child.stop(self.procs.pop(name, None), STOP_GRACE_S)
 
-    def restart_apiserver(self, **changes) -> None:
-        """Stops the API server and starts it again, with ``issuer`` or ``jwks_uri`` changed."""
-        for k, v in changes.items():
-            if k not in ("issuer", "jwks_uri"):
-                raise TypeError(k)
-            setattr(self, k, v)
+    def restart_apiserver(self) -> None:
+        """Stops the API server and starts it again (with the keys added since)."""
         self.stop_apiserver()
         self.start_apiserver()
 
