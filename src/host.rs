@@ -538,8 +538,7 @@ impl HttpContext for Http {
             return Action::Continue;
         }
         let head = RequestHead::read();
-        match classify::route(&vm.cfg.hosts, &authority, &head.method, &head.path) {
-            Route::PassThrough => return Action::Continue,
+        match classify::classify(&head.method, &head.path) {
             Route::NotFound => {
                 send(&answer::error(404));
                 Metrics::count(Some(&vm.metrics.not_found));
