@@ -367,14 +367,11 @@ impl Context for Root {
                 .flatten()
                 .unwrap_or_default()
         };
-        let (result, excerpt) = match upstream::check_head(&answer) {
-            Err(e) => (Err(e), upstream::log_excerpt(&body(160))),
-            Ok(()) => {
-                let bytes = body(upstream::MAX_BODY_BYTES);
-                let accepted = upstream::accept(doc, &answer, &bytes, vm.cfg.jwks_uri.as_deref());
-                (accepted.map(|f| StoredCopy::new(f, now)), String::new())
-            }
-        };
+        let (result, excerpt) =
+            match upstream::accept(doc, &answer, body, vm.cfg.jwks_uri.as_deref()) {
+                Ok(fetched) => (Ok(StoredCopy::new(fetched, now)), String::new()),
+                Err(refused) => (Err(refused.error), refused.excerpt),
+            };
         self.complete(&vm, doc, now, result, &excerpt);
     }
 }

@@ -78,7 +78,7 @@ fn validates_upstream_answers() {
     let f = upstream::accept(
         Document::Discovery,
         &ok,
-        body,
+        |_| body.to_vec(),
         Some("https://oidc.example.com/openid/v1/jwks"),
     )
     .unwrap();
@@ -86,8 +86,8 @@ fn validates_upstream_answers() {
         f.body,
         br#"{"issuer":"i","jwks_uri":"https://oidc.example.com/openid/v1/jwks"}"#
     );
-    let err = upstream::accept(Document::Jwks, &ok, b"<html/>", None).unwrap_err();
-    assert_eq!(err.result(), FetchResult::InvalidBody);
+    let err = upstream::accept(Document::Jwks, &ok, |_| b"<html/>".to_vec(), None).unwrap_err();
+    assert_eq!(err.error.result(), FetchResult::InvalidBody);
     let denied = UpstreamAnswer {
         status: Some("401"),
         ..ok
