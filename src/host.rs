@@ -116,7 +116,7 @@ impl Metrics {
         Self::count(
             self.requests
                 .get(doc.index())
-                .and_then(|v| v.get(outcome as usize)),
+                .and_then(|v| v.get(outcome.index())),
         );
     }
 
@@ -124,7 +124,7 @@ impl Metrics {
         Self::count(
             self.fetches
                 .get(doc.index())
-                .and_then(|v| v.get(result as usize)),
+                .and_then(|v| v.get(result.index())),
         );
     }
 

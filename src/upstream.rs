@@ -86,6 +86,18 @@ impl FetchResult {
             FetchResult::Timeout => "timeout",
         }
     }
+
+    /// Position in [`FetchResult::ALL`]: where a per-result table keeps this result's entry.
+    pub const fn index(self) -> usize {
+        match self {
+            FetchResult::Ok => 0,
+            FetchResult::HttpError => 1,
+            FetchResult::InvalidBody => 2,
+            FetchResult::TooLarge => 3,
+            FetchResult::Unavailable => 4,
+            FetchResult::Timeout => 5,
+        }
+    }
 }
 
 impl FetchError {
@@ -236,6 +248,13 @@ mod tests {
             content_type: Some("application/jwk-set+json"),
             cache_control: Some("public, max-age=3600"),
             body_size,
+        }
+    }
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, r) in FetchResult::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
         }
     }
 
