@@ -484,8 +484,7 @@ impl Http {
                 deadline_ms,
             });
             // Tick now: start the fetch if it is ours to make, or watch for another VM's.
-            vm.tick.set(KICK_TICK);
-            let _ = hostcalls::set_tick_period(KICK_TICK);
+            vm.set_tick(KICK_TICK);
         } else {
             vm.answer_error(doc, 503);
         }
