@@ -52,7 +52,8 @@ impl Outcome {
 const JSON: &str = "application/json";
 const NOSNIFF: (&str, Cow<'static, str>) = ("x-content-type-options", Cow::Borrowed("nosniff"));
 
-/// Serves a copy. `freshness` must not be `Expired` (the caller answers 503 instead).
+/// Serves a copy. `freshness` must not be `Expired`: the caller never serves an expired copy, it
+/// waits for a fetch in flight or answers an error ([`crate::cache::cold`]).
 pub fn document<'a>(
     copy: &'a StoredCopy,
     freshness: Freshness,

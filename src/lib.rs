@@ -2,8 +2,9 @@
 //! documents (`/.well-known/openid-configuration`, `/openid/v1/jwks`) from inside Envoy, while the
 //! API server itself stays private.
 //!
-//! The logic lives in modules that never touch the host ABI and are tested natively and as
-//! wasm: [`config`], [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`].
+//! The logic lives in modules that never touch the host ABI, all tested natively: [`config`],
+//! [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`]; [`classify`],
+//! [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`).
 //! The proxy-wasm glue is `host`, compiled wherever the proxy-wasm crate is (not on
 //! wasm32-unknown-unknown, where only the pure logic is built for wasm-bindgen tests).
 
