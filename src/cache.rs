@@ -370,7 +370,7 @@ impl LocalCopy {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
     use std::collections::HashMap;

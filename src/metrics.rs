@@ -37,21 +37,21 @@ pub fn copy_age(doc: Document) -> String {
     format!("{PREFIX}.copy.{}.age_s", doc.name())
 }
 
-/// Every metric name, for documentation and tests.
-pub fn all() -> Vec<String> {
-    let mut names = vec![not_found(), method_not_allowed()];
-    for doc in Document::ALL {
-        names.extend(Outcome::ALL.iter().map(|o| requests(doc, *o)));
-        names.extend(FetchResult::ALL.iter().map(|r| fetches(doc, *r)));
-        names.push(fetch_latency(doc));
-        names.push(copy_age(doc));
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every metric name.
+    fn all() -> Vec<String> {
+        let mut names = vec![not_found(), method_not_allowed()];
+        for doc in Document::ALL {
+            names.extend(Outcome::ALL.iter().map(|o| requests(doc, *o)));
+            names.extend(FetchResult::ALL.iter().map(|r| fetches(doc, *r)));
+            names.push(fetch_latency(doc));
+            names.push(copy_age(doc));
+        }
+        names
+    }
 
     #[test]
     fn names_are_stable() {
