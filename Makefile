@@ -114,7 +114,8 @@ push: oci
 	skopeo copy $(PUSH_FLAGS) oci:$(DIST)/oci:latest docker://$(IMAGE)
 
 # ---------------------------------------------------------------- everything
-test: tools lint unit wasm-test build
+# lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
+test: lint tools unit wasm-test build
 	$(PYTEST) -q tests/e2e tests/chart tests/image
 
 # ---------------------------------------------------------------- local run and benchmark
