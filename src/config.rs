@@ -55,19 +55,28 @@ pub struct RawConfig {
     pub max_stale_s: Option<u64>,
 }
 
-/// The service-account token. Its `Debug` never shows the value, so it cannot reach a log line.
+/// The service-account token, and the VM environment variable it came from. Its `Debug` never
+/// shows the value, so it cannot reach a log line.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+pub struct Token {
+    var: String,
+    value: String,
+}
 
 impl Token {
     pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.0)
+        format!("Bearer {}", self.value)
+    }
+
+    /// The variable named by `token_env` (a name, not a secret).
+    pub fn var(&self) -> &str {
+        &self.var
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
+        write!(f, "Token(<redacted> from {:?})", self.var)
     }
 }
 
@@ -206,7 +215,7 @@ impl RawConfig {
                         why: "names a variable whose value is not a valid bearer token",
                     });
                 }
-                Some(Token(value))
+                Some(Token { var, value })
             }
         };
         let jwks_uri = match self.jwks_uri {
@@ -433,6 +442,8 @@ mod tests {
         assert!(matches!(blank, Err(ConfigError::TokenMissing(v)) if v == "T"));
         let cfg = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("s3cr3t".into())).unwrap();
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
+        assert!(format!("{cfg:?}").contains(r#"Token(<redacted> from "T")"#));
+        assert_eq!(cfg.token.as_ref().map(Token::var), Some("T"));
         let bad = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("a b".into()));
         assert!(bad.unwrap_err().to_string().contains("token_env"));
     }

@@ -3,9 +3,9 @@
 //! API server itself stays private.
 //!
 //! The logic lives in modules that never touch the host ABI, all tested natively: [`config`],
-//! [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`]; [`classify`],
-//! [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`).
-//! The proxy-wasm glue is `host`, compiled wherever the proxy-wasm crate is (not on
+//! [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`], [`startup`];
+//! [`classify`], [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`).
+//! The proxy-wasm glue is `host::proxy_wasm`, compiled wherever the proxy-wasm crate is (not on
 //! wasm32-unknown-unknown, where only the pure logic is built for wasm-bindgen tests).
 
 pub mod answer;
@@ -13,16 +13,18 @@ pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod document;
-pub mod metrics;
-pub mod upstream;
-
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub mod host;
+pub mod metrics;
+pub mod startup;
+pub mod upstream;
 
 #[cfg(target_os = "wasi")]
 proxy_wasm::main! {{
+    startup::set_panic_hook(|line| {
+        let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Critical, line);
+    });
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
     proxy_wasm::set_root_context(|id| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(host::Root::new(id))
+        Box::new(host::proxy_wasm::Root::new(id))
     });
 }}
