@@ -2,11 +2,13 @@
 //! documents (`/.well-known/openid-configuration`, `/openid/v1/jwks`) from inside Envoy, while the
 //! API server itself stays private.
 //!
-//! The logic lives in modules that never touch the host ABI, all tested natively: [`config`],
-//! [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`], [`startup`];
-//! [`classify`], [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`).
-//! The proxy-wasm glue is `host::proxy_wasm`, compiled wherever the proxy-wasm crate is (not on
-//! wasm32-unknown-unknown, where only the pure logic is built for wasm-bindgen tests).
+//! The logic never touches the host ABI and is all tested natively: the pure modules
+//! [`config`], [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`],
+//! [`startup`]; and the host decisions, [`plugin`], [`request`], [`waiters`], [`refresh`], which
+//! make their host calls through [`host::Host`] (a recording fake in tests). [`classify`],
+//! [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`). The proxy-wasm glue is
+//! `host::proxy_wasm`, compiled wherever the proxy-wasm crate is (not on wasm32-unknown-unknown,
+//! where only the logic is built for wasm-bindgen tests).
 
 pub mod answer;
 pub mod cache;
@@ -15,8 +17,12 @@ pub mod config;
 pub mod document;
 pub mod host;
 pub mod metrics;
+pub mod plugin;
+pub mod refresh;
+pub mod request;
 pub mod startup;
 pub mod upstream;
+pub mod waiters;
 
 #[cfg(target_os = "wasi")]
 proxy_wasm::main! {{
