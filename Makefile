@@ -22,9 +22,15 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrappin
 WBG_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 IMAGE ?=
 PUSH_FLAGS ?=
+# Fuzzing (fuzz/): seconds per target for `make fuzz`, and for the smoke run in `make test`.
+FUZZ_TARGETS   := config classify document shared_data
+FUZZ_SECONDS   ?= 120
+FUZZ_SMOKE_SECONDS ?= 5
+CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg build lint fmt unit wasm-test e2e \
-        chart-lint chart-template chart-test oci oci-test push test run bench clean
+        chart-lint chart-template chart-test oci oci-test push test run bench clean \
+        tools-fuzz fuzz fuzz-smoke
 
 # ---------------------------------------------------------------- tools
 tools: tools-rust tools-apt tools-py tools-npm tools-wbg
@@ -63,6 +69,13 @@ tools-wbg:
 	  cargo install -q wasm-bindgen-cli --version "$$v"; \
 	fi
 
+tools-fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@if ! cargo fuzz --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$"; then \
+	  echo "installing cargo-fuzz $(CARGO_FUZZ_VERSION) (once, a few minutes)"; \
+	  cargo install -q --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION); \
+	fi
+
 # ---------------------------------------------------------------- build
 build: tools-rust tools-apt
 	cargo build --release --target $(WASM_TGT)
@@ -75,12 +88,15 @@ build: tools-rust tools-apt
 # ---------------------------------------------------------------- checks
 fmt:
 	cargo fmt
+	cargo fmt --manifest-path fuzz/Cargo.toml
 
 lint: tools-rust
 	cargo fmt --check
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TGT) -- -D warnings
 	cargo clippy --lib --tests --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 unit:
 	cargo test
@@ -91,6 +107,28 @@ wasm-test: tools-rust tools-wbg
 
 e2e: build tools-py
 	$(PYTEST) -q tests/e2e
+
+# ---------------------------------------------------------------- fuzzing
+# Each target reads the committed seeds (fuzz/corpus/<target>) and crash regressions
+# (fuzz/regressions/<target>); what it finds goes to target/fuzz-corpus, never into the tree.
+# No sanitizer (the crate has no unsafe code); debug assertions catch arithmetic overflow.
+FUZZ_RUN = cargo +nightly fuzz run --sanitizer none --debug-assertions
+
+fuzz: tools-fuzz
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t fuzz/regressions/$$t; \
+	  $(FUZZ_RUN) $$t target/fuzz-corpus/$$t fuzz/corpus/$$t fuzz/regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS); \
+	done
+
+# make test: replay every committed input, then a short run of each target.
+fuzz-smoke: tools-fuzz
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t fuzz/regressions/$$t; \
+	  $(FUZZ_RUN) $$t fuzz/corpus/$$t fuzz/regressions/$$t -- -runs=0; \
+	  $(FUZZ_RUN) $$t target/fuzz-corpus/$$t fuzz/corpus/$$t fuzz/regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SMOKE_SECONDS); \
+	done
 
 # ---------------------------------------------------------------- chart and image
 chart-lint: tools-py
