@@ -153,7 +153,7 @@ push: oci
 
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
-test: lint tools unit wasm-test build
+test: lint tools unit wasm-test fuzz-smoke build
 	$(PYTEST) -q tests/e2e tests/chart tests/image
 
 # ---------------------------------------------------------------- local run and benchmark
