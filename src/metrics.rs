@@ -59,24 +59,8 @@ impl Ids {
                 .collect()
         };
         Ok(Ids {
-            requests: Document::ALL
-                .into_iter()
-                .map(|d| {
-                    Outcome::ALL
-                        .into_iter()
-                        .map(|o| host.define_metric(MetricKind::Counter, &requests(d, o)))
-                        .collect()
-                })
-                .collect::<Result<_, _>>()?,
-            fetches: Document::ALL
-                .into_iter()
-                .map(|d| {
-                    FetchResult::ALL
-                        .into_iter()
-                        .map(|r| host.define_metric(MetricKind::Counter, &fetches(d, r)))
-                        .collect()
-                })
-                .collect::<Result<_, _>>()?,
+            requests: counters_by_doc(host, &Outcome::ALL, requests)?,
+            fetches: counters_by_doc(host, &FetchResult::ALL, fetches)?,
             latency: per_doc(MetricKind::Histogram, fetch_latency)?,
             age: per_doc(MetricKind::Gauge, copy_age)?,
             not_found: host.define_metric(MetricKind::Counter, &not_found())?,
@@ -113,6 +97,23 @@ impl Ids {
             host.record_metric(*id, seconds);
         }
     }
+}
+
+/// One counter per document and label, indexed by [`Document::index`], then the label's index.
+fn counters_by_doc<L: Copy>(
+    host: &impl Host,
+    labels: &[L],
+    name: fn(Document, L) -> String,
+) -> Result<Vec<Vec<u32>>, HostError> {
+    Document::ALL
+        .into_iter()
+        .map(|d| {
+            labels
+                .iter()
+                .map(|l| host.define_metric(MetricKind::Counter, &name(d, *l)))
+                .collect()
+        })
+        .collect()
 }
 
 fn count(host: &impl Host, id: Option<&u32>) {

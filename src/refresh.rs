@@ -236,13 +236,7 @@ mod tests {
         vm.host().refuse_dispatch.set(true);
         vm.request(5, HOST, "GET", JWKS_PATH);
         let ((), lines) = logs(|| vm.tick_now());
-        let r = vm.host().take_replies();
-        assert_eq!(
-            r.iter()
-                .map(|r| (r.context_id, r.status))
-                .collect::<Vec<_>>(),
-            [(5, 503)]
-        );
+        assert_eq!(vm.host().take_answers(), [(5, 503)]);
         assert_eq!(fetches(&vm, Document::Jwks, FetchResult::Unavailable), 1);
         assert!(lines.iter().any(|(level, line)| *level == log::Level::Warn
             && line.contains(

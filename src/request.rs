@@ -268,8 +268,7 @@ mod tests {
         // The API server answers, but with its own error: 502 is what a cold request would
         // get; an expired copy's waiter gets 503.
         vm.respond(calls[1].token, "500", "text/plain", b"oops");
-        let r = vm.host().take_replies();
-        assert_eq!((r[0].context_id, r[0].status), (5, 503));
+        assert_eq!(vm.host().take_answers(), [(5, 503)]);
         vm.tick_now();
         assert_eq!(vm.host().tick(), Some(IDLE_TICK));
     }
@@ -282,8 +281,7 @@ mod tests {
         let calls = vm.host().take_calls();
         vm.respond(calls[1].token, "504", "text/plain", b"");
         vm.request(5, HOST, "GET", JWKS_PATH);
-        let r = vm.host().take_replies();
-        assert_eq!((r[0].context_id, r[0].status), (5, 504));
+        assert_eq!(vm.host().take_answers(), [(5, 504)]);
         assert_eq!(
             vm.host()
                 .metric(&metrics::requests(Document::Jwks, Outcome::UpstreamError)),

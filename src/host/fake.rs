@@ -251,6 +251,12 @@ impl FakeHost {
         std::mem::take(&mut self.replies.borrow_mut())
     }
 
+    /// Every reply sent so far as (context, status), taken out of the record.
+    pub fn take_answers(&self) -> Vec<(u32, u32)> {
+        let replies = self.take_replies();
+        replies.iter().map(|r| (r.context_id, r.status)).collect()
+    }
+
     /// Every call dispatched so far, taken out of the record.
     pub fn take_calls(&self) -> Vec<Call> {
         std::mem::take(&mut self.calls.borrow_mut())
