@@ -22,9 +22,15 @@ WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrappin
 WBG_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 IMAGE ?=
 PUSH_FLAGS ?=
+# Fuzzing (fuzz/): seconds per target for `make fuzz`, and for the smoke run in `make test`.
+FUZZ_TARGETS   := config classify document shared_data
+FUZZ_SECONDS   ?= 120
+FUZZ_SMOKE_SECONDS ?= 5
+CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
-        e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench clean
+        e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench clean \
+        tools-fuzz fuzz fuzz-smoke
 
 # ---------------------------------------------------------------- tools
 tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools
@@ -70,6 +76,13 @@ KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
 kube-tools:
 	@tools/kube/build.sh $(KUBE_CACHE) >/dev/null
 
+tools-fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@if ! cargo fuzz --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$"; then \
+	  echo "installing cargo-fuzz $(CARGO_FUZZ_VERSION) (once, a few minutes)"; \
+	  cargo install -q --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION); \
+	fi
+
 # ---------------------------------------------------------------- build
 build: tools-rust tools-apt
 	cargo build --release --target $(WASM_TGT)
@@ -82,12 +95,15 @@ build: tools-rust tools-apt
 # ---------------------------------------------------------------- checks
 fmt:
 	cargo fmt
+	cargo fmt --manifest-path fuzz/Cargo.toml
 
 lint: tools-rust
 	cargo fmt --check
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TGT) -- -D warnings
 	cargo clippy --lib --tests --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 unit:
 	cargo test
@@ -102,6 +118,28 @@ e2e: build tools-py
 # The filter in real Envoy against a real kube-apiserver (and the fake held to it).
 real-test: build tools-py kube-tools
 	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PYTEST) -q tests/real
+
+# ---------------------------------------------------------------- fuzzing
+# Each target reads the committed seeds (fuzz/corpus/<target>) and crash regressions
+# (fuzz/regressions/<target>); what it finds goes to target/fuzz-corpus, never into the tree.
+# No sanitizer (the crate has no unsafe code); debug assertions catch arithmetic overflow.
+FUZZ_RUN = cargo +nightly fuzz run --sanitizer none --debug-assertions
+
+fuzz: tools-fuzz
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t fuzz/regressions/$$t; \
+	  $(FUZZ_RUN) $$t target/fuzz-corpus/$$t fuzz/corpus/$$t fuzz/regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS); \
+	done
+
+# make test: replay every committed input, then a short run of each target.
+fuzz-smoke: tools-fuzz
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t fuzz/regressions/$$t; \
+	  $(FUZZ_RUN) $$t fuzz/corpus/$$t fuzz/regressions/$$t -- -runs=0; \
+	  $(FUZZ_RUN) $$t target/fuzz-corpus/$$t fuzz/corpus/$$t fuzz/regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SMOKE_SECONDS); \
+	done
 
 # ---------------------------------------------------------------- chart and image
 chart-lint: tools-py
@@ -125,7 +163,8 @@ push: oci
 	skopeo copy $(PUSH_FLAGS) oci:$(DIST)/oci:latest docker://$(IMAGE)
 
 # ---------------------------------------------------------------- everything
-test: tools lint unit wasm-test build
+# lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
+test: lint tools unit wasm-test fuzz-smoke build
 	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PYTEST) -q tests/e2e tests/real tests/chart tests/image
 
 # ---------------------------------------------------------------- local run and benchmark

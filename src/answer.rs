@@ -37,12 +37,23 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
         }
     }
+
+    /// Position in [`Outcome::ALL`]: where a per-outcome table keeps this outcome's entry.
+    pub const fn index(self) -> usize {
+        match self {
+            Outcome::Fresh => 0,
+            Outcome::Stale => 1,
+            Outcome::NotModified => 2,
+            Outcome::UpstreamError => 3,
+        }
+    }
 }
 
 const JSON: &str = "application/json";
 const NOSNIFF: (&str, Cow<'static, str>) = ("x-content-type-options", Cow::Borrowed("nosniff"));
 
-/// Serves a copy. `freshness` must not be `Expired` (the caller answers 503 instead).
+/// Serves a copy. `freshness` must not be `Expired`: the caller never serves an expired copy, it
+/// waits for a fetch in flight or answers an error ([`crate::cache::cold`]).
 pub fn document<'a>(
     copy: &'a StoredCopy,
     freshness: Freshness,
@@ -138,6 +149,13 @@ mod tests {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.as_ref())
+    }
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, o) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(o.index(), i, "{o:?}");
+        }
     }
 
     #[test]

@@ -117,7 +117,7 @@ impl StoredCopy {
         if field()? != COPY_MAGIC {
             return None;
         }
-        let fetched_at_ms = field()?.parse().ok()?;
+        let fetched_at_ms = number(&field()?)?;
         let etag = field()?;
         let content_type = field()?;
         let cache_control = Some(field()?).filter(|s| !s.is_empty());
@@ -132,6 +132,13 @@ impl StoredCopy {
             body: rest.to_vec(),
         })
     }
+}
+
+/// A number exactly as `to_string` writes it: `str::parse` also takes `+7` and `007`, and then
+/// bytes that are no encoding of ours would decode.
+fn number<T: std::str::FromStr + ToString>(text: &str) -> Option<T> {
+    let n: T = text.parse().ok()?;
+    (n.to_string() == text).then_some(n)
 }
 
 /// How usable a copy is at a given moment.
@@ -186,10 +193,10 @@ impl Schedule {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut it = text.split(' ');
         let s = Schedule {
-            next_due_ms: it.next()?.parse().ok()?,
-            failures: it.next()?.parse().ok()?,
-            lease_until_ms: it.next()?.parse().ok()?,
-            last_error: it.next()?.parse().ok()?,
+            next_due_ms: number(it.next()?)?,
+            failures: number(it.next()?)?,
+            lease_until_ms: number(it.next()?)?,
+            last_error: number(it.next()?)?,
         };
         it.next().is_none().then_some(s)
     }
@@ -370,36 +377,9 @@ impl LocalCopy {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
-    use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
-
-    /// Shared data as proxy-wasm implements it: a CAS counter per write, CAS ignored for a missing key.
-    #[derive(Default)]
-    pub struct MemStore {
-        map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-        next: Cell<u32>,
-        pub gets: Cell<usize>,
-    }
-
-    impl SharedStore for MemStore {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            self.gets.set(self.gets.get() + 1);
-            self.map.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
-            let mut map = self.map.borrow_mut();
-            if let (Some(c), Some((_, cur))) = (cas, map.get(key)) {
-                if c != *cur {
-                    return Err(CasMismatch);
-                }
-            }
-            self.next.set(self.next.get() + 1);
-            map.insert(key.to_string(), (value.to_vec(), self.next.get()));
-            Ok(())
-        }
-    }
+    use crate::host::fake::MemStore;
 
     fn cfg() -> Config {
         Config::from_json(
@@ -427,6 +407,8 @@ pub mod tests {
         };
         assert_eq!(StoredCopy::decode(&none.encode()), Some(none));
         assert_eq!(StoredCopy::decode(b"kod1\n1\n"), None);
+        assert_eq!(StoredCopy::decode(b"kod1\n01\ne\nt\n\n\n"), None);
+        assert!(StoredCopy::decode(b"kod1\n1\ne\nt\n\n\n").is_some());
         assert_eq!(StoredCopy::decode(b"xxx"), None);
     }
 
@@ -472,6 +454,10 @@ pub mod tests {
         assert_eq!(Schedule::decode(&s.encode()), Some(s));
         assert_eq!(Schedule::decode(b"1 2 3"), None);
         assert_eq!(Schedule::decode(b"1 2 3 4 5"), None);
+        // found by fuzz/fuzz_targets/shared_data.rs: only the exact encoding decodes
+        assert_eq!(Schedule::decode(b"0 000 00 0"), None);
+        assert_eq!(Schedule::decode(b"+1 2 3 4"), None);
+        assert_eq!(Schedule::decode(b"0 0 0 0"), Some(Schedule::default()));
         assert!(s.leased(8) && !s.leased(9));
         assert!(!s.due(8) && s.due(9));
     }

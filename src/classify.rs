@@ -2,11 +2,10 @@
 
 use crate::document::Document;
 
-/// What the filter does with a request.
+/// What the filter does with a request on one of its hosts (other hosts never get this far:
+/// [`host_matches`] lets them pass first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// Not one of our hosts: the request continues through the filter chain untouched.
-    PassThrough,
     /// `GET` or `HEAD` of one of the two documents.
     Serve(Document),
     /// Our host, any other path: answered 404 without an upstream call.
@@ -51,15 +50,6 @@ pub fn classify(method: &str, path: &str) -> Route {
     match method {
         "GET" | "HEAD" => Route::Serve(doc),
         _ => Route::MethodNotAllowed,
-    }
-}
-
-/// Classifies a request, host first: a request for another host is never answered here.
-pub fn route(hosts: &[String], authority: &str, method: &str, path: &str) -> Route {
-    if host_matches(hosts, authority) {
-        classify(method, path)
-    } else {
-        Route::PassThrough
     }
 }
 
@@ -134,14 +124,6 @@ mod tests {
         assert!(!host_matches(&hosts, "oidc.example.com.evil"));
         assert!(!host_matches(&hosts, ""));
         assert!(host_matches(&[], "anything"));
-        assert_eq!(
-            route(&hosts, "app.example.com", "GET", "/openid/v1/jwks"),
-            Route::PassThrough
-        );
-        assert_eq!(
-            route(&hosts, "oidc.example.com", "GET", "/x"),
-            Route::NotFound
-        );
     }
 
     #[test]

@@ -15,17 +15,32 @@ const TIMEOUT_MS: (u64, u64) = (1, 60_000);
 const REFRESH_INTERVAL_S: (u64, u64) = (5, 86_400);
 const MAX_STALE_S: (u64, u64) = (1, 31_536_000);
 
-/// The keys of the plugin configuration, in the order the docs list them.
-pub const KEYS: [&str; 8] = [
-    "cluster",
-    "authority",
-    "hosts",
-    "token_env",
-    "timeout_ms",
-    "jwks_uri",
-    "refresh_interval_s",
-    "max_stale_s",
+/// Puts one key's JSON value into its field of [`RawConfig`]; gets the key to name it in errors.
+type Setter = fn(&mut RawConfig, &'static str, Value) -> Result<(), ConfigError>;
+
+/// Every key of the plugin configuration, in the order the docs list them, with its field. The
+/// parser and the unknown-key message both read this one table, so they cannot drift apart.
+const FIELDS: [(&str, Setter); 8] = [
+    ("cluster", |r, k, v| field(k, v).map(|x| r.cluster = x)),
+    ("authority", |r, k, v| field(k, v).map(|x| r.authority = x)),
+    ("hosts", |r, k, v| field(k, v).map(|x| r.hosts = x)),
+    ("token_env", |r, k, v| field(k, v).map(|x| r.token_env = x)),
+    ("timeout_ms", |r, k, v| {
+        field(k, v).map(|x| r.timeout_ms = x)
+    }),
+    ("jwks_uri", |r, k, v| field(k, v).map(|x| r.jwks_uri = x)),
+    ("refresh_interval_s", |r, k, v| {
+        field(k, v).map(|x| r.refresh_interval_s = x)
+    }),
+    ("max_stale_s", |r, k, v| {
+        field(k, v).map(|x| r.max_stale_s = x)
+    }),
 ];
+
+/// The keys of the plugin configuration, in the order the docs list them.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    FIELDS.iter().map(|(key, _)| *key)
+}
 
 /// The configuration as written by the operator. Every field is optional; unknown keys are errors.
 #[derive(Debug, Default)]
@@ -40,19 +55,28 @@ pub struct RawConfig {
     pub max_stale_s: Option<u64>,
 }
 
-/// The service-account token. Its `Debug` never shows the value, so it cannot reach a log line.
+/// The service-account token, and the VM environment variable it came from. Its `Debug` never
+/// shows the value, so it cannot reach a log line.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+pub struct Token {
+    var: String,
+    value: String,
+}
 
 impl Token {
     pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.0)
+        format!("Bearer {}", self.value)
+    }
+
+    /// The variable named by `token_env` (a name, not a secret).
+    pub fn var(&self) -> &str {
+        &self.var
     }
 }
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
+        write!(f, "Token(<redacted> from {:?})", self.var)
     }
 }
 
@@ -120,7 +144,7 @@ impl fmt::Display for ConfigError {
             ConfigError::UnknownKey(key) => write!(
                 f,
                 "invalid configuration: unknown key {key:?}, expected one of {}",
-                KEYS.join(", ")
+                keys().collect::<Vec<_>>().join(", ")
             ),
             ConfigError::Type { key, why } => write!(f, "invalid configuration: `{key}`: {why}"),
             ConfigError::Empty(key) => write!(f, "invalid configuration: `{key}` must not be empty"),
@@ -153,19 +177,10 @@ impl RawConfig {
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         let mut raw = RawConfig::default();
         for (key, value) in map {
-            match key.as_str() {
-                "cluster" => raw.cluster = field("cluster", value)?,
-                "authority" => raw.authority = field("authority", value)?,
-                "hosts" => raw.hosts = field("hosts", value)?,
-                "token_env" => raw.token_env = field("token_env", value)?,
-                "timeout_ms" => raw.timeout_ms = field("timeout_ms", value)?,
-                "jwks_uri" => raw.jwks_uri = field("jwks_uri", value)?,
-                "refresh_interval_s" => {
-                    raw.refresh_interval_s = field("refresh_interval_s", value)?
-                }
-                "max_stale_s" => raw.max_stale_s = field("max_stale_s", value)?,
-                _ => return Err(ConfigError::UnknownKey(key)),
-            }
+            let Some((name, set)) = FIELDS.iter().find(|(name, _)| *name == key) else {
+                return Err(ConfigError::UnknownKey(key));
+            };
+            set(&mut raw, name, value)?;
         }
         Ok(raw)
     }
@@ -200,7 +215,7 @@ impl RawConfig {
                         why: "names a variable whose value is not a valid bearer token",
                     });
                 }
-                Some(Token(value))
+                Some(Token { var, value })
             }
         };
         let jwks_uri = match self.jwks_uri {
@@ -379,11 +394,28 @@ mod tests {
     }
 
     #[test]
-    fn every_listed_key_is_accepted() {
-        // KEYS (named in the unknown-key message) and the parser's match must not drift apart
-        for key in KEYS {
-            let json = format!(r#"{{"{key}":null}}"#);
-            assert!(RawConfig::parse(json.as_bytes()).is_ok(), "{key} rejected");
+    fn every_key_sets_its_own_field_and_every_field_has_a_key() {
+        // RawConfig's Debug form names every field; each must be a key, and each key must fill
+        // exactly the field of its name (a key wired to the wrong field fails here).
+        let fields = format!("{:?}", RawConfig::default());
+        let mut names: Vec<&str> = fields
+            .split(['{', ','])
+            .filter_map(|part| part.split_once(": None").map(|(name, _)| name.trim()))
+            .collect();
+        let mut listed: Vec<&str> = keys().collect();
+        names.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+        let sample = |key: &str| match key {
+            "hosts" => r#"["a.example"]"#,
+            "timeout_ms" | "refresh_interval_s" | "max_stale_s" => "7",
+            _ => r#""x""#,
+        };
+        for key in keys() {
+            let raw = RawConfig::parse(format!(r#"{{"{key}":{}}}"#, sample(key)).as_bytes());
+            let debug = format!("{:?}", raw.unwrap());
+            assert_eq!(debug.matches("Some(").count(), 1, "{key}: {debug}");
+            assert!(debug.contains(&format!("{key}: Some(")), "{key}: {debug}");
         }
     }
 
@@ -410,6 +442,8 @@ mod tests {
         assert!(matches!(blank, Err(ConfigError::TokenMissing(v)) if v == "T"));
         let cfg = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("s3cr3t".into())).unwrap();
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
+        assert!(format!("{cfg:?}").contains(r#"Token(<redacted> from "T")"#));
+        assert_eq!(cfg.token.as_ref().map(Token::var), Some("T"));
         let bad = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("a b".into()));
         assert!(bad.unwrap_err().to_string().contains("token_env"));
     }

@@ -42,6 +42,7 @@ impl Document {
         }
     }
 
+    /// Position in [`Document::ALL`]: where a per-document table keeps this document's entry.
     pub const fn index(self) -> usize {
         match self {
             Document::Discovery => 0,
@@ -138,6 +139,13 @@ mod tests {
     use super::*;
 
     const DISCOVERY: &str = r#"{"issuer":"https://kubernetes.default.svc.cluster.local","jwks_uri":"https://10.0.0.1:6443/openid/v1/jwks","response_types_supported":["id_token"]}"#;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, d) in Document::ALL.into_iter().enumerate() {
+            assert_eq!(d.index(), i, "{d:?}");
+        }
+    }
 
     #[test]
     fn paths_are_the_api_server_paths() {

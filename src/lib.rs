@@ -2,26 +2,35 @@
 //! documents (`/.well-known/openid-configuration`, `/openid/v1/jwks`) from inside Envoy, while the
 //! API server itself stays private.
 //!
-//! The logic lives in modules that never touch the host ABI and are tested natively and as
-//! wasm: [`config`], [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`].
-//! The proxy-wasm glue is `host`, compiled wherever the proxy-wasm crate is (not on
-//! wasm32-unknown-unknown, where only the pure logic is built for wasm-bindgen tests).
+//! The logic never touches the host ABI and is all tested natively: the pure modules
+//! [`config`], [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`],
+//! [`startup`]; and the host decisions, [`plugin`], [`request`], [`waiters`], [`refresh`], which
+//! make their host calls through [`host::Host`] (a recording fake in tests). [`classify`],
+//! [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`). The proxy-wasm glue is
+//! `host::proxy_wasm`, compiled wherever the proxy-wasm crate is (not on wasm32-unknown-unknown,
+//! where only the logic is built for wasm-bindgen tests).
 
 pub mod answer;
 pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod document;
-pub mod metrics;
-pub mod upstream;
-
-#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub mod host;
+pub mod metrics;
+pub mod plugin;
+pub mod refresh;
+pub mod request;
+pub mod startup;
+pub mod upstream;
+pub mod waiters;
 
 #[cfg(target_os = "wasi")]
 proxy_wasm::main! {{
+    startup::set_panic_hook(|line| {
+        let _ = proxy_wasm::hostcalls::log(proxy_wasm::types::LogLevel::Critical, line);
+    });
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
     proxy_wasm::set_root_context(|id| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(host::Root::new(id))
+        Box::new(host::proxy_wasm::Root::new(id))
     });
 }}

@@ -83,6 +83,18 @@ impl FetchResult {
             FetchResult::Timeout => "timeout",
         }
     }
+
+    /// Position in [`FetchResult::ALL`]: where a per-result table keeps this result's entry.
+    pub const fn index(self) -> usize {
+        match self {
+            FetchResult::Ok => 0,
+            FetchResult::HttpError => 1,
+            FetchResult::InvalidBody => 2,
+            FetchResult::TooLarge => 3,
+            FetchResult::Unavailable => 4,
+            FetchResult::Timeout => 5,
+        }
+    }
 }
 
 impl FetchError {
@@ -158,18 +170,33 @@ pub fn check_head(answer: &UpstreamAnswer<'_>) -> Result<(), FetchError> {
     Ok(())
 }
 
-/// Validates a 200 answer's body and keeps, of its headers, only what is relayed.
+/// A refused answer: why, and for the log only, an excerpt of an error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub error: FetchError,
+    pub excerpt: String,
+}
+
+/// Judges an upstream answer: the head first, then the body, read through `read_body(max)`
+/// (at most `max` bytes) only as far as needed: whole for a 200 within the size limit, else the
+/// start of it for the log excerpt. Keeps, of the headers, only what is relayed.
 pub fn accept(
     doc: Document,
     answer: &UpstreamAnswer<'_>,
-    body: &[u8],
+    read_body: impl FnOnce(usize) -> Vec<u8>,
     jwks_uri: Option<&str>,
-) -> Result<Fetched, FetchError> {
-    check_head(answer)?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(FetchError::TooLarge(body.len()));
+) -> Result<Fetched, Refused> {
+    let refused = |error, excerpt| Refused { error, excerpt };
+    if let Err(e) = check_head(answer) {
+        return Err(refused(e, log_excerpt(&read_body(EXCERPT_BYTES))));
     }
-    let body = doc.validate(body, jwks_uri).map_err(FetchError::Invalid)?;
+    let body = read_body(MAX_BODY_BYTES);
+    if body.len() > MAX_BODY_BYTES {
+        return Err(refused(FetchError::TooLarge(body.len()), String::new()));
+    }
+    let body = doc
+        .validate(&body, jwks_uri)
+        .map_err(|e| refused(FetchError::Invalid(e), String::new()))?;
     Ok(Fetched {
         body,
         content_type: answer
@@ -184,11 +211,14 @@ pub fn accept(
     })
 }
 
+/// How much of an error body the log excerpt shows.
+const EXCERPT_BYTES: usize = 160;
+
 /// A short, printable excerpt of an error body for the warn log line (Envoy's own 503 says
 /// which TLS check failed; that is for the operator, never for the client).
 pub fn log_excerpt(body: &[u8]) -> String {
     body.iter()
-        .take(160)
+        .take(EXCERPT_BYTES)
         .map(|&b| {
             if b.is_ascii_graphic() || b == b' ' {
                 b as char
@@ -207,6 +237,7 @@ fn header_value_ok(v: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use std::cell::Cell;
 
     fn ok_answer(body_size: usize) -> UpstreamAnswer<'static> {
         UpstreamAnswer {
@@ -214,6 +245,13 @@ mod tests {
             content_type: Some("application/jwk-set+json"),
             cache_control: Some("public, max-age=3600"),
             body_size,
+        }
+    }
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, r) in FetchResult::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
         }
     }
 
@@ -276,18 +314,38 @@ mod tests {
         );
     }
 
+    /// A body reader as the host's: at most `max` bytes; records each `max` asked for.
+    fn reader<'a>(
+        body: &'a [u8],
+        asked: &'a Cell<Vec<usize>>,
+    ) -> impl FnOnce(usize) -> Vec<u8> + 'a {
+        move |max| {
+            let mut a = asked.take();
+            a.push(max);
+            asked.set(a);
+            body.iter().take(max).copied().collect()
+        }
+    }
+
     #[test]
     fn accept_keeps_only_relayed_headers_and_validates() {
+        let asked = Cell::new(Vec::new());
         let body = br#"{"keys":[]}"#;
-        let f = accept(Document::Jwks, &ok_answer(body.len()), body, None).unwrap();
+        let read = reader(body, &asked);
+        let f = accept(Document::Jwks, &ok_answer(body.len()), read, None).unwrap();
         assert_eq!(f.body, body);
         assert_eq!(f.content_type, "application/jwk-set+json");
         assert_eq!(f.cache_control.as_deref(), Some("public, max-age=3600"));
+        assert_eq!(asked.take(), [MAX_BODY_BYTES]);
         let html = b"<html>login</html>";
+        let refused = accept(
+            Document::Jwks,
+            &ok_answer(html.len()),
+            reader(html, &asked),
+            None,
+        );
         assert_eq!(
-            accept(Document::Jwks, &ok_answer(html.len()), html, None)
-                .unwrap_err()
-                .result(),
+            refused.unwrap_err().error.result(),
             FetchResult::InvalidBody
         );
         let bare = UpstreamAnswer {
@@ -295,9 +353,39 @@ mod tests {
             content_type: Some("bad\u{7f}"),
             ..Default::default()
         };
-        let f = accept(Document::Jwks, &bare, body, None).unwrap();
+        let f = accept(Document::Jwks, &bare, reader(body, &asked), None).unwrap();
         assert_eq!(f.content_type, "application/jwk-set+json");
         assert_eq!(f.cache_control, None);
+    }
+
+    #[test]
+    fn a_refused_head_reads_only_the_log_excerpt() {
+        let asked = Cell::new(Vec::new());
+        let body = [b'x'; 1000];
+        let mut denied = ok_answer(body.len());
+        denied.status = Some("403");
+        let r = accept(Document::Jwks, &denied, reader(&body, &asked), None).unwrap_err();
+        assert_eq!(r.error, FetchError::Status(403));
+        assert_eq!(r.excerpt.len(), EXCERPT_BYTES);
+        assert_eq!(asked.take(), [EXCERPT_BYTES]);
+        let r = accept(
+            Document::Jwks,
+            &ok_answer(MAX_BODY_BYTES + 1),
+            reader(&body, &asked),
+            None,
+        );
+        assert_eq!(
+            r.unwrap_err().error,
+            FetchError::TooLarge(MAX_BODY_BYTES + 1)
+        );
+        assert_eq!(asked.take(), [EXCERPT_BYTES]);
+        // a host that hands over more than the head announced
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        let r = accept(Document::Jwks, &ok_answer(10), |_| big.clone(), None);
+        assert_eq!(
+            r.unwrap_err().error,
+            FetchError::TooLarge(MAX_BODY_BYTES + 1)
+        );
     }
 
     #[test]

@@ -1,0 +1,345 @@
+//! Keeping the shared copy fresh: the tick, the fetch lease, the upstream calls and what their
+//! results do to the copy, the schedule and the waiters.
+//!
+//! Upstream calls are always made by the root context, which lives as long as the VM: a client
+//! that disconnects never cancels a fetch other requests are waiting for. A request that finds no
+//! usable copy registers as a waiter and shortens the tick so that the fetch starts at once.
+
+use crate::cache::{self, StoredCopy};
+use crate::document::Document;
+use crate::host::Host;
+use crate::plugin::Plugin;
+use crate::upstream::{self, FetchError, FetchResult, UpstreamAnswer};
+use log::{debug, warn};
+use std::time::Duration;
+
+/// Tick while nothing waits: refresh times and backoff are whole seconds.
+pub const IDLE_TICK: Duration = Duration::from_millis(1000);
+/// Tick while requests wait for a fetch made by another worker VM.
+pub const WAIT_TICK: Duration = Duration::from_millis(20);
+/// Tick that starts a fetch right after a request found no copy (or after plugin start).
+pub const KICK_TICK: Duration = Duration::from_millis(1);
+/// A lease outlives the call it covers by this much, then another VM may fetch.
+pub const LEASE_MARGIN: Duration = Duration::from_millis(1000);
+
+/// An upstream call in flight: which document, and when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InFlight {
+    pub(crate) doc: Document,
+    pub(crate) started_ms: u64,
+}
+
+/// The head of an upstream call's response, as the host reports it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: Option<String>,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub body_size: usize,
+}
+
+impl<H: Host> Plugin<H> {
+    /// The root's tick: fetch what is due if this VM takes the lease, report the copies' age,
+    /// settle waiters, and choose the next tick period.
+    pub fn on_tick(&self) {
+        let now = self.host.now_ms();
+        let lease = self.cfg.timeout.saturating_add(LEASE_MARGIN);
+        for doc in Document::ALL {
+            let Some(keys) = self.keys(doc) else { continue };
+            if self.shared().try_lease(keys, now, lease) {
+                self.fetch(doc, now);
+            }
+            if let Some(copy) = self.shared().version_ms(keys) {
+                self.metrics
+                    .age(&self.host, doc, now.saturating_sub(copy) / 1000);
+            }
+        }
+        let more = self.settle_waiters(now);
+        let waiting = self
+            .waiters
+            .try_borrow()
+            .map(|w| !w.is_empty())
+            .unwrap_or(true);
+        self.set_tick(match (more, waiting) {
+            (true, _) => KICK_TICK,
+            (false, true) => WAIT_TICK,
+            (false, false) => IDLE_TICK,
+        });
+    }
+
+    /// The response to one of our calls. `head` and `read_body(max)` read it from the host, and
+    /// only for a call of ours; the body only as far as [`upstream::accept`] needs.
+    pub fn on_call_response(
+        &self,
+        token: u32,
+        head: impl FnOnce() -> ResponseHead,
+        read_body: impl FnOnce(usize) -> Vec<u8>,
+    ) {
+        let call = self
+            .inflight
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut m| m.remove(&token));
+        let Some(InFlight { doc, started_ms }) = call else {
+            return;
+        };
+        let now = self.host.now_ms();
+        self.metrics
+            .latency(&self.host, doc, now.saturating_sub(started_ms));
+        let head = head();
+        let answer = UpstreamAnswer {
+            status: head.status.as_deref(),
+            content_type: head.content_type.as_deref(),
+            cache_control: head.cache_control.as_deref(),
+            body_size: head.body_size,
+        };
+        let jwks_uri = self.cfg.jwks_uri.as_deref();
+        let (result, excerpt) = match upstream::accept(doc, &answer, read_body, jwks_uri) {
+            Ok(fetched) => (Ok(StoredCopy::new(fetched, now)), String::new()),
+            Err(refused) => (Err(refused.error), refused.excerpt),
+        };
+        self.complete(doc, now, result, &excerpt);
+    }
+
+    fn fetch(&self, doc: Document, now: u64) {
+        let headers = upstream::request_headers(&self.cfg, doc);
+        let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match self
+            .host
+            .dispatch(&self.cfg.cluster, &pairs, self.cfg.timeout)
+        {
+            Ok(token) => {
+                if let Ok(mut m) = self.inflight.try_borrow_mut() {
+                    let call = InFlight {
+                        doc,
+                        started_ms: now,
+                    };
+                    m.insert(token, call);
+                }
+            }
+            Err(_) => self.complete(doc, now, Err(FetchError::Dispatch), ""),
+        }
+    }
+
+    /// Records a fetch's result in shared data and answers the waiters that can now be answered.
+    fn complete(
+        &self,
+        doc: Document,
+        now: u64,
+        result: Result<StoredCopy, FetchError>,
+        excerpt: &str,
+    ) {
+        let Some(keys) = self.keys(doc) else { return };
+        let interval = self.cfg.refresh_interval;
+        match result {
+            Ok(copy) => {
+                self.metrics.fetch(&self.host, doc, FetchResult::Ok);
+                debug!(
+                    "kube-oidc-discovery: fetched {doc} ({} bytes, etag {})",
+                    copy.body.len(),
+                    copy.etag
+                );
+                self.shared().store_copy(keys, &copy);
+                self.shared().finish(keys, now, Ok(()), |_| interval);
+            }
+            Err(e) => {
+                self.metrics.fetch(&self.host, doc, e.result());
+                warn!(
+                    "kube-oidc-discovery: fetching {doc} from cluster {:?} failed: {e}{}{excerpt}",
+                    self.cfg.cluster,
+                    if excerpt.is_empty() {
+                        ""
+                    } else {
+                        "; upstream body: "
+                    }
+                );
+                let jitter = cache::fnv1a64(&[&now.to_le_bytes(), &self.root_id.to_le_bytes()]);
+                self.shared()
+                    .finish(keys, now, Err(e.client_status()), |f| {
+                        cache::backoff(f, interval, jitter)
+                    });
+            }
+        }
+        self.settle_waiters(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::Outcome;
+    use crate::host::fake::{logs, Process, JWKS, TOKEN};
+    use crate::metrics;
+
+    const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"token_env":"T","timeout_ms":2000,
+        "refresh_interval_s":60,"cluster":"api"}"#;
+    const HOST: &str = "oidc.example.com";
+    const JWKS_PATH: &str = "/openid/v1/jwks";
+
+    fn fetches(vm: &Plugin<crate::host::fake::FakeHost>, doc: Document, r: FetchResult) -> u64 {
+        vm.host().metric(&metrics::fetches(doc, r))
+    }
+
+    #[test]
+    fn the_first_tick_prefetches_both_then_refreshes_on_schedule() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        assert_eq!(vm.host().ticks(), [KICK_TICK]);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        let paths: Vec<_> = calls.iter().map(|c| c.path()).collect();
+        assert_eq!(paths, [Document::Discovery.path(), Document::Jwks.path()]);
+        for c in &calls {
+            assert_eq!(
+                (c.cluster.as_str(), c.timeout),
+                ("api", Duration::from_secs(2))
+            );
+            let bearer = format!("Bearer {TOKEN}");
+            assert!(c
+                .headers
+                .iter()
+                .any(|(n, v)| n == "authorization" && *v == bearer));
+        }
+        p.advance(35);
+        for c in &calls {
+            vm.respond_ok(c);
+        }
+        for doc in Document::ALL {
+            assert_eq!(fetches(&vm, doc, FetchResult::Ok), 1);
+            assert_eq!(vm.host().metric(&metrics::fetch_latency(doc)), 35);
+        }
+        vm.tick_now();
+        assert_eq!(vm.host().tick(), Some(IDLE_TICK));
+        // next refresh: refresh_interval_s after the fetch completed
+        p.advance(59_999);
+        vm.tick_now();
+        assert!(vm.host().take_calls().is_empty(), "not due yet");
+        assert_eq!(vm.host().metric(&metrics::copy_age(Document::Jwks)), 59);
+        p.advance(1);
+        vm.tick_now();
+        assert_eq!(vm.host().take_calls().len(), 2, "due");
+    }
+
+    #[test]
+    fn a_response_that_is_not_ours_is_ignored() {
+        let vm = Process::at(1_000_000).vm(CONFIG);
+        vm.respond(4242, "200", "application/json", JWKS);
+        assert_eq!(fetches(&vm, Document::Jwks, FetchResult::Ok), 0);
+        vm.request(5, HOST, "GET", JWKS_PATH);
+        assert!(vm.host().take_replies().is_empty(), "no copy was stored");
+    }
+
+    #[test]
+    fn a_failed_dispatch_answers_the_waiters_and_backs_off() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        vm.host().refuse_dispatch.set(true);
+        vm.request(5, HOST, "GET", JWKS_PATH);
+        let ((), lines) = logs(|| vm.tick_now());
+        assert_eq!(vm.host().take_answers(), [(5, 503)]);
+        assert_eq!(fetches(&vm, Document::Jwks, FetchResult::Unavailable), 1);
+        assert!(lines.iter().any(|(level, line)| *level == log::Level::Warn
+            && line.contains(
+                "fetching jwks from cluster \"api\" failed: the call could not be dispatched"
+            )));
+        // backoff after one failure: 1 s
+        p.advance(999);
+        vm.tick_now();
+        assert_eq!(fetches(&vm, Document::Jwks, FetchResult::Unavailable), 1);
+        p.advance(1);
+        vm.host().refuse_dispatch.set(false);
+        vm.tick_now();
+        assert_eq!(vm.host().take_calls().len(), 2);
+    }
+
+    #[test]
+    fn a_lease_that_expires_while_a_call_hangs_lets_another_vm_fetch() {
+        let p = Process::at(1_000_000);
+        let (a, b) = (p.vm(CONFIG), p.vm(CONFIG));
+        a.tick_now();
+        let hung = a.host().take_calls();
+        assert_eq!(hung.len(), 2);
+        p.advance(2_999);
+        b.tick_now();
+        assert!(
+            b.host().take_calls().is_empty(),
+            "the lease (timeout + 1 s) still holds"
+        );
+        p.advance(1);
+        b.tick_now();
+        let calls = b.host().take_calls();
+        assert_eq!(calls.len(), 2, "the lease ran out: b fetches");
+        a.tick_now();
+        assert!(a.host().take_calls().is_empty(), "b holds the lease now");
+        // a's call answers at last, then b's: the copy is b's, the newer
+        a.respond(hung[1].token, "200", "application/json", br#"{"keys":[]}"#);
+        p.advance(10);
+        b.respond_ok(&calls[1]);
+        a.request(5, HOST, "GET", JWKS_PATH);
+        assert_eq!(a.host().take_replies()[0].body.as_deref(), Some(JWKS));
+    }
+
+    #[test]
+    fn two_vms_racing_for_the_lease_fetch_once_and_both_answer() {
+        let p = Process::at(1_000_000);
+        let (a, b) = (p.vm(CONFIG), p.vm(CONFIG));
+        a.request(5, HOST, "GET", JWKS_PATH);
+        b.request(6, HOST, "GET", JWKS_PATH);
+        a.tick_now();
+        b.tick_now();
+        let calls = a.host().take_calls();
+        assert_eq!(calls.len(), 2);
+        assert!(
+            b.host().take_calls().is_empty(),
+            "one fetch per document per process"
+        );
+        assert_eq!(b.host().tick(), Some(WAIT_TICK), "b watches for a's fetch");
+        p.advance(15);
+        a.respond_ok(&calls[1]);
+        assert_eq!(a.host().take_replies()[0].context_id, 5);
+        assert!(b.host().take_replies().is_empty());
+        p.advance(5);
+        b.tick_now();
+        let r = b.host().take_replies();
+        assert_eq!((r[0].context_id, r[0].status), (6, 200));
+        assert_eq!(r[0].body.as_deref(), Some(JWKS));
+        assert_eq!(b.host().tick(), Some(IDLE_TICK));
+        assert_eq!(
+            fetches(&b, Document::Jwks, FetchResult::Ok),
+            0,
+            "b never fetched"
+        );
+        let fresh = metrics::requests(Document::Jwks, Outcome::Fresh);
+        assert_eq!(b.host().metric(&fresh), 1, "b's own counter");
+    }
+
+    #[test]
+    fn upstream_failures_are_logged_with_an_excerpt_and_never_the_token() {
+        let p = Process::at(1_000_000);
+        let (vm, lines) = logs(|| {
+            let vm = p.vm(CONFIG);
+            vm.tick_now();
+            let calls = vm.host().take_calls();
+            vm.respond(
+                calls[0].token,
+                "401",
+                "application/json",
+                b"{\"message\":\"Unauthorized\"}",
+            );
+            vm.respond(calls[1].token, "200", "text/html", b"<html>login</html>");
+            vm
+        });
+        assert_eq!(fetches(&vm, Document::Discovery, FetchResult::HttpError), 1);
+        assert_eq!(fetches(&vm, Document::Jwks, FetchResult::InvalidBody), 1);
+        let warns: Vec<_> = lines
+            .iter()
+            .filter(|(l, _)| *l == log::Level::Warn)
+            .collect();
+        assert_eq!(warns.len(), 2, "{lines:?}");
+        assert!(warns[0].1.contains(
+            "the API server answered 401; upstream body: {\"message\":\"Unauthorized\"}"
+        ));
+        assert!(warns[1].1.contains("body is not a JSON object"));
+        assert!(lines.iter().all(|(_, l)| !l.contains(TOKEN)), "{lines:?}");
+    }
+}

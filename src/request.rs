@@ -1,0 +1,296 @@
+//! One client request: pass another host on, answer 404/405, serve a document from the copy, or
+//! when there is no usable copy, answer the error the schedule gives or wait for a fetch.
+
+use crate::answer::{self, Outcome};
+use crate::cache::{self, Cold, Freshness};
+use crate::classify::{self, Route};
+use crate::document::Document;
+use crate::host::{Action, Host};
+use crate::plugin::Plugin;
+use crate::refresh::KICK_TICK;
+use crate::waiters::{self, Waiter};
+
+/// The rest of a served host's request, from one read of the header map. Other hosts never pay
+/// for it: they pass after the `:authority` lookup alone, which matters on a shared gateway where
+/// they are most of the traffic.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub if_none_match: Option<String>,
+}
+
+impl RequestHead {
+    pub fn from_headers(headers: impl IntoIterator<Item = (String, String)>) -> RequestHead {
+        let mut head = RequestHead::default();
+        for (name, value) in headers {
+            match name.as_str() {
+                ":method" => head.method = value,
+                ":path" => head.path = value,
+                "if-none-match" => head.if_none_match = Some(value),
+                _ => {}
+            }
+        }
+        head
+    }
+}
+
+/// What the copy could do for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    Served,
+    /// A copy exists but is older than refresh interval + max_stale.
+    Expired,
+    Missing,
+}
+
+impl<H: Host> Plugin<H> {
+    /// A request's headers, in its own (effective) context. `read_head` is called only for a
+    /// served host.
+    pub fn on_request_headers(
+        &self,
+        context_id: u32,
+        authority: &str,
+        read_head: impl FnOnce() -> RequestHead,
+    ) -> Action {
+        if !classify::host_matches(&self.cfg.hosts, authority) {
+            return Action::Continue;
+        }
+        let head = read_head();
+        match classify::classify(&head.method, &head.path) {
+            Route::NotFound => {
+                self.host.send(&answer::error(404));
+                self.metrics.not_found(&self.host);
+            }
+            Route::MethodNotAllowed => {
+                self.host.send(&answer::error(405));
+                self.metrics.method_not_allowed(&self.host);
+            }
+            Route::Serve(doc) => self.serve(context_id, doc, head.if_none_match),
+        }
+        Action::Pause
+    }
+
+    /// The request is gone (answered, or the client left): it no longer waits.
+    pub fn on_request_gone(&self, context_id: u32) {
+        if let Ok(mut w) = self.waiters.try_borrow_mut() {
+            w.retain(|w| w.context_id != context_id);
+        }
+    }
+
+    fn serve(&self, context_id: u32, doc: Document, inm: Option<String>) {
+        let now = self.host.now_ms();
+        let lookup = self.answer_from_copy(doc, now, inm.as_deref());
+        let deadline_ms = waiters::deadline(&self.cfg, now);
+        if lookup == Lookup::Served || self.answer_cold(doc, lookup, now, deadline_ms) {
+            return;
+        }
+        if let Ok(mut w) = self.waiters.try_borrow_mut() {
+            w.push(Waiter {
+                context_id,
+                doc,
+                if_none_match: inm,
+                deadline_ms,
+            });
+            // Tick now: start the fetch if it is ours to make, or watch for another VM's.
+            self.set_tick(KICK_TICK);
+        } else {
+            self.answer_error(doc, 503);
+        }
+    }
+
+    /// Answers from the copy if there is a usable one.
+    pub(crate) fn answer_from_copy(
+        &self,
+        doc: Document,
+        now: u64,
+        if_none_match: Option<&str>,
+    ) -> Lookup {
+        let (Some(keys), Ok(mut local)) = (self.keys(doc), self.local.try_borrow_mut()) else {
+            return Lookup::Missing;
+        };
+        let shared = self.shared();
+        let Some(copy) = local
+            .get_mut(doc.index())
+            .and_then(|l| l.current(&shared, keys))
+        else {
+            return Lookup::Missing;
+        };
+        let freshness = cache::freshness(&self.cfg, copy.fetched_at_ms, now);
+        if freshness == Freshness::Expired {
+            return Lookup::Expired;
+        }
+        let (answer, outcome) = answer::document(copy, freshness, now, if_none_match);
+        self.host.send(&answer);
+        self.metrics.request(&self.host, doc, outcome);
+        Lookup::Served
+    }
+
+    /// Answers a request the copy could not serve, or returns false if it must wait for a fetch.
+    pub(crate) fn answer_cold(
+        &self,
+        doc: Document,
+        lookup: Lookup,
+        now: u64,
+        deadline_ms: u64,
+    ) -> bool {
+        let schedule = self
+            .keys(doc)
+            .map(|k| self.shared().schedule(k).0)
+            .unwrap_or_default();
+        match cache::cold(&schedule, now, lookup == Lookup::Expired, deadline_ms) {
+            Cold::Fail(status) => self.answer_error(doc, status),
+            Cold::Wait => return false,
+        }
+        true
+    }
+
+    pub(crate) fn answer_error(&self, doc: Document, status: u16) {
+        self.host.send(&answer::error(u32::from(status)));
+        self.metrics
+            .request(&self.host, doc, Outcome::UpstreamError);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::{Process, JWKS};
+    use crate::metrics;
+    use crate::refresh::{IDLE_TICK, KICK_TICK, WAIT_TICK};
+
+    const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"token_env":"T","timeout_ms":2000,
+        "refresh_interval_s":60,"max_stale_s":100}"#;
+    const HOST: &str = "oidc.example.com";
+    const JWKS_PATH: &str = "/openid/v1/jwks";
+
+    /// A VM whose copies were fetched at the process's current time.
+    fn warm(p: &Process) -> Plugin<crate::host::fake::FakeHost> {
+        let vm = p.vm(CONFIG);
+        vm.tick_now();
+        for call in vm.host().take_calls() {
+            vm.respond_ok(&call);
+        }
+        vm
+    }
+
+    #[test]
+    fn head_is_parsed_from_one_read_of_the_header_map() {
+        let h = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let head = RequestHead::from_headers([
+            h(":authority", "x"),
+            h(":method", "HEAD"),
+            h(":path", "/p?q"),
+            h("if-none-match", "\"e\""),
+            h("accept", "*/*"),
+        ]);
+        assert_eq!(
+            head,
+            RequestHead {
+                method: "HEAD".into(),
+                path: "/p?q".into(),
+                if_none_match: Some("\"e\"".into()),
+            }
+        );
+        assert_eq!(RequestHead::from_headers([]), RequestHead::default());
+    }
+
+    #[test]
+    fn another_host_passes_without_its_head_being_read() {
+        let vm = Process::at(1_000_000).vm(CONFIG);
+        let action = vm.request(5, "app.example.com", "GET", JWKS_PATH);
+        assert_eq!(action, Action::Continue);
+        assert_eq!(vm.host().head_reads.get(), 0);
+        assert!(vm.host().take_replies().is_empty());
+        assert_eq!(
+            vm.request(6, "OIDC.example.com:8443", "GET", "/x"),
+            Action::Pause
+        );
+        assert_eq!(vm.host().head_reads.get(), 1);
+    }
+
+    #[test]
+    fn other_paths_and_methods_are_answered_at_once_and_counted() {
+        let vm = Process::at(1_000_000).vm(CONFIG);
+        assert_eq!(vm.request(5, HOST, "GET", "/api/v1/secrets"), Action::Pause);
+        assert_eq!(vm.request(6, HOST, "POST", JWKS_PATH), Action::Pause);
+        let replies = vm.host().take_replies();
+        let got: Vec<_> = replies.iter().map(|r| (r.context_id, r.status)).collect();
+        assert_eq!(got, [(5, 404), (6, 405)]);
+        assert_eq!(replies[1].header("allow"), Some("GET, HEAD"));
+        assert_eq!(vm.host().metric(&metrics::not_found()), 1);
+        assert_eq!(vm.host().metric(&metrics::method_not_allowed()), 1);
+        vm.tick_now();
+        assert_eq!(vm.host().take_calls().len(), 2, "only the prefetch");
+    }
+
+    #[test]
+    fn a_copy_is_served_fresh_then_stale_and_304_on_a_matching_etag() {
+        let p = Process::at(1_000_000);
+        let vm = warm(&p);
+        let fresh = |o| vm.host().metric(&metrics::requests(Document::Jwks, o));
+        p.advance(62_000);
+        vm.request(5, HOST, "GET", JWKS_PATH);
+        let r = vm.host().take_replies().remove(0);
+        assert_eq!((r.context_id, r.status), (5, 200));
+        assert_eq!(r.body.as_deref(), Some(JWKS));
+        assert_eq!(r.header("age"), Some("62"));
+        assert_eq!(fresh(Outcome::Fresh), 1);
+        p.advance(1);
+        let etag = r.header("etag").map(str::to_string);
+        vm.request_with(6, HOST, "GET", JWKS_PATH, etag.as_deref());
+        vm.request(7, HOST, "GET", JWKS_PATH);
+        let got: Vec<_> = vm.host().take_replies().iter().map(|r| r.status).collect();
+        assert_eq!(got, [304, 200]);
+        assert_eq!(fresh(Outcome::NotModified), 1);
+        assert_eq!(fresh(Outcome::Stale), 1);
+    }
+
+    #[test]
+    fn an_expired_copy_waits_for_a_due_fetch_then_gets_503_when_it_fails() {
+        let p = Process::at(1_000_000);
+        let vm = warm(&p);
+        assert_eq!(vm.host().tick(), Some(IDLE_TICK));
+        p.advance(160_001);
+        assert_eq!(vm.request(5, HOST, "GET", JWKS_PATH), Action::Pause);
+        assert_eq!(
+            vm.host().tick(),
+            Some(KICK_TICK),
+            "the fetch starts at once"
+        );
+        assert!(
+            vm.host().take_replies().is_empty(),
+            "waits: a refresh is due"
+        );
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 2);
+        // The API server answers, but with its own error: 502 is what a cold request would
+        // get; an expired copy's waiter gets 503.
+        vm.respond(calls[1].token, "500", "text/plain", b"oops");
+        assert_eq!(vm.host().take_answers(), [(5, 503)]);
+        vm.tick_now();
+        assert_eq!(vm.host().tick(), Some(IDLE_TICK));
+    }
+
+    #[test]
+    fn a_cold_request_after_a_failed_fetch_gets_its_status_without_waiting() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        vm.respond(calls[1].token, "504", "text/plain", b"");
+        vm.request(5, HOST, "GET", JWKS_PATH);
+        assert_eq!(vm.host().take_answers(), [(5, 504)]);
+        assert_eq!(
+            vm.host()
+                .metric(&metrics::requests(Document::Jwks, Outcome::UpstreamError)),
+            1
+        );
+        // the discovery call is still in flight: its request waits
+        vm.request(6, HOST, "GET", Document::Discovery.path());
+        assert!(vm.host().take_replies().is_empty());
+        vm.tick_now();
+        assert_eq!(vm.host().tick(), Some(WAIT_TICK));
+    }
+}

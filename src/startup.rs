@@ -1,0 +1,119 @@
+//! What an operator sees when the plugin starts: one info line saying what it serves, and a panic
+//! hook that logs before the VM dies (clippy denies panics; the hook is for the one we missed).
+
+use crate::cache::{self, SharedStore};
+use crate::config::Config;
+use std::time::Duration;
+
+/// The start line: version, hosts, cluster, token mode and refresh interval. Names the token's
+/// variable, never its value.
+pub fn start_line(cfg: &Config) -> String {
+    let hosts = if cfg.hosts.is_empty() {
+        "every host".to_string()
+    } else {
+        cfg.hosts.join(", ")
+    };
+    let token = match &cfg.token {
+        Some(t) => format!("token from VM env {}", t.var()),
+        None => "no token (the cluster may inject one)".to_string(),
+    };
+    format!(
+        "kube-oidc-discovery {} started: hosts {hosts}; cluster {:?}; {token}; refresh every {} s",
+        env!("CARGO_PKG_VERSION"),
+        cfg.cluster,
+        cfg.refresh_interval.as_secs()
+    )
+}
+
+/// Every worker VM of an Envoy process starts the same plugin within moments of the others; the
+/// ones that start it within this window after the first stay quiet.
+const QUIET: Duration = Duration::from_secs(10);
+
+/// True for the VM that logs the start line: the first of the process to start this
+/// configuration (a reload with another configuration logs again).
+pub fn first_to_start<S: SharedStore>(store: &S, cfg: &Config, now_ms: u64) -> bool {
+    // The Debug form redacts the token but names its variable.
+    let key = format!(
+        "kube-oidc-discovery/started/{:016x}",
+        cache::fnv1a64(&[format!("{cfg:?}").as_bytes()])
+    );
+    let previous = store.get(&key);
+    let last_ms = previous
+        .as_ref()
+        .and_then(|(bytes, _)| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok());
+    if last_ms.is_some_and(|at| now_ms.saturating_sub(at) < cache::millis(QUIET)) {
+        return false;
+    }
+    // Compare-and-swap: of the VMs that see the same old line, one wins.
+    let cas = previous.map(|(_, cas)| cas);
+    store.set(&key, now_ms.to_string().as_bytes(), cas).is_ok()
+}
+
+/// Installs a panic hook that hands `log` one line with the message and location. On wasm a
+/// panic aborts the VM, and without the hook Envoy would log only a trap.
+pub fn set_panic_hook(log: fn(&str)) {
+    std::panic::set_hook(Box::new(move |info| {
+        log(&format!("kube-oidc-discovery: {info}; the VM stops"));
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::MemStore;
+
+    fn cfg(json: &str) -> Config {
+        Config::from_json(json.as_bytes(), |_| Some("s3cr3t-token".into())).unwrap()
+    }
+
+    #[test]
+    fn the_start_line_says_what_is_served_and_never_the_token() {
+        let line = start_line(&cfg(
+            r#"{"hosts":["oidc.example.com","b.example"],"token_env":"KUBE_OIDC_TOKEN","refresh_interval_s":30}"#,
+        ));
+        assert_eq!(
+            line,
+            concat!(
+                "kube-oidc-discovery ",
+                env!("CARGO_PKG_VERSION"),
+                " started: hosts oidc.example.com, b.example; cluster \"kubernetes\"; ",
+                "token from VM env KUBE_OIDC_TOKEN; refresh every 30 s"
+            )
+        );
+        let line = start_line(&cfg("{}"));
+        assert!(line.contains("hosts every host;"), "{line}");
+        assert!(
+            line.contains("no token (the cluster may inject one)"),
+            "{line}"
+        );
+        assert!(line.contains("refresh every 60 s"), "{line}");
+    }
+
+    #[test]
+    fn one_start_line_per_process_and_configuration() {
+        let store = MemStore::default();
+        let a = cfg(r#"{"hosts":["a.example"]}"#);
+        let b = cfg(r#"{"hosts":["b.example"]}"#);
+        assert!(first_to_start(&store, &a, 1_000), "first VM");
+        assert!(!first_to_start(&store, &a, 1_050), "second worker");
+        assert!(first_to_start(&store, &b, 1_100), "another configuration");
+        assert!(!first_to_start(&store, &b, 10_000));
+        assert!(
+            first_to_start(&store, &a, 11_000),
+            "a reload of the first, later"
+        );
+        assert!(!first_to_start(&store, &a, 11_001));
+    }
+
+    #[test]
+    fn the_token_value_is_not_in_the_key() {
+        let store = MemStore::default();
+        let one = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("one".into())).unwrap();
+        let two = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("two".into())).unwrap();
+        assert!(first_to_start(&store, &one, 0));
+        assert!(
+            !first_to_start(&store, &two, 1),
+            "a rotated token is no new start"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Requests waiting for a fetch: their deadline, and settling them a batch at a time once their
+//! fate is known. The waiters of the fetching VM are settled from its response, those of other
+//! worker VMs from the shared copy on their next (fast) tick.
+
+use crate::cache;
+use crate::config::Config;
+use crate::document::Document;
+use crate::host::Host;
+use crate::plugin::Plugin;
+use crate::refresh::LEASE_MARGIN;
+use crate::request::Lookup;
+
+/// Most waiters answered in one tick. Envoy defers a local reply sent from the tick until the tick
+/// returns and runs the deferred replies nested in one another's filter callbacks, so stack use
+/// grows with the batch: ~500 in one tick overflowed V8's stack in the cold-burst e2e test.
+pub const SETTLE_BATCH: usize = 32;
+
+/// A request waiting for a fetch.
+#[derive(Debug)]
+pub(crate) struct Waiter {
+    pub(crate) context_id: u32,
+    pub(crate) doc: Document,
+    pub(crate) if_none_match: Option<String>,
+    pub(crate) deadline_ms: u64,
+}
+
+/// When a request that starts waiting at `now_ms` gives up (504): the lease of the fetch it
+/// waits for has run out by then.
+pub(crate) fn deadline(cfg: &Config, now_ms: u64) -> u64 {
+    now_ms
+        .saturating_add(cache::millis(cfg.timeout))
+        .saturating_add(cache::millis(LEASE_MARGIN))
+}
+
+impl<H: Host> Plugin<H> {
+    /// Answers up to [`SETTLE_BATCH`] waiters whose fate is known: a usable copy, a failed fetch
+    /// now backed off, or their deadline. Returns true when more may be answerable right away.
+    /// Runs in the root context; leaves the root as the effective context.
+    pub(crate) fn settle_waiters(&self, now: u64) -> bool {
+        let waiting = match self.waiters.try_borrow_mut() {
+            Ok(mut w) if !w.is_empty() => std::mem::take(&mut *w),
+            _ => return false,
+        };
+        let mut still = Vec::new();
+        let mut answered = 0;
+        let mut cut_short = false;
+        for w in waiting {
+            if answered >= SETTLE_BATCH {
+                cut_short = true;
+                still.push(w);
+                continue;
+            }
+            if self.host.set_effective_context(w.context_id).is_err() {
+                continue; // the request is gone
+            }
+            let lookup = self.answer_from_copy(w.doc, now, w.if_none_match.as_deref());
+            if lookup == Lookup::Served || self.answer_cold(w.doc, lookup, now, w.deadline_ms) {
+                answered += 1;
+            } else {
+                still.push(w);
+            }
+        }
+        let _ = self.host.set_effective_context(self.root_id);
+        if let Ok(mut w) = self.waiters.try_borrow_mut() {
+            w.extend(still);
+        }
+        cut_short
+    }
+
+    /// The requests waiting, in order.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> Vec<u32> {
+        self.waiters.borrow().iter().map(|w| w.context_id).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::answer::Outcome;
+    use crate::host::fake::{Process, JWKS};
+    use crate::metrics;
+    use crate::refresh::{IDLE_TICK, KICK_TICK, WAIT_TICK};
+    use std::collections::BTreeSet;
+
+    const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"timeout_ms":2000}"#;
+    const HOST: &str = "oidc.example.com";
+    const JWKS_PATH: &str = "/openid/v1/jwks";
+
+    #[test]
+    fn a_cold_burst_is_answered_32_per_tick_then_the_tick_idles() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        for id in 100..600 {
+            vm.request(id, HOST, "GET", JWKS_PATH);
+        }
+        assert!(vm.host().take_replies().is_empty());
+        assert_eq!(vm.host().tick(), Some(KICK_TICK));
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 2, "one fetch per document, whatever the burst");
+        assert!(vm.host().take_replies().is_empty(), "nothing to answer yet");
+        assert_eq!(vm.host().tick(), Some(WAIT_TICK));
+        p.advance(40);
+        vm.respond_ok(&calls[1]);
+        let mut batches = vec![vm.host().take_replies()];
+        while vm.host().tick() != Some(IDLE_TICK) {
+            assert!(batches.len() < 100, "the tick never idles");
+            p.advance(1);
+            vm.tick_now();
+            batches.push(vm.host().take_replies());
+        }
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        let mut want = vec![32; 15];
+        want.push(20);
+        assert_eq!(sizes, want);
+        let all: Vec<_> = batches.concat();
+        let answered: BTreeSet<u32> = all.iter().map(|r| r.context_id).collect();
+        assert_eq!(
+            answered,
+            (100..600).collect(),
+            "each request answered exactly once"
+        );
+        assert_eq!(all.len(), 500);
+        assert!(all
+            .iter()
+            .all(|r| r.status == 200 && r.body.as_deref() == Some(JWKS)));
+        let fresh = metrics::requests(Document::Jwks, Outcome::Fresh);
+        assert_eq!(vm.host().metric(&fresh), 500);
+        // the start's kick, waiting for the fetch, kick while batches are cut short, idle
+        let ticks = vm.host().ticks();
+        assert_eq!(ticks, [KICK_TICK, WAIT_TICK, KICK_TICK, IDLE_TICK]);
+    }
+
+    #[test]
+    fn a_waiter_past_its_deadline_gets_504_while_the_call_hangs() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        vm.tick_now();
+        assert_eq!(vm.host().take_calls().len(), 2);
+        p.advance(500);
+        vm.request(7, HOST, "GET", JWKS_PATH);
+        // deadline: timeout 2000 + lease margin 1000 after the request
+        p.advance(2_999);
+        vm.tick_now();
+        assert!(vm.host().take_replies().is_empty(), "not yet");
+        // the first lease ran out at 3000: this tick fetched again, and the waiter still waits
+        assert_eq!(vm.host().take_calls().len(), 2);
+        p.advance(1);
+        vm.tick_now();
+        assert_eq!(vm.host().take_answers(), [(7, 504)]);
+        let err = metrics::requests(Document::Jwks, Outcome::UpstreamError);
+        assert_eq!(vm.host().metric(&err), 1);
+        assert_eq!(vm.host().tick(), Some(IDLE_TICK));
+    }
+
+    #[test]
+    fn a_request_that_goes_away_while_waiting_is_never_answered() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        for id in [7, 8, 9] {
+            vm.request(id, HOST, "GET", JWKS_PATH);
+        }
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        vm.end(7); // the client left; the host deleted the context
+        assert_eq!(vm.waiting(), [8, 9]);
+        vm.vanish(8); // gone from the host, not yet deleted in the plugin
+        vm.respond_ok(&calls[1]);
+        assert_eq!(vm.host().take_answers(), [(9, 200)]);
+        vm.tick_now();
+        assert!(vm.host().take_replies().is_empty());
+        assert_eq!(vm.host().tick(), Some(IDLE_TICK), "no waiter left behind");
+    }
+
+    #[test]
+    fn the_deadline_covers_the_call_and_the_lease_margin() {
+        let cfg = crate::config::Config::from_json(br#"{"timeout_ms":2000}"#, |_| None).unwrap();
+        assert_eq!(deadline(&cfg, 10), 3010);
+        assert_eq!(deadline(&cfg, u64::MAX), u64::MAX);
+    }
+}
