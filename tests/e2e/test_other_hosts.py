@@ -1,6 +1,8 @@
 """Requests for every other host never enter the filter. Every shipped Envoy config (envoy/*.yaml)
-lists the Wasm filter `disabled: true` and enables it only on the OIDC host's virtual host. Here,
-in a real Envoy with wasm trace logging, other hosts reach their application untouched and the VM gets no stream callback for them, while the OIDC
+lists the Wasm filter `disabled: true` and enables it only on the OIDC host's virtual host; the
+Istio chart's `-scope` EnvoyFilter does the same to the filter istiod builds for the WasmPlugin,
+under each name istiod has given it. Here, in a real Envoy with wasm trace logging, other hosts
+reach their application untouched and the VM gets no stream callback for them, while the OIDC
 host is served as before (the callbacks counted there show that the log would catch the filter).
 
 The filter records no metric for a request it lets pass, so its metrics cannot tell whether such a
@@ -22,17 +24,40 @@ OTHER_HOSTS = ["app.example.com", "oidc.example.com.evil", "xoidc.example.com", 
 STREAM_CALLBACK = re.compile(r"\[host->vm\] proxy_on_request_headers\(")
 # local.yaml has no application cluster: its default route answers this itself.
 LOCAL_DEFAULT_BODY = b"passed through to the default route\n"
+ISTIO = "istio-gateway.yaml"
+
+
+def _chart_scope() -> dict:
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
+    import helm
+    (ef,) = [o for o in helm.render(values={"publicGateway": {"create": True}})
+             if o["kind"] == "EnvoyFilter" and o["metadata"]["name"].endswith("-scope")]
+    return ef["spec"]
+
+
+def _scope_names() -> list[str]:
+    return [p["patch"]["value"]["name"] for p in _chart_scope()["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
 
 
 def callbacks(stack) -> int:
     return len(STREAM_CALLBACK.findall(stack.envoy.log_text()))
 
 
-def start(make_stack, backend, config: str, scoped: bool = True):
-    """The config in Envoy with wasm trace logging. ``scoped=False``: the filter in every
-    request's path (as before this scoping)."""
+def start(make_stack, backend, config: str, tmp_path, istiod_name: str | None = None, scoped: bool = True):
+    """The config in Envoy with wasm trace logging. ``istiod_name``: envoy/istio-gateway.yaml as
+    istiod builds it before the chart's `-scope` EnvoyFilter (the filter by that name, its config
+    by ECDS), then the EnvoyFilter applied as istiod applies it. ``scoped=False``: the filter in
+    every request's path (as before this scoping, or plugin.scope all)."""
     has_app = config != "local.yaml"
     s = make_stack(config, start=False, wasm_trace=True, backend_port=backend.port if has_app else None)
+    if istiod_name is not None:
+        ecds = tmp_path / "ecds.yaml"
+        istiod.unscoped(s.cfg)
+        istiod.to_ecds(s.cfg, istiod_name, ecds)
+        assert istiod.apply_scope(s.cfg, _chart_scope(), inline=False) == (1, 1)
+        istiod.ads_to_file(s.cfg, ecds)
     if not scoped:
         istiod.unscoped(s.cfg)
     cfgmod.dump(s.cfg, s.envoy.config_path)
@@ -87,12 +112,14 @@ def serve_oidc_host(s, backend) -> int:
     return n
 
 
-CASES = ["pod.yaml", "pod-static-token.yaml", "local.yaml"]
+CASES = [pytest.param(c, None, id=c) for c in ("pod.yaml", "pod-static-token.yaml", "local.yaml", ISTIO)] + [
+    pytest.param(ISTIO, name, id=f"istiod-{name.split('/')[0]}/{name.split('/')[1]}") for name in _scope_names()]
 
 
-@pytest.mark.parametrize("config", CASES)
-def test_other_hosts_never_enter_the_filter_and_the_oidc_host_is_served(make_stack, backend, config):
-    s, has_app = start(make_stack, backend, config)
+@pytest.mark.parametrize("config, istiod_name", CASES)
+def test_other_hosts_never_enter_the_filter_and_the_oidc_host_is_served(make_stack, backend, tmp_path,
+                                                                       config, istiod_name):
+    s, has_app = start(make_stack, backend, config, tmp_path, istiod_name)
     assert callbacks(s) == 0
     pass_other_hosts(s, backend, has_app)
     n = serve_oidc_host(s, backend)
@@ -102,9 +129,10 @@ def test_other_hosts_never_enter_the_filter_and_the_oidc_host_is_served(make_sta
     assert callbacks(s) == n
 
 
-def test_unscoped_the_filter_sees_every_other_host(make_stack, backend):
+@pytest.mark.parametrize("config", ["pod.yaml", ISTIO])
+def test_unscoped_the_filter_sees_every_other_host(make_stack, backend, tmp_path, config):
     # The same check with the filter in every request's path: each other host's request enters it.
-    s, has_app = start(make_stack, backend, "pod.yaml", scoped=False)
+    s, has_app = start(make_stack, backend, config, tmp_path, scoped=False)
     pass_other_hosts(s, backend, has_app)
     poll(lambda: callbacks(s) >= len(OTHER_HOSTS), 5, what="the other hosts' callbacks")
     assert callbacks(s) == len(OTHER_HOSTS)
