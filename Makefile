@@ -24,7 +24,7 @@ IMAGE ?=
 PUSH_FLAGS ?=
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg build lint fmt unit wasm-test e2e \
-        chart-lint chart-template chart-test oci oci-test push test run bench clean
+        chart-lint chart-template chart-test oci oci-test push test run bench bench-memory clean
 
 # ---------------------------------------------------------------- tools
 tools: tools-rust tools-apt tools-py tools-npm tools-wbg
@@ -124,6 +124,12 @@ run: build tools-py
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor
 	$(PY) tests/bench/bench.py
+
+# The filter's Wasm VM memory over a long run (refresh every 5 s), DURATION seconds; not part of
+# make test. Exits 1 if it grows after the warm-up.
+DURATION ?= 600
+bench-memory: build tools-apt tools-py
+	$(PY) tests/bench/memory.py --duration $(DURATION)
 
 clean:
 	cargo clean
