@@ -29,8 +29,8 @@ FUZZ_SMOKE_SECONDS ?= 5
 CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
-        e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench clean \
-        tools-fuzz fuzz fuzz-smoke
+        e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
+        clean tools-fuzz fuzz fuzz-smoke
 
 # ---------------------------------------------------------------- tools
 tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools
@@ -176,6 +176,12 @@ run: build tools-py $(if $(filter real,$(KUBE)),kube-tools)
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor
 	$(PY) tests/bench/bench.py
+
+# The filter's Wasm VM memory over a long run (refresh every 5 s), DURATION seconds; not part of
+# make test. Exits 1 if it grows after the warm-up.
+DURATION ?= 600
+bench-memory: build tools-apt tools-py
+	$(PY) tests/bench/memory.py --duration $(DURATION)
 
 clean:
 	cargo clean

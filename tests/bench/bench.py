@@ -1,13 +1,19 @@
-"""`make bench`: throughput and latency of the filter in a real Envoy (2 workers) with wrk.
+"""`make bench`: Envoy CPU per request, throughput and latency of the filter in a real Envoy
+(2 workers) with wrk, and Envoy's memory with and without it.
 
-One Envoy runs the shipped envoy/pod.yaml (the filter on the ``public`` listener, the fake
-kube-apiserver behind the ``kubernetes`` cluster, refresh every 5 s) plus a second listener,
-``direct``, built from a copy of the public one: same HTTP connection manager settings, but no
-Wasm filter, and a route answering ``/openid/v1/jwks`` with Envoy's own ``direct_response`` of
-exactly the bytes (and the same response headers) the filter serves. The scenarios run
-interleaved (ABC then CBA) in rounds, each slice a wrk run of a few seconds; the table gives
-requests/s over all slices, the mean p50/p99 of the slices, the ratio to direct_response, and
-the calls the API server saw. It is printed and written to dist/bench.md.
+One Envoy runs the shipped envoy/pod.yaml (the filter on the ``public`` listener, scoped to the
+OIDC virtual host; the fake kube-apiserver behind the ``kubernetes`` cluster, refresh every 5 s)
+plus twin listeners built from copies of the public one, with the same HTTP connection manager
+settings: ``direct`` without the Wasm filter, whose route answers ``/openid/v1/jwks`` with Envoy's
+own ``direct_response`` of exactly the bytes (and the same response headers) the filter serves;
+``floor``, whose Wasm filter is examples/floor.rs; ``unscoped``, the filter in every request's
+path (the configs before it was scoped). Every scenario sends the same browser-like headers. The
+scenarios run interleaved (ABC then CBA) in rounds, each slice a wrk run of a few seconds. Envoy's
+CPU is utime+stime of its process (/proc/<pid>/stat) over each slice, divided by the requests
+wrk completed in it. The table gives that per scenario (over all slices, and the range of the
+slices), requests/s over all slices, the mean p50/p99 of the slices, the ratio to
+direct_response, and the calls the API server saw. Then Envoy's RSS with and without the filter
+at --concurrency 2 and 8 (tests/bench/memory.py). Printed and written to dist/bench.md.
 
 Exit status 1 on a correctness problem (a wrong status or body, socket errors, more API server
 calls than one per document per refresh interval plus the prefetch); a ratio under the target
@@ -35,6 +41,7 @@ from harness.envoy import envoy_bin  # noqa: E402
 from harness.fake_apiserver import CACHE_CONTROL, DISCOVERY_PATH, JWKS_PATH  # noqa: E402
 from harness.load import WrkResult, wrk, wrk_bin  # noqa: E402
 from harness.stack import Stack  # noqa: E402
+from memory import KINDS, WARM_ROUNDS, rss_rows, without_filter  # noqa: E402  (tests/bench/memory.py)
 
 WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 # examples/floor.rs: a Wasm filter that only answers a constant (make bench builds it)
@@ -44,7 +51,8 @@ OUT = REPO_ROOT / "dist" / "bench.md"
 HOST = "oidc.example.com"
 NOT_FOUND_PATH = "/api/v1/secrets"
 APP_HOST, APP_PATH, APP_BODY = "app.example.com", "/home", "hello from the application\n"
-# What a browser sends to an application behind the same gateway: the filter reads past all of it.
+# What a browser sends to an application behind the same gateway; every scenario sends it, so the
+# scenarios differ only in what Envoy does with the request.
 BROWSER_HEADERS = {
     "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
     "accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
@@ -56,6 +64,10 @@ BROWSER_HEADERS = {
     "upgrade-insecure-requests": "1", "cache-control": "max-age=0",
 }
 TARGET_RATIO, AIM_RATIO = 0.6, 0.8
+# Envoy CPU per request (issue 9): another host with the scoped filter vs no filter, cached JWKS vs
+# the do-nothing Wasm filter.
+SCOPED_TARGET_US, FLOOR_TARGET_US = 1.0, 3.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Response headers the filter sets on a 200 besides content-length (src/answer.rs).
 RELAYED = ("cache-control", "etag", "age", "x-content-type-options", "content-type")
 
@@ -93,7 +105,7 @@ def add_direct_listener(cfg: dict, body: bytes, headers: dict[str, str]) -> None
     """Appends listener ``direct``: a copy of listener 0 without the Wasm filter whose route for
     the JWKS path is a direct_response of ``body`` with ``headers``."""
     hcm = add_twin_listener(cfg, "direct")
-    hcm["http_filters"] = [f for f in hcm["http_filters"] if not config.is_wasm(f)]
+    without_filter(cfg, -1)
     assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.router"], hcm["http_filters"]
     rc = hcm["route_config"]
     rc["name"] = "direct"
@@ -106,6 +118,14 @@ def add_direct_listener(cfg: dict, body: bytes, headers: dict[str, str]) -> None
             for k, v in headers.items()
         ],
     }] + vhost["routes"]
+
+
+def add_unscoped_listener(cfg: dict) -> None:
+    """Appends listener ``unscoped``: a copy of listener 0 whose filter is in every request's
+    path, as in the configs before it was scoped to the OIDC virtual host."""
+    hcm = add_twin_listener(cfg, "unscoped")
+    for f in hcm["http_filters"]:
+        f.pop("disabled", None)
 
 
 def add_floor_listener(cfg: dict, wasm: Path, body: bytes, headers: dict[str, str]) -> None:
@@ -145,6 +165,16 @@ def machine() -> dict[str, str]:
             "envoy": envoy_version, "wrk": wrk_version}
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process (all its threads), from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 # ---------------------------------------------------------------------- run
 class Scenario:
     def __init__(self, key: str, label: str, listener: str, path: str, status: int,
@@ -152,6 +182,7 @@ class Scenario:
         self.key, self.label, self.listener, self.path, self.status = key, label, listener, path, status
         self.host, self.headers = host, headers
         self.slices: list[WrkResult] = []
+        self.cpu_s: list[float] = []  # Envoy CPU seconds over each slice
         self.calls = {"discovery": 0, "jwks": 0}
 
     @property
@@ -164,6 +195,16 @@ class Scenario:
 
     def mean(self, attr: str) -> float:
         return sum(getattr(r, attr) for r in self.slices) / len(self.slices)
+
+    @property
+    def cpu_us(self) -> float:
+        """Envoy CPU µs per request over all slices."""
+        return sum(self.cpu_s) / self.requests * 1e6
+
+    @property
+    def cpu_us_range(self) -> tuple[float, float]:
+        per_slice = [c / r.requests * 1e6 for c, r in zip(self.cpu_s, self.slices)]
+        return min(per_slice), max(per_slice)
 
     def problems(self) -> list[str]:
         out = []
@@ -190,7 +231,7 @@ def check_answers(ports: dict[str, int], jwks: bytes) -> list[str]:
         raise SystemExit(f"filter JWKS answer wrong: {f.status} {f.text[:200]}")
     if d.status != 200 or d.body != f.body:
         raise SystemExit(f"direct_response JWKS differs from the filter's: {d.status} {d.text[:200]}")
-    for listener in ("public", "direct"):
+    for listener in ("public", "unscoped", "direct"):
         app = client.get(ports[listener], APP_PATH, host=APP_HOST)
         if app.status != 200 or app.body != APP_BODY.encode():
             raise SystemExit(f"{APP_HOST} on listener {listener} did not reach its route: {app.status}")
@@ -214,29 +255,33 @@ def check_answers(ports: dict[str, int], jwks: bytes) -> list[str]:
 def table(scenarios: list[Scenario], run_s: float, run_calls: dict[str, int], refresh_s: int,
           prefetch_calls: dict[str, int]) -> tuple[str, list[str]]:
     direct = next(s for s in scenarios if s.key == "direct")
-    rows = ["| scenario | requests/s | p50 (ms) | p99 (ms) | vs direct_response | API server calls (discovery / jwks) |",
-            "|---|---:|---:|---:|---:|---:|"]
+    by_key = {s.key: s for s in scenarios}
+    rows = ["| scenario | Envoy CPU µs/request (slices) | requests/s | p50 (ms) | p99 (ms) | vs direct_response "
+            "| API server calls (discovery / jwks) |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
     verdicts = []
     for s in scenarios:
-        ratio = s.rps / direct.rps
-        rows.append(f"| {s.label} | {s.rps:,.0f} | {s.mean('p50_ms'):.2f} | {s.mean('p99_ms'):.2f} | "
-                    f"{ratio:.2f}x | {s.calls['discovery']} / {s.calls['jwks']} |")
-        if s.key == "filter_jwks":
-            ok = "met" if ratio >= TARGET_RATIO else "NOT met"
-            verdicts.append(f"cached JWKS / direct_response = {ratio:.2f} (target >= {TARGET_RATIO}, "
-                            f"aim {AIM_RATIO}): {ok}")
-            floor = next((f for f in scenarios if f.key == "floor"), None)
-            if floor is not None:
-                verdicts.append(f"cached JWKS / do-nothing Wasm filter = {s.rps / floor.rps:.2f}; "
-                                f"do-nothing Wasm filter / direct_response = {floor.rps / direct.rps:.2f}")
-    through = {s.key: s for s in scenarios if s.key in ("filter_other_host", "direct_other_host")}
-    if len(through) == 2:
-        verdicts.append("another host through the filter / without it = "
-                        f"{through['filter_other_host'].rps / through['direct_other_host'].rps:.2f} "
-                        f"({len(BROWSER_HEADERS) + 1} request headers, browser-like)")
+        lo, hi = s.cpu_us_range
+        rows.append(f"| {s.label} | {s.cpu_us:.1f} ({lo:.1f}-{hi:.1f}) | {s.rps:,.0f} | {s.mean('p50_ms'):.2f} | "
+                    f"{s.mean('p99_ms'):.2f} | {s.rps / direct.rps:.2f}x | {s.calls['discovery']} / {s.calls['jwks']} |")
+
+    def delta(a: str, b: str, target: float | None, what: str) -> None:
+        if a in by_key and b in by_key:
+            d = by_key[a].cpu_us - by_key[b].cpu_us
+            verdict = "" if target is None else f" (target <= {target:g} µs: {'met' if d <= target else 'NOT met'})"
+            verdicts.append(f"{what}: {d:+.1f} µs of Envoy CPU per request{verdict}")
+
+    delta("other_scoped", "other_none", SCOPED_TARGET_US, "another host, scoped filter - no filter")
+    delta("other_unscoped", "other_none", None, "another host, unscoped filter - no filter")
+    delta("filter_jwks", "floor", FLOOR_TARGET_US, "cached JWKS - do-nothing Wasm filter")
+    delta("floor", "direct", None, "do-nothing Wasm filter - direct_response")
+    if "filter_jwks" in by_key:
+        ratio = by_key["filter_jwks"].rps / direct.rps
+        verdicts.append(f"cached JWKS / direct_response throughput = {ratio:.2f} (target >= {TARGET_RATIO}, "
+                        f"aim {AIM_RATIO}): {'met' if ratio >= TARGET_RATIO else 'NOT met'}")
     bound = math.ceil(run_s / refresh_s) + 1
     rows.append(f"| whole measured run ({run_s:.0f} s, refresh every {refresh_s} s; prefetch "
-                f"{prefetch_calls['discovery']} / {prefetch_calls['jwks']} before it) | | | | | "
+                f"{prefetch_calls['discovery']} / {prefetch_calls['jwks']} before it) | | | | | | "
                 f"{run_calls['discovery']} / {run_calls['jwks']} (bound {bound} each) |")
     over = [d for d, n in run_calls.items() if n > bound]
     verdicts.append(f"API server calls <= ceil({run_s:.0f}/{refresh_s})+1 = {bound} per document: "
@@ -247,7 +292,7 @@ def table(scenarios: list[Scenario], run_s: float, run_calls: dict[str, int], re
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slice", type=float, default=5, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds over all scenarios (ABC, CBA, ...)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over all scenarios (ABC, CBA, ...)")
     ap.add_argument("--warmup", type=float, default=2, help="seconds of warm-up per scenario")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
@@ -258,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--only", default="", help="comma-separated scenario keys (profiling runs); "
                     "besides the default ones: direct_404")
+    ap.add_argument("--memory", default="2,8", help="--concurrency values of the RSS table ('' skips it)")
     args = ap.parse_args(argv)
 
     wasm = Path(args.wasm)
@@ -279,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         headers = {"cache-control": CACHE_CONTROL, "etag": filter_etag(jwks), "age": "0",
                    "x-content-type-options": "nosniff", "content-type": ctype}
         route_other_hosts_to_constant(stack.cfg)
+        add_unscoped_listener(stack.cfg)
         add_direct_listener(stack.cfg, jwks, headers)
         add_floor_listener(stack.cfg, Path(args.floor_wasm), jwks, headers)
         config.dump(stack.cfg, stack.envoy.config_path)
@@ -292,19 +339,26 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.1)
         notes = check_answers(ports, jwks)
 
+        b = BROWSER_HEADERS
         scenarios = [
-            Scenario("filter_jwks", "JWKS through the filter (cached copy)", "public", JWKS_PATH, 200),
-            Scenario("direct", "JWKS by Envoy direct_response (same bytes, no filter)", "direct", JWKS_PATH, 200),
+            Scenario("filter_jwks", "JWKS through the filter (cached copy)", "public", JWKS_PATH, 200, headers=b),
+            Scenario("filter_discovery", "discovery through the filter (cached copy)", "public", DISCOVERY_PATH, 200,
+                     headers=b),
+            Scenario("filter_404", f"404 through the filter ({NOT_FOUND_PATH})", "public", NOT_FOUND_PATH, 404,
+                     headers=b),
             Scenario("floor", "JWKS by a do-nothing Wasm filter (examples/floor.rs, constant answer)",
-                     "floor", JWKS_PATH, 200),
-            Scenario("filter_404", f"404 through the filter ({NOT_FOUND_PATH})", "public", NOT_FOUND_PATH, 404),
-            Scenario("filter_discovery", "discovery through the filter (cached copy)", "public", DISCOVERY_PATH, 200),
-            Scenario("filter_other_host", "another host through the filter (passes to a direct_response route)",
-                     "public", APP_PATH, 200, host=APP_HOST, headers=BROWSER_HEADERS),
-            Scenario("direct_other_host", "another host, no filter (same route)", "direct", APP_PATH, 200,
-                     host=APP_HOST, headers=BROWSER_HEADERS),
+                     "floor", JWKS_PATH, 200, headers=b),
+            Scenario("direct", "JWKS by Envoy direct_response (same bytes, no filter)", "direct", JWKS_PATH, 200,
+                     headers=b),
+            Scenario("other_scoped", "another host, filter scoped to the OIDC host (shipped configs)", "public",
+                     APP_PATH, 200, host=APP_HOST, headers=b),
+            Scenario("other_unscoped", "another host, filter in its path (unscoped)", "unscoped", APP_PATH, 200,
+                     host=APP_HOST, headers=b),
+            Scenario("other_none", "another host, no filter (same direct_response route)", "direct", APP_PATH, 200,
+                     host=APP_HOST, headers=b),
         ]
-        extra = [Scenario("direct_404", "404 by direct_response (no filter)", "direct", NOT_FOUND_PATH, 404)]
+        extra = [Scenario("direct_404", "404 by direct_response (no filter)", "direct", NOT_FOUND_PATH, 404,
+                          headers=b)]
         if args.only:
             keys = args.only.split(",")
             scenarios = [s for s in scenarios + extra if s.key in keys]
@@ -319,20 +373,24 @@ def main(argv: list[str] | None = None) -> int:
             if args.warmup > 0:
                 wrk(url(s), WORKDIR, duration_s=args.warmup, host=s.host, headers=s.headers, **common)
         prefetch = calls(stack)
+        pid = stack.envoy.proc.pid
+        load_before = load_average()
         t0 = time.monotonic()
         before_run = calls(stack)
         for rnd in range(args.rounds):
             order = scenarios if rnd % 2 == 0 else list(reversed(scenarios))
             for s in order:
-                before = calls(stack)
+                before, cpu0 = calls(stack), cpu_seconds(pid)
                 r = wrk(url(s), WORKDIR, duration_s=args.slice, host=s.host, headers=s.headers, **common)
-                after = calls(stack)
+                cpu1, after = cpu_seconds(pid), calls(stack)
                 s.slices.append(r)
+                s.cpu_s.append(cpu1 - cpu0)
                 for d in s.calls:
                     s.calls[d] += after[d] - before[d]
-                print(f"  round {rnd + 1} {s.key:17s} {r.rps:9,.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-                      f"p99 {r.p99_ms:6.2f} ms", flush=True)
+                print(f"  round {rnd + 1} {s.key:17s} {(cpu1 - cpu0) / r.requests * 1e6:6.1f} µs/req "
+                      f"{r.rps:9,.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms", flush=True)
         run_s = time.monotonic() - t0
+        load_after = load_average()
         run_calls = {d: n - before_run[d] for d, n in calls(stack).items()}
         stats = stack.envoy.stats("wasmcustom")
         problems = [p for s in scenarios for p in s.problems()]
@@ -343,21 +401,30 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
 
     tbl, verdicts = table(scenarios, run_s, run_calls, args.refresh, prefetch)
+    memory = []
+    if args.memory:
+        concurrencies = tuple(int(c) for c in args.memory.split(","))
+        print(f"\nEnvoy RSS with and without the filter at --concurrency {args.memory} ...", flush=True)
+        memory = ["", f"Envoy's memory after the same {WARM_ROUNDS * len(KINDS)} requests ({len(KINDS)} kinds), envoy/pod.yaml with and without "
+                      "the Wasm filter:", "", *rss_rows(wasm, WORKDIR / "rss", concurrencies)]
     total_s = time.monotonic() - t_start
     head = [
         "# kube-oidc-discovery benchmark",
         "",
-        f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}. Envoy {info['envoy']} "
+        f"Machine: {info['nproc']} CPUs, {info['cpu']}, Linux {info['kernel']}; load average {load_before} "
+        f"before the measured run, {load_after} after it (1, 5, 15 min). Envoy {info['envoy']} "
         f"(V8), --concurrency {args.concurrency}; {info['wrk']}: -t{args.threads} -c{args.connections}, "
-        f"{args.rounds} interleaved rounds of {args.slice:g} s per scenario after {args.warmup:g} s warm-up; "
-        "client and Envoy share the machine, over 127.0.0.1.",
+        f"{len(BROWSER_HEADERS)} browser-like request headers, {args.rounds} interleaved rounds of {args.slice:g} s "
+        f"per scenario after {args.warmup:g} s warm-up; client and Envoy share the machine, over 127.0.0.1. "
+        "Envoy CPU: utime+stime of its process over each slice / requests completed.",
         "",
     ]
     foot = ["", *[f"- {v}" for v in verdicts], *[f"- {n}" for n in notes],
-            f"- p50/p99: mean of the {args.rounds} slices' wrk percentiles; requests/s over all slices. "
-            f"Whole bench {total_s:.0f} s."]
+            f"- CPU: over all slices (lowest-highest slice); p50/p99: mean of the {args.rounds} slices' wrk "
+            f"percentiles; requests/s over all slices. Whole bench {total_s:.0f} s."]
     if problems:
         foot += ["", "Problems:", *[f"- {p}" for p in problems]]
+    foot += memory
     text = "\n".join(head + [tbl] + foot) + "\n"
     print()
     print(text)

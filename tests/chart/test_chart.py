@@ -39,6 +39,8 @@ VARIANTS = {
     # a gateway installed as in Istio's Helm guide: helm install istio-ingress istio/gateway -n istio-ingress
     "helm-guide": {"token": {"mode": "rotating"},
                    "gateway": {"selector": {"istio": "ingress"}, "deploymentName": "istio-ingress"}},
+    # today's behaviour: the plugin in the path of every request of the gateway
+    "scope-all": {"plugin": {"scope": "all"}},
 }
 
 
@@ -49,8 +51,9 @@ def by_kind(objs: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def one(objs: list[dict], kind: str) -> dict:
-    (obj,) = by_kind(objs)[kind]
+def one(objs: list[dict], kind: str, suffix: str = "") -> dict:
+    """The one object of ``kind`` (whose name ends with ``suffix``: the chart has two EnvoyFilters)."""
+    (obj,) = [o for o in by_kind(objs)[kind] if o["metadata"]["name"].endswith(suffix)]
     return obj
 
 
@@ -140,7 +143,7 @@ def test_crd_validation_can_fail():
     fields, nor the CEL rules: those the chart's schema and tests cover)."""
     objs = helm.render(values=EVERYTHING)
     wp, dr, cert = one(objs, "WasmPlugin"), one(objs, "DestinationRule"), one(objs, "Certificate")
-    vs, ef = one(objs, "VirtualService"), one(helm.render(values=VARIANTS["rotating"]), "EnvoyFilter")
+    vs, ef = one(objs, "VirtualService"), one(helm.render(values=VARIANTS["rotating"]), "EnvoyFilter", "-credential")
     wp["spec"]["failStrategy"] = "FAIL_SOMETIMES"
     dr["spec"]["trafficPolicy"]["tls"]["mode"] = "SIMPLEST"
     del cert["spec"]["issuerRef"]["name"]
@@ -160,14 +163,16 @@ def test_wasm_plugin_has_exactly_one_of_selector_and_target_refs(variant):
 
 def test_every_variant_renders_the_expected_kinds():
     kinds = {v: sorted(o["kind"] for o in helm.render(values=VARIANTS[v])) for v in VARIANTS}
-    assert kinds["defaults"] == ["ClusterRoleBinding", "DestinationRule", "Secret", "ServiceAccount", "WasmPlugin"]
-    assert kinds["everything"] == ["Certificate", "ClusterRoleBinding", "DestinationRule", "Gateway", "Secret",
-                                   "ServiceAccount", "VirtualService", "WasmPlugin"]
-    assert kinds["rotating"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "Gateway",
-                                 "Secret", "ServiceAccount", "VirtualService", "WasmPlugin"]
+    assert kinds["defaults"] == ["ClusterRoleBinding", "DestinationRule", "EnvoyFilter", "Secret", "ServiceAccount",
+                                 "WasmPlugin"]
+    assert kinds["everything"] == ["Certificate", "ClusterRoleBinding", "DestinationRule", "EnvoyFilter", "Gateway",
+                                   "Secret", "ServiceAccount", "VirtualService", "WasmPlugin"]
+    assert kinds["rotating"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "EnvoyFilter",
+                                 "Gateway", "Secret", "ServiceAccount", "VirtualService", "WasmPlugin"]
     assert "VirtualService" in kinds["target-refs"] and "Gateway" not in kinds["target-refs"]
-    assert kinds["helm-guide"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "Secret",
-                                   "ServiceAccount", "WasmPlugin"]
+    assert kinds["helm-guide"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "EnvoyFilter",
+                                   "Secret", "ServiceAccount", "WasmPlugin"]
+    assert kinds["scope-all"] == ["ClusterRoleBinding", "DestinationRule", "Secret", "ServiceAccount", "WasmPlugin"]
 
 
 # ---------------------------------------------------------------------- what matters
@@ -229,7 +234,7 @@ def test_injected_modes_add_the_token_in_envoy_not_in_the_filter(variant, token_
     selector = VARIANTS[variant].get("gateway", {}).get("selector", {"istio": "ingressgateway"})
     wp = one(objs, "WasmPlugin")["spec"]
     assert "token_env" not in wp["pluginConfig"] and "vmConfig" not in wp
-    ef = one(objs, "EnvoyFilter")
+    ef = one(objs, "EnvoyFilter", "-credential")
     assert ef["metadata"]["namespace"] == helm.NAMESPACE
     ef = ef["spec"]
     assert ef["workloadSelector"] == {"labels": selector}
@@ -257,6 +262,88 @@ def test_public_host_routes_are_all_404():
     for route in vs["spec"]["http"]:
         assert route["directResponse"]["status"] == 404 and "route" not in route and "match" not in route
     assert gw["spec"]["servers"][0]["tls"] == {"mode": "SIMPLE", "credentialName": cert["spec"]["secretName"]}
+
+
+# ---------------------------------------------------------------------- the plugin runs only on the public hosts
+HCM = "envoy.filters.network.http_connection_manager"
+# What istiod builds for a WasmPlugin's HTTP filter (pilot/pkg/networking/core/extension/wasmplugin.go,
+# extensionfilter.go from 1.30): ECDS over ADS, waiting for it, Wasm or (fail-open/close) RBAC.
+ISTIOD_ECDS = {"config_source": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
+               "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                             "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"]}
+
+
+def istiod_filter_names(wasm_plugin: dict) -> set[str]:
+    """The names istiod gives a WasmPlugin's filter (pilot/pkg/model/extensions.go): the
+    `extenstions` typo up to 1.25, fixed in 1.26, TrafficExtension translation from 1.30."""
+    ns_name = f"{wasm_plugin['metadata']['namespace']}.{wasm_plugin['metadata']['name']}"
+    return {f"extenstions.istio.io/wasmplugin/{ns_name}", f"extensions.istio.io/wasmplugin/{ns_name}",
+            f"extensions.istio.io/trafficextension/{ns_name}~istio-translated-wasmplugin"}
+
+
+def scope_patches(values: dict) -> tuple[dict, list[dict], list[dict]]:
+    objs = helm.render(values=values)
+    ef = one(objs, "EnvoyFilter", "-scope")
+    patches = ef["spec"]["configPatches"]
+    return ef, [p for p in patches if p["applyTo"] == "HTTP_FILTER"], \
+        [p for p in patches if p["applyTo"] == "VIRTUAL_HOST"]
+
+
+@pytest.mark.parametrize("variant", ["defaults", "everything", "helm-guide"])
+def test_scope_disables_the_plugins_filter_under_every_name_istiod_gives_it(variant):
+    values = VARIANTS[variant]
+    ef, filters, _ = scope_patches(values)
+    wp = one(helm.render(values=values), "WasmPlugin")
+    assert ef["metadata"]["namespace"] == wp["metadata"]["namespace"] == helm.NAMESPACE
+    selector = values.get("gateway", {}).get("selector", {"istio": "ingressgateway"})
+    assert ef["spec"]["workloadSelector"] == {"labels": selector}
+    assert {p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] for p in filters} == \
+        istiod_filter_names(wp)
+    for p in filters:
+        assert p["match"]["context"] == "GATEWAY"
+        assert p["match"]["listener"]["filterChain"]["filter"]["name"] == HCM
+        # REPLACE: istiod's MERGE of an HTTP filter keeps only name and typed_config, and skips an
+        # ECDS filter (listener_patch.go, mergeHTTPFilter)
+        assert p["patch"]["operation"] == "REPLACE"
+        name = p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"]
+        assert p["patch"]["value"] == {"name": name, "disabled": True, "config_discovery": ISTIOD_ECDS}
+
+
+@pytest.mark.parametrize("values, port", [({}, 443), (EVERYTHING, 443),
+                                           ({"publicGateway": {"port": 8443}}, 8443)])
+def test_scope_enables_it_on_the_virtual_host_of_each_public_host(values, port):
+    _, filters, vhosts = scope_patches(values)
+    names = {p["patch"]["value"]["name"] for p in filters}
+    hosts = values.get("hosts", ["oidc.example.com"])
+    # istiod names a gateway's virtual hosts <host>:<server port> (gateway.go, util.DomainName)
+    assert [p["match"]["routeConfiguration"]["vhost"] for p in vhosts] == [{"name": f"{h}:{port}"} for h in hosts]
+    for p in vhosts:
+        assert p["match"]["context"] == "GATEWAY" and p["patch"]["operation"] == "MERGE"
+        per_filter = p["patch"]["value"]["typed_per_filter_config"]
+        assert set(per_filter) == names
+        for cfg in per_filter.values():
+            # enabled with no per-route config: Envoy finds no filter for the inner type and the
+            # entry is optional; every Any carries an @type (istiod's jsonpb needs one)
+            assert cfg == {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "is_optional": True,
+                           "config": {"@type": "type.googleapis.com/google.protobuf.Empty"}}
+
+
+def test_scope_all_is_a_plain_wasm_plugin():
+    objs = helm.render(values=VARIANTS["scope-all"])
+    assert "EnvoyFilter" not in by_kind(objs)
+    assert one(objs, "WasmPlugin")["spec"] == one(helm.render(), "WasmPlugin")["spec"]
+
+
+@pytest.mark.parametrize("values, warns", [
+    ({}, True),  # no VirtualService from the chart
+    ({"publicGateway": {"create": True}}, False),
+    ({"publicGateway": {"gateways": ["istio-ingress/public"]}}, False),
+    ({"publicGateway": {"create": True, "virtualService": False}}, True),
+    ({"plugin": {"scope": "all"}}, False),
+])
+def test_notes_say_when_no_virtual_service_makes_the_hosts_virtual_hosts(values, warns):
+    text = helm.notes(values=values)
+    assert ("NOTE: the plugin runs only on the gateway's virtual hosts oidc.example.com:443" in text) == warns
 
 
 # ---------------------------------------------------------------------- the filter accepts it
@@ -292,6 +379,7 @@ BAD_VALUES = {
     "unknown-key": ({"plugin": {"timeout": 5}}, "/plugin"),
     "unknown-top-key": ({"tokenEnv": "X"}, "additional"),
     "token-mode": ({"token": {"mode": "sidecar"}}, "/token/mode"),
+    "scope": ({"plugin": {"scope": "oidc"}}, "/plugin/scope"),
     # the gateway's own (projected) token is never offered: its account can read TLS Secrets
     "gateway-own-token": ({"token": {"mode": "projected"}}, "/token/mode"),
     "deployment-name": ({"gateway": {"deploymentName": "Istio Ingress"}}, "/gateway/deploymentName"),
@@ -346,10 +434,11 @@ def test_notes_patch_the_gateway_with_the_rendered_names(variant):
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert volumes["kod-token-sds"]["configMap"]["name"] == objs["ConfigMap"][0]["metadata"]["name"]
     assert mounts["kod-token-sds"] + "/token-sds.yaml" == \
-        _sds_source(objs["EnvoyFilter"][0])["path"]
+        _sds_source(one(helm.render(values=values), "EnvoyFilter", "-credential"))["path"]
     assert set(volumes) == set(mounts) == {"kod-token", "kod-token-sds"}
     assert volumes["kod-token"]["secret"]["secretName"] == objs["Secret"][0]["metadata"]["name"]
-    assert mounts["kod-token"] == _sds_source(objs["EnvoyFilter"][0])["watched_directory"]["path"]
+    assert mounts["kod-token"] == \
+        _sds_source(one(helm.render(values=values), "EnvoyFilter", "-credential"))["watched_directory"]["path"]
 
 
 def _sds_source(ef: dict) -> dict:

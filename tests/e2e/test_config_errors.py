@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from e2e import istiod
 from e2e.checks import plugin_log_lines
 from harness import config as cfgmod
 from harness import envoy as envoymod
@@ -87,8 +88,11 @@ def test_not_json_stops_envoy(make_stack):
 
 @pytest.mark.parametrize("plugin", ["", "{}"])
 def test_empty_configuration_means_defaults(make_stack, plugin):
-    # defaults: cluster "kubernetes", every host served
-    s = make_stack("pod.yaml", plugin=plugin)
+    # defaults: cluster "kubernetes", every host served (given the filter is in every host's path)
+    s = make_stack("pod.yaml", plugin=plugin, start=False)
+    istiod.unscoped(s.cfg)
+    cfgmod.dump(s.cfg, s.envoy.config_path)
+    s.start()
     r = s.get("/openid/v1/jwks", host="any.host.example")
     assert r.status == 200 and r.body == s.fake.jwks_body()
 

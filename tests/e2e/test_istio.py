@@ -1,12 +1,14 @@
 """The Envoy that Istio would configure: envoy/istio-gateway.yaml (the chart's WasmPlugin,
-DestinationRule and VirtualService as istiod turns them into Envoy config) runs the filter with
-the cluster named `outbound|443||kubernetes.default.svc.cluster.local` and the token from the
-proxy's environment through `host_env_keys`."""
+EnvoyFilters, DestinationRule and VirtualService as istiod turns them into Envoy config) runs the
+filter with the cluster named `outbound|443||kubernetes.default.svc.cluster.local` and the token
+from the proxy's environment through `host_env_keys`. That other hosts never enter it is
+tests/e2e/test_other_hosts.py."""
 
 from __future__ import annotations
 
 import pytest
 
+from e2e import istiod
 from e2e.checks import (DOCS, HOST, JWKS, assert_exact_upstream_request, assert_generic_error,
                         leak_words, poll)
 from harness import config as cfgmod
@@ -38,17 +40,6 @@ def test_serves_both_documents_with_the_token_from_the_environment(make_stack):
         assert_exact_upstream_request(rec, s.token)
     assert s.metric("kube_oidc_discovery.upstream.jwks.ok") >= 1
     assert_generic_error(s.get("/api/v1/secrets", host=HOST), 404)
-
-
-def test_other_hosts_still_reach_their_application(make_stack, backend):
-    s = make_stack(ISTIO, backend_port=backend.port)
-    poll(lambda: s.fake.count() >= 2, 5, what="the prefetch of both documents")
-    backend.reset()
-    before = s.fake.count()
-    r = s.get("/openid/v1/jwks", host="app.example.com")
-    assert r.status == 200 and r.header("x-backend") == "app"
-    assert backend.last().path == "/openid/v1/jwks"
-    assert s.fake.count() == before
 
 
 def test_without_the_plugin_the_oidc_host_is_404_and_nothing_behind_the_gateway(make_stack, backend):
@@ -95,14 +86,28 @@ def _chart():
 
 
 def _rendered(values: dict | None = None) -> dict[str, dict]:
-    return {o["kind"]: o for o in _chart().render(values=values)}
+    """The chart's objects by kind; an EnvoyFilter by kind and name suffix (`EnvoyFilter-scope`)."""
+    out = {}
+    for o in _chart().render(values=values):
+        key = o["kind"]
+        if key == "EnvoyFilter":
+            key += "-" + o["metadata"]["name"].rsplit("-", 1)[1]
+        assert key not in out, key
+        out[key] = o
+    return out
+
+
+# What the yaml models: the chart with publicGateway.create (its Gateway server and VirtualService).
+GATEWAY_VALUES = {"publicGateway": {"create": True}}
 
 
 def test_the_istio_config_is_what_the_chart_renders():
-    objs = _rendered()
+    objs = _rendered(GATEWAY_VALUES)
     wp, dr = objs["WasmPlugin"]["spec"], objs["DestinationRule"]["spec"]
     cfg = cfgmod.load(ISTIO)
     assert cfgmod.plugin_config(cfg) == wp["pluginConfig"]
+    meta = objs["WasmPlugin"]["metadata"]
+    assert cfgmod.wasm_plugin(cfg)["name"] == f"{meta['namespace']}.{meta['name']}"
     host_keys = [e["name"] for e in wp["vmConfig"]["env"] if e["valueFrom"] == "HOST"]
     assert cfgmod.wasm_plugin(cfg)["vm_config"]["environment_variables"]["host_env_keys"] == host_keys
     assert ISTIO_CLUSTER == f"outbound|443||{dr['host']}"
@@ -114,29 +119,40 @@ def test_the_istio_config_is_what_the_chart_renders():
         dr["trafficPolicy"]["tls"]["subjectAltNames"]
 
 
-def _merge(base: dict, patch: dict) -> None:
-    """An EnvoyFilter MERGE into a cluster as istiod does it: messages merge field by field, but
-    an entry of a map field (typed_extension_protocol_options) is replaced whole."""
-    for k, v in patch.items():
-        if k == "typed_extension_protocol_options":
-            base.setdefault(k, {}).update(v)
-        elif isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
+def test_the_istio_config_is_scoped_as_the_charts_envoy_filter_says():
+    objs = _rendered(GATEWAY_VALUES)
+    gw, vs = objs["Gateway"]["spec"]["servers"][0], objs["VirtualService"]
+    cfg = cfgmod.load(ISTIO)
+    rc = cfgmod.hcm(cfg)["route_config"]
+    # istiod's names: the route table https.<port>.<port name>.<gateway>.<namespace>, the virtual
+    # host <host>:<port> (gateway.go), domains the host alone (ignore_port_in_host_matching)
+    gw_meta = objs["Gateway"]["metadata"]
+    assert rc["name"] == f"https.{gw['port']['number']}.{gw['port']['name']}.{gw_meta['name']}.{gw_meta['namespace']}"
+    assert rc["ignore_port_in_host_matching"] is True
+    (host,) = vs["spec"]["hosts"]
+    oidc = next(vh for vh in rc["virtual_hosts"] if vh["domains"] == [host])
+    assert oidc["name"] == f"{host}:{gw['port']['number']}"
+    assert oidc["routes"][0]["direct_response"]["status"] == vs["spec"]["http"][0]["directResponse"]["status"]
+    # the yaml is what the EnvoyFilter makes of the config istiod builds without it
+    before = cfgmod.clone(cfg)
+    istiod.unscoped(before)
+    assert before != cfg
+    assert istiod.apply_scope(before, objs["EnvoyFilter-scope"]["spec"], inline=True) == (1, 1)
+    assert before == cfg
+    assert [f.get("disabled") for f in cfgmod.hcm(cfg)["http_filters"]] == [True, None]
 
 
 def test_rotating_mode_from_the_chart_uses_a_swapped_token_without_a_restart(make_stack):
     from harness.stack import new_token
     objs = _rendered({"token": {"mode": "rotating"}, "plugin": {"refreshIntervalS": 5}})
-    wp, ef, cm = objs["WasmPlugin"]["spec"], objs["EnvoyFilter"]["spec"], objs["ConfigMap"]
+    wp, ef, cm = objs["WasmPlugin"]["spec"], objs["EnvoyFilter-credential"]["spec"], objs["ConfigMap"]
     cfg = cfgmod.load(ISTIO)
     # what istiod does with the chart's objects in this mode
     cfgmod.set_plugin_config(cfg, wp["pluginConfig"])
     cfgmod.wasm_plugin(cfg)["vm_config"]["environment_variables"].pop("host_env_keys")
     (patch,) = ef["configPatches"]
     assert patch["patch"]["operation"] == "MERGE"
-    _merge(cfgmod.cluster(cfg, patch["match"]["cluster"]["name"]), patch["patch"]["value"])
+    istiod.merge_cluster(cfgmod.cluster(cfg, patch["match"]["cluster"]["name"]), patch["patch"]["value"])
     gen = cfgmod.generic_credential(cfg, ISTIO_CLUSTER)
     assert gen["credential"]["name"] in cm["data"]["token-sds.yaml"]
     # the mounted Secret and ConfigMap become the test's token directory and SDS file

@@ -71,3 +71,17 @@ gateway's (the gateway's account can read the TLS Secrets of its namespace). */}
 {{- define "kod.tokenAccount" -}}
 {{- include "kod.serviceAccount" . -}}
 {{- end -}}
+
+{{/* The name istiod gives the WasmPlugin's HTTP filter in the gateway's listeners, for every
+Istio release the chart supports (the chart cannot tell which one runs; the patches of the names
+that do not exist match nothing):
+  1.22-1.25  extenstions.istio.io/wasmplugin/<ns>.<name>   (sic, pilot/pkg/model/extensions.go)
+  1.26-1.29  extensions.istio.io/wasmplugin/<ns>.<name>
+  1.30-      extensions.istio.io/trafficextension/<ns>.<name>~istio-translated-wasmplugin
+             (WasmPlugins are translated to TrafficExtensions) */}}
+{{- define "kod.filterNames" -}}
+{{- $n := printf "%s.%s" .Release.Namespace (include "kod.fullname" .) -}}
+- extenstions.istio.io/wasmplugin/{{ $n }}
+- extensions.istio.io/wasmplugin/{{ $n }}
+- extensions.istio.io/trafficextension/{{ $n }}~istio-translated-wasmplugin
+{{- end -}}

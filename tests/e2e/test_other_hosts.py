@@ -1,0 +1,140 @@
+"""Requests for every other host never enter the filter. Every shipped Envoy config (envoy/*.yaml)
+lists the Wasm filter `disabled: true` and enables it only on the OIDC host's virtual host; the
+Istio chart's `-scope` EnvoyFilter does the same to the filter istiod builds for the WasmPlugin,
+under each name istiod has given it. Here, in a real Envoy with wasm trace logging, other hosts
+reach their application untouched and the VM gets no stream callback for them, while the OIDC
+host is served as before (the callbacks counted there show that the log would catch the filter).
+
+The filter records no metric for a request it lets pass, so its metrics cannot tell whether such a
+request entered it; the trace log can."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from e2e import istiod
+from e2e.checks import DISCOVERY, DOCS, HOST, JWKS, assert_generic_error, is_strong_etag, poll
+from harness import config as cfgmod
+
+OTHER_HOSTS = ["app.example.com", "oidc.example.com.evil", "xoidc.example.com", "example.com"]
+# Envoy's trace line for the first proxy-wasm callback of every HTTP stream that enters the
+# filter (wasm_vm.cc: [host->vm]); the filter answers or lets pass right there.
+STREAM_CALLBACK = re.compile(r"\[host->vm\] proxy_on_request_headers\(")
+# local.yaml has no application cluster: its default route answers this itself.
+LOCAL_DEFAULT_BODY = b"passed through to the default route\n"
+ISTIO = "istio-gateway.yaml"
+
+
+def _chart_scope() -> dict:
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
+    import helm
+    (ef,) = [o for o in helm.render(values={"publicGateway": {"create": True}})
+             if o["kind"] == "EnvoyFilter" and o["metadata"]["name"].endswith("-scope")]
+    return ef["spec"]
+
+
+def _scope_names() -> list[str]:
+    return [p["patch"]["value"]["name"] for p in _chart_scope()["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
+
+
+def callbacks(stack) -> int:
+    return len(STREAM_CALLBACK.findall(stack.envoy.log_text()))
+
+
+def start(make_stack, backend, config: str, tmp_path, istiod_name: str | None = None, scoped: bool = True):
+    """The config in Envoy with wasm trace logging. ``istiod_name``: envoy/istio-gateway.yaml as
+    istiod builds it before the chart's `-scope` EnvoyFilter (the filter by that name, its config
+    by ECDS), then the EnvoyFilter applied as istiod applies it. ``scoped=False``: the filter in
+    every request's path (as before this scoping, or plugin.scope all)."""
+    has_app = config != "local.yaml"
+    s = make_stack(config, start=False, wasm_trace=True, backend_port=backend.port if has_app else None)
+    if istiod_name is not None:
+        ecds = tmp_path / "ecds.yaml"
+        istiod.unscoped(s.cfg)
+        istiod.to_ecds(s.cfg, istiod_name, ecds)
+        assert istiod.apply_scope(s.cfg, _chart_scope(), inline=False) == (1, 1)
+        istiod.ads_to_file(s.cfg, ecds)
+    if not scoped:
+        istiod.unscoped(s.cfg)
+    cfgmod.dump(s.cfg, s.envoy.config_path)
+    s.start()
+    # the VM runs (prefetch, refresh) whether or not the filter is in a request's path
+    poll(lambda: s.fake.count(DISCOVERY) and s.fake.count(JWKS), 10, what="the prefetch")
+    return s, has_app
+
+
+def pass_other_hosts(s, backend, has_app: bool) -> None:
+    body = b"payload for the application"
+    upstream = s.fake.count()
+    for host in OTHER_HOSTS:
+        backend.reset()
+        r = s.request(JWKS + "?q=1", method="POST", host=host, body=body,
+                      headers=[("x-app-header", "kept"), ("authorization", "Bearer app-user-token")])
+        assert r.status == 200, (host, r.status, r.body[:200])
+        if not has_app:
+            assert r.body == LOCAL_DEFAULT_BODY
+            continue
+        assert r.body == b"hello from the application backend\n" and r.header("x-backend") == "app"
+        rec = backend.last()
+        assert rec is not None, "the request never reached the backend"
+        assert (rec.method, rec.path, rec.body) == ("POST", JWKS + "?q=1", body)
+        assert rec.header("host") == host
+        assert rec.header("x-app-header") == "kept"
+        assert rec.header("authorization") == "Bearer app-user-token"
+    assert s.fake.count() == upstream
+
+
+def serve_oidc_host(s, backend) -> int:
+    """The OIDC host as before; returns the requests made."""
+    backend.reset()
+    n = 0
+    for path in DOCS:
+        r = s.get(path, host=HOST)
+        n += 1
+        assert r.status == 200 and is_strong_etag(r.header("etag")), (path, r.status, r.body[:200])
+        assert r.header("content-type") and r.header("x-content-type-options") == "nosniff"
+    r = s.get(JWKS, host=HOST)
+    assert r.body == s.fake.jwks_body()
+    assert s.get(JWKS, host=HOST, headers={"if-none-match": r.header("etag")}).status == 304
+    assert s.head(JWKS, host=HOST).status == 200
+    for host in ("OIDC.Example.COM", "oidc.example.com:8443"):
+        assert s.get(JWKS, host=host).body == s.fake.jwks_body()
+    assert_generic_error(s.get("/api/v1/secrets", host=HOST), 404)
+    r = s.request(JWKS, method="POST", host=HOST, body=b"{}")
+    assert r.status == 405 and r.header("allow") == "GET, HEAD"
+    n += 7
+    assert backend.last() is None
+    assert {rec.path for rec in s.fake.history} <= set(DOCS)
+    return n
+
+
+CASES = [pytest.param(c, None, id=c) for c in ("pod.yaml", "pod-static-token.yaml", "local.yaml", ISTIO)] + [
+    # e.g. istiod-extensions-wasmplugin: the filter's name in Istio 1.26-1.29
+    pytest.param(ISTIO, name, id="istiod-{}-{}".format(name.split(".")[0], name.split("/")[1]))
+    for name in _scope_names()]
+
+
+@pytest.mark.parametrize("config, istiod_name", CASES)
+def test_other_hosts_never_enter_the_filter_and_the_oidc_host_is_served(make_stack, backend, tmp_path,
+                                                                       config, istiod_name):
+    s, has_app = start(make_stack, backend, config, tmp_path, istiod_name)
+    assert callbacks(s) == 0
+    pass_other_hosts(s, backend, has_app)
+    n = serve_oidc_host(s, backend)
+    # one callback per request (on_request_headers answers it), written after those of the
+    # other hosts' requests would have been
+    poll(lambda: callbacks(s) >= n, 5, what="the OIDC host's callbacks in the trace log")
+    assert callbacks(s) == n
+
+
+@pytest.mark.parametrize("config", ["pod.yaml", ISTIO])
+def test_unscoped_the_filter_sees_every_other_host(make_stack, backend, tmp_path, config):
+    # The same check with the filter in every request's path: each other host's request enters it.
+    s, has_app = start(make_stack, backend, config, tmp_path, scoped=False)
+    pass_other_hosts(s, backend, has_app)
+    poll(lambda: callbacks(s) >= len(OTHER_HOSTS), 5, what="the other hosts' callbacks")
+    assert callbacks(s) == len(OTHER_HOSTS)
