@@ -272,7 +272,12 @@ mod tests {
         a.tick_now();
         assert!(a.host().take_calls().is_empty(), "b holds the lease now");
         // a's call answers at last, then b's: the copy is b's, the newer
-        a.respond(hung[1].token, "200", "application/json", br#"{"keys":[]}"#);
+        a.respond(
+            hung[1].token,
+            "200",
+            "application/json",
+            br#"{"keys":[{"kid":"old"}]}"#,
+        );
         p.advance(10);
         b.respond_ok(&calls[1]);
         a.request(5, HOST, "GET", JWKS_PATH);
@@ -311,6 +316,30 @@ mod tests {
         );
         let fresh = metrics::requests(Document::Jwks, Outcome::Fresh);
         assert_eq!(b.host().metric(&fresh), 1, "b's own counter");
+    }
+
+    #[test]
+    fn an_empty_key_set_is_not_stored_and_the_last_good_copy_is_served() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        vm.tick_now();
+        for call in vm.host().take_calls() {
+            vm.respond_ok(&call);
+        }
+        p.advance(60_000);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 2, "the refresh");
+        vm.respond(
+            calls[1].token,
+            "200",
+            "application/jwk-set+json",
+            br#"{"keys":[]}"#,
+        );
+        assert_eq!(fetches(&vm, Document::Jwks, FetchResult::InvalidBody), 1);
+        vm.request(5, HOST, "GET", JWKS_PATH);
+        let r = vm.host().take_replies().remove(0);
+        assert_eq!((r.status, r.body.as_deref()), (200, Some(JWKS)));
     }
 
     #[test]

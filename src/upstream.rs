@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn accept_keeps_only_relayed_headers_and_validates() {
         let asked = Cell::new(Vec::new());
-        let body = br#"{"keys":[]}"#;
+        let body = br#"{"keys":[{"kid":"a"}]}"#;
         let read = reader(body, &asked);
         let f = accept(Document::Jwks, &ok_answer(body.len()), read, None).unwrap();
         assert_eq!(f.body, body);
