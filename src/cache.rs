@@ -6,7 +6,10 @@
 //! configuration, so that each issuer has its own copy, schedule and lease):
 //! - `copy`: the encoded [`StoredCopy`];
 //! - `version`: the copy's `fetched_at_ms`, written after `copy`; a tiny read on every request;
-//! - `schedule`: the [`Schedule`], only ever changed with compare-and-swap.
+//! - `schedule`: the [`Schedule`], only ever changed with compare-and-swap;
+//!
+//! and per issuer `issuer_mismatch`: `1` while its API server's last discovery document named
+//! another issuer (see [`Shared::set_mismatched`]).
 
 use crate::config::{Config, Issuer};
 use crate::document::Document;
@@ -55,20 +58,29 @@ impl Keys {
     /// Two issuers, or two plugin configurations, that fetch, check or publish differently never
     /// share a copy, even in one VM id.
     pub fn new(issuer: &Issuer, doc: Document) -> Keys {
-        let fp = fnv1a64(&[
-            issuer.cluster.as_bytes(),
-            issuer.authority.as_bytes(),
-            issuer.jwks_uri.as_deref().unwrap_or_default().as_bytes(),
-            issuer.token.as_ref().map_or(&b""[..], |_| &b"token"[..]),
-            issuer.url.as_deref().unwrap_or_default().as_bytes(),
-        ]);
-        let base = format!("kube-oidc-discovery/{fp:016x}/{}", doc.name());
+        let base = format!("{}/{}", issuer_prefix(issuer), doc.name());
         Keys {
             copy: format!("{base}/copy"),
             version: format!("{base}/version"),
             schedule: format!("{base}/schedule"),
         }
     }
+}
+
+/// The shared-data key of an issuer's mismatch flag ([`Shared::mismatched`]).
+pub fn mismatch_key(issuer: &Issuer) -> String {
+    format!("{}/issuer_mismatch", issuer_prefix(issuer))
+}
+
+fn issuer_prefix(issuer: &Issuer) -> String {
+    let fp = fnv1a64(&[
+        issuer.cluster.as_bytes(),
+        issuer.authority.as_bytes(),
+        issuer.jwks_uri.as_deref().unwrap_or_default().as_bytes(),
+        issuer.token.as_ref().map_or(&b""[..], |_| &b"token"[..]),
+        issuer.url.as_deref().unwrap_or_default().as_bytes(),
+    ]);
+    format!("kube-oidc-discovery/{fp:016x}")
 }
 
 /// A document as stored in shared data.
@@ -337,6 +349,41 @@ impl<S: SharedStore> Shared<'_, S> {
         );
     }
 
+    /// Drops a copy (shared data cannot delete a key): readers find none, and it has no age.
+    pub fn drop_copy(&self, keys: &Keys) {
+        let _ = self.store.set(&keys.copy, b"", None);
+        let _ = self.store.set(&keys.version, b"", None);
+    }
+
+    /// Makes a fetch due now, unless one is in flight (its result will do).
+    pub fn make_due(&self, keys: &Keys, now_ms: u64) {
+        let (schedule, Some(cas)) = self.schedule(keys) else {
+            return;
+        };
+        if !schedule.leased(now_ms) && schedule.next_due_ms > now_ms {
+            let due = Schedule {
+                next_due_ms: now_ms,
+                ..schedule
+            };
+            let _ = self.store.set(&keys.schedule, &due.encode(), Some(cas));
+        }
+    }
+
+    /// Whether an issuer's API server last answered with another issuer's discovery document.
+    pub fn mismatched(&self, key: &str) -> bool {
+        self.store.get(key).is_some_and(|(v, _)| v == b"1")
+    }
+
+    /// Records whether the issuer's last discovery document named another issuer; true when it
+    /// changed.
+    pub fn set_mismatched(&self, key: &str, mismatched: bool) -> bool {
+        if self.mismatched(key) == mismatched {
+            return false;
+        }
+        let value: &[u8] = if mismatched { b"1" } else { b"0" };
+        self.store.set(key, value, None).is_ok()
+    }
+
     pub fn version(&self, keys: &Keys) -> Option<Vec<u8>> {
         self.store.get(&keys.version).map(|(v, _)| v)
     }
@@ -439,6 +486,7 @@ mod tests {
             r#"{"cluster":"other"}"#,
             r#"{"authority":"api.internal"}"#,
             r#"{"jwks_uri":"https://oidc.example.com/openid/v1/jwks"}"#,
+            r#"{"issuer":"https://kubernetes.default.svc.cluster.local"}"#,
         ] {
             assert_ne!(
                 a.copy,
@@ -603,6 +651,55 @@ mod tests {
             ),
             Cold::Fail(503)
         );
+    }
+
+    #[test]
+    fn a_dropped_copy_is_gone_for_every_vm() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        let mut local = LocalCopy::default();
+        shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[1]}"), 7));
+        assert!(local.current(&shared, &keys).is_some());
+        shared.drop_copy(&keys);
+        assert!(local.current(&shared, &keys).is_none());
+        assert_eq!(shared.version_ms(&keys), None, "no age to report");
+    }
+
+    #[test]
+    fn make_due_moves_the_next_fetch_to_now_unless_one_is_in_flight() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        shared.ensure_schedule(&keys);
+        assert!(shared.try_lease(&keys, 100, Duration::from_secs(3)));
+        shared.make_due(&keys, 200);
+        assert_eq!(
+            shared.schedule(&keys).0.lease_until_ms,
+            3100,
+            "in flight: left alone"
+        );
+        shared.finish(&keys, 300, Ok(()), |_| Duration::from_secs(60));
+        shared.make_due(&keys, 400);
+        assert_eq!(shared.schedule(&keys).0.next_due_ms, 400);
+        assert!(shared.try_lease(&keys, 400, Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_mismatch_flag_changes_only_when_it_must() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let key = mismatch_key(&cfg().issuers[0]);
+        assert!(!shared.mismatched(&key));
+        assert!(
+            !shared.set_mismatched(&key, false),
+            "unchanged: nothing written"
+        );
+        assert!(shared.set_mismatched(&key, true));
+        assert!(shared.mismatched(&key));
+        assert!(!shared.set_mismatched(&key, true));
+        assert!(shared.set_mismatched(&key, false));
+        assert!(!shared.mismatched(&key));
     }
 
     #[test]

@@ -33,12 +33,13 @@ type Setter<R> = fn(&mut R, Key, Value) -> Result<(), ConfigError>;
 
 /// Every top-level key, in the order the docs list them, with its field. The parser and the
 /// unknown-key message both read this one table, so they cannot drift apart.
-const FIELDS: [(&str, Setter<RawConfig>); 9] = [
+const FIELDS: [(&str, Setter<RawConfig>); 10] = [
     ("cluster", |r, k, v| field(k, v).map(|x| r.cluster = x)),
     ("authority", |r, k, v| field(k, v).map(|x| r.authority = x)),
     ("hosts", |r, k, v| field(k, v).map(|x| r.hosts = x)),
     ("token_env", |r, k, v| field(k, v).map(|x| r.token_env = x)),
     ("jwks_uri", |r, k, v| field(k, v).map(|x| r.jwks_uri = x)),
+    ("issuer", |r, k, v| field(k, v).map(|x| r.issuer = x)),
     ("issuers", |r, k, v| entries(k, v).map(|x| r.issuers = x)),
     ("timeout_ms", |r, k, v| {
         field(k, v).map(|x| r.timeout_ms = x)
@@ -62,7 +63,14 @@ const ENTRY_FIELDS: [(&str, Setter<RawIssuer>); 6] = [
 ];
 
 /// The top-level keys of the single-issuer form: none of them may stand next to `issuers`.
-const SINGLE_ISSUER_KEYS: [&str; 5] = ["cluster", "authority", "hosts", "token_env", "jwks_uri"];
+const SINGLE_ISSUER_KEYS: [&str; 6] = [
+    "cluster",
+    "authority",
+    "hosts",
+    "token_env",
+    "jwks_uri",
+    "issuer",
+];
 
 /// The top-level keys, in the order the docs list them.
 pub fn keys() -> impl Iterator<Item = &'static str> {
@@ -112,6 +120,7 @@ pub struct RawConfig {
     pub hosts: Option<Vec<String>>,
     pub token_env: Option<String>,
     pub jwks_uri: Option<String>,
+    pub issuer: Option<String>,
     pub issuers: Option<Vec<RawIssuer>>,
     pub timeout_ms: Option<u64>,
     pub refresh_interval_s: Option<u64>,
@@ -169,7 +178,8 @@ pub struct Config {
 pub struct Issuer {
     /// The entry's name, in its metric names and log lines; None in the single-issuer form.
     pub name: Option<String>,
-    /// The issuer URL (the `issuers` form); None in the single-issuer form.
+    /// The issuer URL: a fetched discovery document must name exactly this `issuer`. None (the
+    /// single-issuer form without `issuer`): not checked.
     pub url: Option<String>,
     /// Where its documents are served.
     pub scope: Scope,
@@ -314,7 +324,7 @@ impl RawConfig {
                 let single = Entry {
                     entry: None,
                     name: None,
-                    issuer: None,
+                    issuer: self.issuer,
                     hosts: self.hosts,
                     cluster: self.cluster,
                     authority: self.authority,
@@ -330,6 +340,7 @@ impl RawConfig {
                     self.hosts.is_some(),
                     self.token_env.is_some(),
                     self.jwks_uri.is_some(),
+                    self.issuer.is_some(),
                 ];
                 if let Some((key, _)) = SINGLE_ISSUER_KEYS.iter().zip(present).find(|(_, p)| *p) {
                     return Err(ConfigError::NotWithIssuers(key));
@@ -688,6 +699,7 @@ mod tests {
         let json = r#"{"cluster":"outbound|443||kubernetes.default.svc.cluster.local",
             "authority":"kubernetes.default.svc","hosts":["OIDC.Example.com:443","b.example"],
             "token_env":"TOK","timeout_ms":1500,"jwks_uri":"https://oidc.example.com/openid/v1/jwks",
+            "issuer":"https://kubernetes.default.svc.cluster.local",
             "refresh_interval_s":5,"max_stale_s":10}"#;
         let cfg = Config::from_json(json.as_bytes(), |k| {
             (k == "TOK").then(|| " abc.def \n".to_string())
@@ -704,9 +716,27 @@ mod tests {
             "the single-issuer form serves the root paths"
         );
         assert_eq!(i.token.as_ref().unwrap().bearer(), "Bearer abc.def");
+        assert_eq!(
+            i.url.as_deref(),
+            Some("https://kubernetes.default.svc.cluster.local")
+        );
         assert_eq!(cfg.timeout, Duration::from_millis(1500));
         assert_eq!(cfg.refresh_interval, Duration::from_secs(5));
         assert_eq!(cfg.max_stale, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_single_issuer_form_checks_an_issuer_but_serves_the_root_paths() {
+        let cfg = Config::from_json(
+            br#"{"hosts":["oidc.example.com"],"issuer":"https://oidc.example.com/clusters/prod"}"#,
+            no_env,
+        )
+        .unwrap();
+        let i = single(&cfg);
+        assert_eq!(i.scope.prefix, "");
+        assert_eq!(i.jwks_uri, None, "no default jwks_uri in this form");
+        assert!(err(r#"{"issuer":"http://x"}"#).contains("`issuer` must be an https:// URL"));
+        assert!(err(r#"{"issuer":"https://x/?a"}"#).contains("`issuer` must have no query"));
     }
 
     /// The issue's example.

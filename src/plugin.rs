@@ -2,7 +2,7 @@
 //! work is split by concern: [`crate::request`] (a client request), [`crate::waiters`] (requests
 //! waiting for a fetch), [`crate::refresh`] (the tick, the lease and the upstream calls).
 
-use crate::cache::{Keys, LocalCopy, Shared};
+use crate::cache::{self, Keys, LocalCopy, Shared};
 use crate::classify::Scope;
 use crate::config::{Config, ConfigError, Issuer};
 use crate::document::Document;
@@ -39,6 +39,8 @@ pub struct Plugin<H: Host> {
 pub(crate) struct IssuerState {
     /// Shared-data keys, by [`Document::index`].
     pub(crate) keys: Vec<Keys>,
+    /// The shared-data key of its mismatch flag.
+    pub(crate) mismatch: String,
     pub(crate) metrics: metrics::Ids,
     /// This VM's decoded copies, by [`Document::index`].
     pub(crate) local: RefCell<Vec<LocalCopy>>,
@@ -52,6 +54,7 @@ impl IssuerState {
                 .into_iter()
                 .map(|d| Keys::new(issuer, d))
                 .collect(),
+            mismatch: cache::mismatch_key(issuer),
             metrics: metrics::Ids::define(host, &names)?,
             local: RefCell::new(Document::ALL.iter().map(|_| LocalCopy::default()).collect()),
         })

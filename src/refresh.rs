@@ -6,9 +6,9 @@
 //! usable copy registers as a waiter and shortens the tick so that the fetch starts at once.
 
 use crate::cache::{self, StoredCopy};
-use crate::document::Document;
+use crate::document::{Document, Expect};
 use crate::host::Host;
-use crate::plugin::Plugin;
+use crate::plugin::{IssuerState, Plugin};
 use crate::upstream::{self, FetchError, FetchResult, UpstreamAnswer};
 use log::{debug, warn};
 use std::time::Duration;
@@ -107,12 +107,42 @@ impl<H: Host> Plugin<H> {
             cache_control: head.cache_control.as_deref(),
             body_size: head.body_size,
         };
-        let jwks_uri = cfg.jwks_uri.as_deref();
-        let (result, excerpt) = match upstream::accept(doc, &answer, read_body, jwks_uri) {
+        let expect = Expect {
+            issuer: cfg.url.as_deref(),
+            jwks_uri: cfg.jwks_uri.as_deref(),
+        };
+        let (result, excerpt) = match upstream::accept(doc, &answer, read_body, &expect) {
+            Ok(_) if doc == Document::Jwks && self.shared().mismatched(&state.mismatch) => {
+                (Err(FetchError::Unverified), String::new())
+            }
             Ok(fetched) => (Ok(StoredCopy::new(fetched, now)), String::new()),
             Err(refused) => (Err(refused.error), refused.excerpt),
         };
+        if doc == Document::Discovery && expect.issuer.is_some() {
+            self.vouch(state, now, &result);
+        }
         self.complete(issuer, doc, now, result, &excerpt);
+    }
+
+    /// The key set names no issuer: the discovery document fetched through the same cluster
+    /// vouches for it. While that names another issuer (a misrouted cluster, another API
+    /// server), the issuer's key set is dropped and none is stored; once it names the right one
+    /// again, the key set is fetched at once.
+    fn vouch(&self, state: &IssuerState, now: u64, discovery: &Result<StoredCopy, FetchError>) {
+        let mismatched = match discovery {
+            Ok(_) => false,
+            Err(e) if e.result() == FetchResult::IssuerMismatch => true,
+            Err(_) => return, // says nothing of whom the cluster reaches
+        };
+        let Some(jwks) = state.keys.get(Document::Jwks.index()) else {
+            return;
+        };
+        if self.shared().set_mismatched(&state.mismatch, mismatched) {
+            if mismatched {
+                self.shared().drop_copy(jwks);
+            }
+            self.shared().make_due(jwks, now);
+        }
     }
 
     fn fetch(&self, issuer: usize, doc: Document, now: u64) {
@@ -560,5 +590,173 @@ mod tests {
             ["prod-api", "prod-api"],
             "prod's lease ran out: b fetches prod only"
         );
+    }
+
+    /// The calls of one tick for one cluster's document.
+    fn call_for(calls: &[Call], cluster: &str, doc: Document) -> Call {
+        let found = calls
+            .iter()
+            .find(|c| c.cluster == cluster && c.path() == doc.path());
+        found.cloned().expect("a call")
+    }
+
+    const PROD_DISCOVERY: &str = "/clusters/prod/.well-known/openid-configuration";
+    const PROD_JWKS: &str = "/clusters/prod/openid/v1/jwks";
+
+    #[test]
+    fn a_swapped_upstream_is_never_served_and_the_other_issuer_is_untouched() {
+        // prod's cluster reaches dev's API server: its key set arrives first, then its
+        // discovery document, which names dev
+        let p = Process::at(1_000_000);
+        let vm = p.vm(FLEET);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        let ((), lines) = logs(|| {
+            vm.respond_as(&call_for(&calls, "prod-api", Document::Jwks), DEV);
+            vm.respond_as(&call_for(&calls, "prod-api", Document::Discovery), DEV);
+        });
+        for c in calls.iter().filter(|c| c.cluster == "dev-api") {
+            vm.respond_as(c, DEV);
+        }
+        let warns: Vec<_> = lines
+            .iter()
+            .filter(|(l, _)| *l == log::Level::Warn)
+            .collect();
+        assert_eq!(warns.len(), 1, "{lines:?}");
+        assert!(warns[0].1.contains(&format!(
+            "issuer prod: fetching discovery from cluster \"prod-api\" failed: the discovery document's issuer \"{DEV}\" is not the configured issuer \"{PROD}\""
+        )), "{warns:?}");
+        assert_eq!(
+            issuer_fetches(
+                &vm,
+                "prod",
+                Document::Discovery,
+                FetchResult::IssuerMismatch
+            ),
+            1
+        );
+        vm.request(5, "oidc.example.com", "GET", PROD_DISCOVERY);
+        assert_eq!(vm.host().take_answers(), [(5, 502)]);
+        // the key set that came first was dropped, and is fetched again at once: refused
+        vm.request(6, "oidc.example.com", "GET", PROD_JWKS);
+        assert!(
+            vm.host().take_replies().is_empty(),
+            "waits for the fetch made due"
+        );
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        vm.respond_as(&calls[0], DEV);
+        assert_eq!(vm.host().take_answers(), [(6, 502)]);
+        assert_eq!(
+            issuer_fetches(&vm, "prod", Document::Jwks, FetchResult::IssuerMismatch),
+            1
+        );
+        vm.request(7, "oidc.example.com", "GET", PROD_JWKS);
+        assert_eq!(vm.host().take_answers(), [(7, 502)]);
+        // dev's issuer is served all along
+        vm.request(8, "oidc.example.com", "GET", "/clusters/dev/openid/v1/jwks");
+        let r = vm.host().take_replies().remove(0);
+        assert_eq!((r.status, r.body), (200, Some(jwks_of(DEV))));
+    }
+
+    #[test]
+    fn once_the_right_api_server_answers_again_its_key_set_is_fetched_at_once() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(FLEET);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        vm.respond_as(&call_for(&calls, "prod-api", Document::Discovery), DEV);
+        p.advance(500);
+        vm.respond_as(&call_for(&calls, "prod-api", Document::Jwks), DEV);
+        assert_eq!(
+            issuer_fetches(&vm, "prod", Document::Jwks, FetchResult::IssuerMismatch),
+            1
+        );
+        // 1 s later only the discovery document is due (the key set at 1.5 s); the cluster
+        // reaches the right API server again
+        p.advance(500);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        vm.respond_as(&calls[0], PROD);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 1, "the key set, at once: {calls:?}");
+        assert_eq!(calls[0].path(), Document::Jwks.path());
+        vm.respond_as(&calls[0], PROD);
+        vm.request(5, "oidc.example.com", "GET", PROD_JWKS);
+        let r = vm.host().take_replies().remove(0);
+        assert_eq!((r.status, r.body), (200, Some(jwks_of(PROD))));
+    }
+
+    #[test]
+    fn a_key_set_fetched_in_the_same_moment_as_the_mismatch_is_refused_if_it_comes_after() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(FLEET);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        for c in &calls {
+            vm.respond_as(c, if c.cluster == "prod-api" { PROD } else { DEV });
+        }
+        // the refresh finds prod's cluster misrouted: discovery first, then the key set
+        p.advance(60_000);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        vm.respond_as(&call_for(&calls, "prod-api", Document::Discovery), DEV);
+        vm.respond_as(&call_for(&calls, "prod-api", Document::Jwks), DEV);
+        assert_eq!(
+            issuer_fetches(&vm, "prod", Document::Jwks, FetchResult::IssuerMismatch),
+            1
+        );
+        vm.request(5, "oidc.example.com", "GET", PROD_JWKS);
+        vm.request(6, "oidc.example.com", "GET", PROD_DISCOVERY);
+        let replies = vm.host().take_replies();
+        assert_eq!(
+            replies[0].status, 502,
+            "the last good key set was dropped with the mismatch"
+        );
+        // the last good discovery document was checked when fetched: still served
+        assert_eq!(
+            (replies[1].status, replies[1].body.clone()),
+            (
+                200,
+                Some(
+                    String::from_utf8(crate::host::fake::discovery_of(PROD))
+                        .unwrap()
+                        .replace(
+                            "https://10.0.0.1:6443/openid/v1/jwks",
+                            "https://oidc.example.com/clusters/prod/openid/v1/jwks"
+                        )
+                        .into_bytes()
+                )
+            )
+        );
+    }
+
+    #[test]
+    fn the_single_issuer_form_checks_the_issuer_only_when_configured() {
+        let p = Process::at(1_000_000);
+        for (config, want) in [
+            (r#"{"hosts":["oidc.example.com"]}"#, 200),
+            (
+                r#"{"hosts":["oidc.example.com"],"issuer":"https://kubernetes.default.svc"}"#,
+                200,
+            ),
+            (
+                r#"{"hosts":["oidc.example.com"],"issuer":"https://kubernetes.default.svc/"}"#,
+                502,
+            ),
+        ] {
+            let vm = p.vm(config);
+            vm.request(5, HOST, "GET", Document::Discovery.path());
+            vm.tick_now();
+            for c in vm.host().take_calls() {
+                vm.respond_ok(&c); // the fake's issuer: https://kubernetes.default.svc
+            }
+            assert_eq!(vm.host().take_answers(), [(5, want)], "{config}");
+            let mismatches = fetches(&vm, Document::Discovery, FetchResult::IssuerMismatch);
+            assert_eq!(mismatches, u64::from(want == 502), "{config}");
+        }
     }
 }

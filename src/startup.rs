@@ -8,8 +8,8 @@ use std::time::Duration;
 /// The start line: version, what is served from which cluster with which token, and the
 /// refresh interval. Names the tokens' variables, never their values.
 ///
-/// Single-issuer form: `hosts oidc.example.com; cluster "kubernetes"; token from VM env T; ...`.
-/// `issuers` form: `issuers prod
+/// Single-issuer form: `hosts oidc.example.com; cluster "kubernetes"; token from VM env T; ...`
+/// (`issuer ...;` after the cluster when one is checked). `issuers` form: `issuers prod
 /// https://oidc.example.com/clusters/prod (cluster "prod-api", token from VM env T), ...; ...`.
 pub fn start_line(cfg: &Config) -> String {
     let token = |i: &Issuer| match &i.token {
@@ -23,8 +23,13 @@ pub fn start_line(cfg: &Config) -> String {
             } else {
                 single.scope.hosts.join(", ")
             };
+            let issuer = single
+                .url
+                .as_ref()
+                .map(|u| format!(" issuer {u};"))
+                .unwrap_or_default();
             format!(
-                "hosts {hosts}; cluster {:?}; {}",
+                "hosts {hosts}; cluster {:?};{issuer} {}",
                 single.cluster,
                 token(single)
             )
@@ -114,6 +119,15 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("refresh every 60 s"), "{line}");
+        let line = start_line(&cfg(
+            r#"{"hosts":["a.example"],"issuer":"https://kubernetes.default.svc"}"#,
+        ));
+        assert!(
+            line.contains(
+                r#"cluster "kubernetes"; issuer https://kubernetes.default.svc; no token"#
+            ),
+            "{line}"
+        );
     }
 
     #[test]

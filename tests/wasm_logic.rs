@@ -7,7 +7,7 @@
 use kube_oidc_discovery::answer::{self, Outcome};
 use kube_oidc_discovery::cache::{Freshness, StoredCopy};
 use kube_oidc_discovery::classify::{host_matches, serves_host, Route, Scope};
-use kube_oidc_discovery::document::Document;
+use kube_oidc_discovery::document::{Document, Expect};
 use kube_oidc_discovery::upstream::{self, FetchResult, UpstreamAnswer};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -120,15 +120,25 @@ fn validates_upstream_answers() {
         Document::Discovery,
         &ok,
         |_| body.to_vec(),
-        Some("https://oidc.example.com/openid/v1/jwks"),
+        &Expect {
+            issuer: Some("i"),
+            jwks_uri: Some("https://oidc.example.com/openid/v1/jwks"),
+        },
     )
     .unwrap();
     assert_eq!(
         f.body,
         br#"{"issuer":"i","jwks_uri":"https://oidc.example.com/openid/v1/jwks"}"#
     );
-    let err = upstream::accept(Document::Jwks, &ok, |_| b"<html/>".to_vec(), None).unwrap_err();
+    let as_is = Expect::default();
+    let err = upstream::accept(Document::Jwks, &ok, |_| b"<html/>".to_vec(), &as_is).unwrap_err();
     assert_eq!(err.error.result(), FetchResult::InvalidBody);
+    let other = Expect {
+        issuer: Some("https://oidc.example.com/clusters/prod"),
+        jwks_uri: None,
+    };
+    let err = upstream::accept(Document::Discovery, &ok, |_| body.to_vec(), &other).unwrap_err();
+    assert_eq!(err.error.result(), FetchResult::IssuerMismatch);
     let denied = UpstreamAnswer {
         status: Some("401"),
         ..ok

@@ -140,6 +140,7 @@ fn as_json(cfg: &Config) -> serde_json::Value {
             "hosts": single.scope.hosts,
             "token_env": single.token.as_ref().map(|t| t.var()),
             "jwks_uri": single.jwks_uri,
+            "issuer": single.url,
         }),
         issuers => {
             let entries: Vec<_> = issuers
