@@ -222,7 +222,9 @@ impl<H: Host> Plugin<H> {
 mod tests {
     use super::*;
     use crate::answer::Outcome;
-    use crate::host::fake::{jwks_of, logs, Call, Process, DEV, FLEET, JWKS, PROD, TOKEN};
+    use crate::host::fake::{
+        jwks_of, logs, warm_fleet, Call, Process, DEV, FLEET, JWKS, PROD, TOKEN,
+    };
     use crate::metrics;
 
     const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"token_env":"T","timeout_ms":2000,
@@ -489,11 +491,7 @@ mod tests {
     #[test]
     fn one_issuers_failure_and_backoff_leave_the_other_untouched() {
         let p = Process::at(1_000_000);
-        let vm = p.vm(FLEET);
-        vm.tick_now();
-        for c in vm.host().take_calls() {
-            vm.respond_as(&c, if c.cluster == "prod-api" { PROD } else { DEV });
-        }
+        let vm = warm_fleet(&p);
         p.advance(60_000);
         let ((), lines) = logs(|| {
             vm.tick_now();
@@ -693,12 +691,7 @@ mod tests {
     #[test]
     fn a_key_set_fetched_in_the_same_moment_as_the_mismatch_is_refused_if_it_comes_after() {
         let p = Process::at(1_000_000);
-        let vm = p.vm(FLEET);
-        vm.tick_now();
-        let calls = vm.host().take_calls();
-        for c in &calls {
-            vm.respond_as(c, if c.cluster == "prod-api" { PROD } else { DEV });
-        }
+        let vm = warm_fleet(&p);
         // the refresh finds prod's cluster misrouted: discovery first, then the key set
         p.advance(60_000);
         vm.tick_now();

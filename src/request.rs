@@ -166,7 +166,7 @@ impl<H: Host> Plugin<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::fake::{discovery_of, jwks_of, Process, DEV, FLEET, JWKS, PROD};
+    use crate::host::fake::{discovery_of, jwks_of, warm_fleet, Process, DEV, JWKS, PROD};
     use crate::metrics;
     use crate::refresh::{IDLE_TICK, KICK_TICK, WAIT_TICK};
 
@@ -312,11 +312,7 @@ mod tests {
     #[test]
     fn each_issuer_is_served_its_own_copy_at_its_own_paths() {
         let p = Process::at(1_000_000);
-        let vm = p.vm(FLEET);
-        vm.tick_now();
-        for c in vm.host().take_calls() {
-            vm.respond_as(&c, if c.cluster == "prod-api" { PROD } else { DEV });
-        }
+        let vm = warm_fleet(&p);
         let get = |id, path: &str| {
             vm.request(id, "OIDC.example.com:443", "GET", path);
             vm.host().take_replies().remove(0)

@@ -373,6 +373,16 @@ impl Plugin<FakeHost> {
     }
 }
 
+/// A VM of [`FLEET`] whose prefetch each cluster answered with its own issuer's documents.
+pub fn warm_fleet(p: &Process) -> Plugin<FakeHost> {
+    let vm = p.vm(FLEET);
+    vm.tick_now();
+    for c in vm.host().take_calls() {
+        vm.respond_as(&c, if c.cluster == "prod-api" { PROD } else { DEV });
+    }
+    vm
+}
+
 /// Two path-prefixed issuers on one host, each its own cluster: `prod` with a token from the VM
 /// environment, `dev` without (its cluster injects one).
 pub const FLEET: &str = r#"{"issuers":[

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import client
 from . import config as _config
 from .envoy import Envoy
+from .front import EnvoyFront
 from .tokendir import TokenDir
 
 CONFIG = "multi-cluster.yaml"
 # The shipped SDS file of each cluster whose credential_injector reads a token.
 SDS_TEMPLATES = {"dev-api": "multi-cluster-dev-token-sds.yaml"}
-PUBLIC_HOST = "oidc.example.com"
 
 
 @dataclass
@@ -43,7 +42,7 @@ def token_envs(plugin: dict) -> dict[str, str]:
             if isinstance(e, dict) and e.get("token_env")}
 
 
-class Fleet:
+class Fleet(EnvoyFront):
     def __init__(self, workdir: Path | str, wasm: Path | str, upstreams: dict[str, Upstream], *,
                  config: str = CONFIG, cfg: dict | None = None, plugin: dict | None = None,
                  backend_port: int | None = None, concurrency: int = 1, wasm_trace: bool = False):
@@ -80,23 +79,3 @@ class Fleet:
 
     def stop(self) -> None:
         self.envoy.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return self.envoy.port
-
-    def get(self, path: str, host: str = PUBLIC_HOST, **kw) -> client.Response:
-        return client.request(self.envoy.port, path, method="GET", host=host, **kw)
-
-    def request(self, path: str, host: str = PUBLIC_HOST, **kw) -> client.Response:
-        return client.request(self.envoy.port, path, host=host, **kw)
-
-    def metric(self, name: str) -> int:
-        """A filter metric by its name (``kube_oidc_discovery.…``), from admin /stats."""
-        return self.envoy.stat("wasmcustom." + name)
