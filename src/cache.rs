@@ -2,12 +2,16 @@
 //! every worker VM; a per-VM decoded copy revalidated against a version key; and the refresh
 //! schedule whose lease makes exactly one VM of the process fetch at a time.
 //!
-//! Shared-data keys (per document, under a prefix derived from the upstream configuration):
+//! Shared-data keys (per issuer and document, under a prefix derived from the issuer's upstream
+//! configuration, so that each issuer has its own copy, schedule and lease):
 //! - `copy`: the encoded [`StoredCopy`];
 //! - `version`: the copy's `fetched_at_ms`, written after `copy`; a tiny read on every request;
-//! - `schedule`: the [`Schedule`], only ever changed with compare-and-swap.
+//! - `schedule`: the [`Schedule`], only ever changed with compare-and-swap;
+//!
+//! and per issuer `issuer_mismatch`: `1` while its API server's last discovery document named
+//! another issuer (see [`Shared::set_mismatched`]).
 
-use crate::config::Config;
+use crate::config::{Config, Issuer};
 use crate::document::Document;
 use crate::upstream::Fetched;
 use std::time::Duration;
@@ -51,21 +55,32 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Two plugin configurations that fetch differently never share a copy, even in one VM id.
-    pub fn new(cfg: &Config, doc: Document) -> Keys {
-        let fp = fnv1a64(&[
-            cfg.cluster.as_bytes(),
-            cfg.authority.as_bytes(),
-            cfg.jwks_uri.as_deref().unwrap_or_default().as_bytes(),
-            cfg.token.as_ref().map_or(&b""[..], |_| &b"token"[..]),
-        ]);
-        let base = format!("kube-oidc-discovery/{fp:016x}/{}", doc.name());
+    /// Two issuers, or two plugin configurations, that fetch, check or publish differently never
+    /// share a copy, even in one VM id.
+    pub fn new(issuer: &Issuer, doc: Document) -> Keys {
+        let base = format!("{}/{}", issuer_prefix(issuer), doc.name());
         Keys {
             copy: format!("{base}/copy"),
             version: format!("{base}/version"),
             schedule: format!("{base}/schedule"),
         }
     }
+}
+
+/// The shared-data key of an issuer's mismatch flag ([`Shared::mismatched`]).
+pub fn mismatch_key(issuer: &Issuer) -> String {
+    format!("{}/issuer_mismatch", issuer_prefix(issuer))
+}
+
+fn issuer_prefix(issuer: &Issuer) -> String {
+    let fp = fnv1a64(&[
+        issuer.cluster.as_bytes(),
+        issuer.authority.as_bytes(),
+        issuer.jwks_uri.as_deref().unwrap_or_default().as_bytes(),
+        issuer.token.as_ref().map_or(&b""[..], |_| &b"token"[..]),
+        issuer.url.as_deref().unwrap_or_default().as_bytes(),
+    ]);
+    format!("kube-oidc-discovery/{fp:016x}")
 }
 
 /// A document as stored in shared data.
@@ -334,6 +349,41 @@ impl<S: SharedStore> Shared<'_, S> {
         );
     }
 
+    /// Drops a copy (shared data cannot delete a key): readers find none, and it has no age.
+    pub fn drop_copy(&self, keys: &Keys) {
+        let _ = self.store.set(&keys.copy, b"", None);
+        let _ = self.store.set(&keys.version, b"", None);
+    }
+
+    /// Makes a fetch due now, unless one is in flight (its result will do).
+    pub fn make_due(&self, keys: &Keys, now_ms: u64) {
+        let (schedule, Some(cas)) = self.schedule(keys) else {
+            return;
+        };
+        if !schedule.leased(now_ms) && schedule.next_due_ms > now_ms {
+            let due = Schedule {
+                next_due_ms: now_ms,
+                ..schedule
+            };
+            let _ = self.store.set(&keys.schedule, &due.encode(), Some(cas));
+        }
+    }
+
+    /// Whether an issuer's API server last answered with another issuer's discovery document.
+    pub fn mismatched(&self, key: &str) -> bool {
+        self.store.get(key).is_some_and(|(v, _)| v == b"1")
+    }
+
+    /// Records whether the issuer's last discovery document named another issuer; true when it
+    /// changed.
+    pub fn set_mismatched(&self, key: &str, mismatched: bool) -> bool {
+        if self.mismatched(key) == mismatched {
+            return false;
+        }
+        let value: &[u8] = if mismatched { b"1" } else { b"0" };
+        self.store.set(key, value, None).is_ok()
+    }
+
     pub fn version(&self, keys: &Keys) -> Option<Vec<u8>> {
         self.store.get(&keys.version).map(|(v, _)| v)
     }
@@ -420,16 +470,52 @@ mod tests {
         assert_ne!(a, etag(b"{\"keys\":[2]}"));
     }
 
+    fn issuer(json: &str) -> Issuer {
+        Config::from_json(json.as_bytes(), |_| None)
+            .unwrap()
+            .issuers
+            .remove(0)
+    }
+
     #[test]
     fn keys_differ_by_upstream_configuration() {
-        let a = Keys::new(&cfg(), Document::Jwks);
-        let b = Keys::new(
-            &Config::from_json(br#"{"cluster":"other"}"#, |_| None).unwrap(),
-            Document::Jwks,
+        let a = Keys::new(&issuer("{}"), Document::Jwks);
+        assert_eq!(a, Keys::new(&issuer("{}"), Document::Jwks));
+        assert_ne!(a.copy, Keys::new(&issuer("{}"), Document::Discovery).copy);
+        for other in [
+            r#"{"cluster":"other"}"#,
+            r#"{"authority":"api.internal"}"#,
+            r#"{"jwks_uri":"https://oidc.example.com/openid/v1/jwks"}"#,
+            r#"{"issuer":"https://kubernetes.default.svc.cluster.local"}"#,
+        ] {
+            assert_ne!(
+                a.copy,
+                Keys::new(&issuer(other), Document::Jwks).copy,
+                "{other}"
+            );
+        }
+        // the serving side alone shares the copy: hosts, or the entry's name
+        assert_eq!(
+            a,
+            Keys::new(&issuer(r#"{"hosts":["a.example"]}"#), Document::Jwks)
         );
-        assert_ne!(a.copy, b.copy);
-        assert_ne!(a.copy, Keys::new(&cfg(), Document::Discovery).copy);
-        assert_eq!(a, Keys::new(&cfg(), Document::Jwks));
+    }
+
+    #[test]
+    fn each_issuer_has_its_own_keys() {
+        let cfg = Config::from_json(
+            br#"{"issuers":[{"name":"a","issuer":"https://o.example/a","cluster":"api"},
+                            {"name":"b","issuer":"https://o.example/b","cluster":"api"}]}"#,
+            |_| None,
+        )
+        .unwrap();
+        let keys: Vec<Keys> = cfg
+            .issuers
+            .iter()
+            .map(|i| Keys::new(i, Document::Jwks))
+            .collect();
+        assert_ne!(keys[0].copy, keys[1].copy);
+        assert_ne!(keys[0].schedule, keys[1].schedule);
     }
 
     #[test]
@@ -486,7 +572,7 @@ mod tests {
     fn only_one_vm_takes_the_lease() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Jwks);
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
         // No schedule yet: the first attempt only creates it.
         assert!(!shared.try_lease(&keys, 10, Duration::from_secs(3)));
         assert!(shared.try_lease(&keys, 10, Duration::from_secs(3)));
@@ -503,7 +589,7 @@ mod tests {
     fn a_stale_cas_loses_the_race() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Jwks);
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
         shared.ensure_schedule(&keys);
         let (_, cas) = shared.schedule(&keys);
         assert!(shared.try_lease(&keys, 1, Duration::from_secs(1)));
@@ -521,7 +607,7 @@ mod tests {
     fn finish_schedules_refresh_or_backoff() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Discovery);
+        let keys = Keys::new(&cfg().issuers[0], Document::Discovery);
         shared.ensure_schedule(&keys);
         assert!(shared.try_lease(&keys, 100, Duration::from_secs(3)));
         shared.finish(&keys, 200, Err(504), |f| Duration::from_secs(u64::from(f)));
@@ -568,10 +654,59 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_copy_is_gone_for_every_vm() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        let mut local = LocalCopy::default();
+        shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[1]}"), 7));
+        assert!(local.current(&shared, &keys).is_some());
+        shared.drop_copy(&keys);
+        assert!(local.current(&shared, &keys).is_none());
+        assert_eq!(shared.version_ms(&keys), None, "no age to report");
+    }
+
+    #[test]
+    fn make_due_moves_the_next_fetch_to_now_unless_one_is_in_flight() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        shared.ensure_schedule(&keys);
+        assert!(shared.try_lease(&keys, 100, Duration::from_secs(3)));
+        shared.make_due(&keys, 200);
+        assert_eq!(
+            shared.schedule(&keys).0.lease_until_ms,
+            3100,
+            "in flight: left alone"
+        );
+        shared.finish(&keys, 300, Ok(()), |_| Duration::from_secs(60));
+        shared.make_due(&keys, 400);
+        assert_eq!(shared.schedule(&keys).0.next_due_ms, 400);
+        assert!(shared.try_lease(&keys, 400, Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn the_mismatch_flag_changes_only_when_it_must() {
+        let store = MemStore::default();
+        let shared = Shared { store: &store };
+        let key = mismatch_key(&cfg().issuers[0]);
+        assert!(!shared.mismatched(&key));
+        assert!(
+            !shared.set_mismatched(&key, false),
+            "unchanged: nothing written"
+        );
+        assert!(shared.set_mismatched(&key, true));
+        assert!(shared.mismatched(&key));
+        assert!(!shared.set_mismatched(&key, true));
+        assert!(shared.set_mismatched(&key, false));
+        assert!(!shared.mismatched(&key));
+    }
+
+    #[test]
     fn local_copy_reads_only_the_version_when_unchanged() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Jwks);
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
         let mut local = LocalCopy::default();
         assert!(local.current(&shared, &keys).is_none());
         shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[1]}"), 7));

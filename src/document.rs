@@ -50,18 +50,24 @@ impl Document {
         }
     }
 
-    /// Checks that `body` is the document it claims to be and returns the body to publish:
-    /// byte for byte the upstream's, except the discovery document's `jwks_uri` when an
-    /// override is configured.
-    pub fn validate(self, body: &[u8], jwks_uri: Option<&str>) -> Result<Vec<u8>, InvalidBody> {
+    /// Checks that `body` is the document it claims to be, of the expected issuer, and returns
+    /// the body to publish: byte for byte the upstream's, except the discovery document's
+    /// `jwks_uri` when one is to be published.
+    pub fn validate(self, body: &[u8], expect: &Expect<'_>) -> Result<Vec<u8>, InvalidBody> {
         // serde would accept a JSON array for a struct; the documents are objects.
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(InvalidBody::NotAnObject);
         }
         match self {
-            Document::Discovery => validate_discovery(body, jwks_uri),
+            Document::Discovery => validate_discovery(body, expect),
             Document::Jwks => {
-                serde_json::from_slice::<Jwks>(body).map_err(|_| InvalidBody::Shape("keys"))?;
+                let jwks: Jwks =
+                    serde_json::from_slice(body).map_err(|_| InvalidBody::Shape("keys"))?;
+                // An empty set verifies no token: keeping the last good copy serves relying
+                // parties better than replacing it.
+                if jwks.keys.is_empty() {
+                    return Err(InvalidBody::NoKeys);
+                }
                 Ok(body.to_vec())
             }
         }
@@ -74,12 +80,30 @@ impl fmt::Display for Document {
     }
 }
 
+/// What one issuer holds its fetched documents to, and publishes of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expect<'a> {
+    /// The discovery document's `issuer` must be exactly this, byte for byte (relying parties
+    /// compare it so, trailing slash included); None: not checked.
+    pub issuer: Option<&'a str>,
+    /// Replaces the discovery document's `jwks_uri`; None: kept.
+    pub jwks_uri: Option<&'a str>,
+}
+
 /// Why an upstream body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvalidBody {
     NotAnObject,
     /// Not JSON, or the named member is missing or of the wrong type.
     Shape(&'static str),
+    /// A JWKS whose `keys` array is empty.
+    NoKeys,
+    /// A discovery document of another issuer: a misrouted cluster, or an API server with
+    /// another `--service-account-issuer`.
+    IssuerMismatch {
+        expected: String,
+        got: String,
+    },
 }
 
 impl fmt::Display for InvalidBody {
@@ -89,13 +113,17 @@ impl fmt::Display for InvalidBody {
             InvalidBody::Shape(member) => {
                 write!(f, "body is not JSON with a valid `{member}` member")
             }
+            InvalidBody::NoKeys => f.write_str("the key set is empty"),
+            InvalidBody::IssuerMismatch { expected, got } => write!(
+                f,
+                "the discovery document's issuer {got:?} is not the configured issuer {expected:?}"
+            ),
         }
     }
 }
 
 #[derive(Deserialize)]
 struct Jwks {
-    #[allow(dead_code)]
     keys: Vec<IgnoredAny>,
 }
 
@@ -107,16 +135,25 @@ struct Discovery<'a> {
     jwks_uri: &'a RawValue,
 }
 
-fn validate_discovery(body: &[u8], jwks_uri: Option<&str>) -> Result<Vec<u8>, InvalidBody> {
+/// Longest upstream `issuer` value a log line shows.
+const MAX_LOGGED_ISSUER: usize = 256;
+
+fn validate_discovery(body: &[u8], expect: &Expect<'_>) -> Result<Vec<u8>, InvalidBody> {
     let doc: Discovery<'_> =
         serde_json::from_slice(body).map_err(|_| InvalidBody::Shape("issuer"))?;
-    if serde_json::from_str::<String>(doc.issuer.get()).is_err() {
-        return Err(InvalidBody::Shape("issuer"));
-    }
+    let issuer: String =
+        serde_json::from_str(doc.issuer.get()).map_err(|_| InvalidBody::Shape("issuer"))?;
     if serde_json::from_str::<String>(doc.jwks_uri.get()).is_err() {
         return Err(InvalidBody::Shape("jwks_uri"));
     }
-    let Some(replacement) = jwks_uri else {
+    // The decoded value, as a relying party compares it: `\/` and `/` are the same issuer.
+    if let Some(expected) = expect.issuer.filter(|e| *e != issuer) {
+        return Err(InvalidBody::IssuerMismatch {
+            expected: expected.to_string(),
+            got: issuer.chars().take(MAX_LOGGED_ISSUER).collect(),
+        });
+    }
+    let Some(replacement) = expect.jwks_uri else {
         return Ok(body.to_vec());
     };
     // Replace only the bytes of the jwks_uri value, so every other byte stays the upstream's.
@@ -140,6 +177,19 @@ mod tests {
 
     const DISCOVERY: &str = r#"{"issuer":"https://kubernetes.default.svc.cluster.local","jwks_uri":"https://10.0.0.1:6443/openid/v1/jwks","response_types_supported":["id_token"]}"#;
 
+    /// Publishes `jwks_uri` instead of the upstream's; no issuer check.
+    fn rewrite(jwks_uri: &str) -> Expect<'_> {
+        Expect {
+            issuer: None,
+            jwks_uri: Some(jwks_uri),
+        }
+    }
+
+    const AS_IS: Expect<'static> = Expect {
+        issuer: None,
+        jwks_uri: None,
+    };
+
     #[test]
     fn index_is_the_position_in_all() {
         for (i, d) in Document::ALL.into_iter().enumerate() {
@@ -159,7 +209,7 @@ mod tests {
     #[test]
     fn discovery_is_kept_byte_for_byte_without_override() {
         let out = Document::Discovery
-            .validate(DISCOVERY.as_bytes(), None)
+            .validate(DISCOVERY.as_bytes(), &AS_IS)
             .unwrap();
         assert_eq!(out, DISCOVERY.as_bytes());
     }
@@ -169,7 +219,7 @@ mod tests {
         let out = Document::Discovery
             .validate(
                 DISCOVERY.as_bytes(),
-                Some("https://oidc.example.com/openid/v1/jwks"),
+                &rewrite("https://oidc.example.com/openid/v1/jwks"),
             )
             .unwrap();
         assert_eq!(
@@ -182,7 +232,7 @@ mod tests {
     fn rewrite_keeps_whitespace_and_escapes_the_new_value() {
         let body = "{ \"jwks_uri\" : \"x\" ,\n \"issuer\":\"i\" }";
         let out = Document::Discovery
-            .validate(body.as_bytes(), Some("https://a/\"b"))
+            .validate(body.as_bytes(), &rewrite("https://a/\"b"))
             .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -204,18 +254,27 @@ mod tests {
             "",
         ] {
             assert!(
-                Document::Discovery.validate(body.as_bytes(), None).is_err(),
+                Document::Discovery
+                    .validate(body.as_bytes(), &AS_IS)
+                    .is_err(),
                 "{body}"
             );
         }
     }
 
     #[test]
-    fn jwks_requires_an_object_with_a_keys_array() {
+    fn jwks_requires_an_object_with_a_non_empty_keys_array() {
         assert!(Document::Jwks
-            .validate(br#"{"keys":[{"kty":"RSA"}]}"#, None)
+            .validate(br#"{"keys":[{"kty":"RSA"}]}"#, &AS_IS)
             .is_ok());
-        assert!(Document::Jwks.validate(br#"{"keys":[]}"#, None).is_ok());
+        assert_eq!(
+            Document::Jwks.validate(br#"{"keys":[]}"#, &AS_IS),
+            Err(InvalidBody::NoKeys)
+        );
+        assert_eq!(
+            Document::Jwks.validate(b" {\"keys\" : [ ] , \"x\":1}", &AS_IS),
+            Err(InvalidBody::NoKeys)
+        );
         for body in [
             r#"{"keys":{}}"#,
             r#"{"key":[]}"#,
@@ -224,9 +283,76 @@ mod tests {
             r#"{"keys":[]"#,
         ] {
             assert!(
-                Document::Jwks.validate(body.as_bytes(), None).is_err(),
+                Document::Jwks.validate(body.as_bytes(), &AS_IS).is_err(),
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn the_issuer_must_be_the_configured_one_byte_for_byte() {
+        let issuer = "https://kubernetes.default.svc.cluster.local";
+        let expect = |i| Expect {
+            issuer: Some(i),
+            jwks_uri: Some("https://oidc.example.com/openid/v1/jwks"),
+        };
+        let out = Document::Discovery
+            .validate(DISCOVERY.as_bytes(), &expect(issuer))
+            .unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("https://oidc.example.com/openid/v1/jwks"));
+        for other in [
+            "https://kubernetes.default.svc.cluster.local/",
+            "https://Kubernetes.default.svc.cluster.local",
+            "https://kubernetes.default.svc.cluster.local:443",
+            "https://kubernetes.default.svc",
+            "",
+        ] {
+            let got = Document::Discovery.validate(DISCOVERY.as_bytes(), &expect(other));
+            assert_eq!(
+                got,
+                Err(InvalidBody::IssuerMismatch {
+                    expected: other.to_string(),
+                    got: issuer.to_string()
+                }),
+                "{other:?}"
+            );
+        }
+        // JSON escapes are decoded before the comparison, as a relying party decodes them
+        let escaped =
+            r#"{"issuer":"https:\/\/kubernetes.default.svc.cluster.local","jwks_uri":"x"}"#;
+        assert!(Document::Discovery
+            .validate(escaped.as_bytes(), &expect(issuer))
+            .is_ok());
+        // the JWKS names no issuer: nothing to check there
+        assert!(Document::Jwks
+            .validate(br#"{"keys":[{"kid":"a"}]}"#, &expect("https://x"))
+            .is_ok());
+    }
+
+    #[test]
+    fn a_mismatch_names_both_issuers_printably_and_briefly() {
+        let body = format!(
+            r#"{{"issuer":"https://evil.example/\n{}","jwks_uri":"x"}}"#,
+            "a".repeat(1000)
+        );
+        let expect = Expect {
+            issuer: Some("https://oidc.example.com/clusters/prod"),
+            jwks_uri: None,
+        };
+        let e = Document::Discovery
+            .validate(body.as_bytes(), &expect)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(r#"the discovery document's issuer "https://evil.example/\naaa"#),
+            "{e}"
+        );
+        assert!(
+            e.ends_with(r#"is not the configured issuer "https://oidc.example.com/clusters/prod""#),
+            "{e}"
+        );
+        assert!(!e.contains('\n') && e.len() < 400, "{e}");
     }
 }

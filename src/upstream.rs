@@ -1,15 +1,16 @@
 //! The upstream call: the request sent to the API server, and what its answer means.
 
-use crate::config::Config;
-use crate::document::{Document, InvalidBody};
+use crate::config::Issuer;
+use crate::document::{Document, Expect, InvalidBody};
 use std::fmt;
 
 /// Bodies above this size are refused without being read.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// The headers of the upstream request. Built only from constants and configuration:
-/// nothing of the client's request is an input here.
-pub fn request_headers(cfg: &Config, doc: Document) -> Vec<(&'static str, String)> {
+/// The headers of the upstream request to one issuer's API server. Built only from constants
+/// and configuration: nothing of the client's request is an input here, and the path is the
+/// API server's root path whatever the issuer's public path.
+pub fn request_headers(cfg: &Issuer, doc: Document) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (":method", "GET".to_string()),
         (":path", doc.path().to_string()),
@@ -50,6 +51,9 @@ pub enum FetchError {
     Timeout,
     TooLarge(usize),
     Invalid(InvalidBody),
+    /// A key set fetched while the issuer's API server answers with another issuer's discovery
+    /// document: the key set names no issuer, so nothing vouches for it.
+    Unverified,
 }
 
 /// The `result` label of the upstream fetch metrics.
@@ -61,16 +65,19 @@ pub enum FetchResult {
     TooLarge,
     Unavailable,
     Timeout,
+    /// The discovery document names another issuer (and the key set fetched meanwhile).
+    IssuerMismatch,
 }
 
 impl FetchResult {
-    pub const ALL: [FetchResult; 6] = [
+    pub const ALL: [FetchResult; 7] = [
         FetchResult::Ok,
         FetchResult::HttpError,
         FetchResult::InvalidBody,
         FetchResult::TooLarge,
         FetchResult::Unavailable,
         FetchResult::Timeout,
+        FetchResult::IssuerMismatch,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -81,6 +88,7 @@ impl FetchResult {
             FetchResult::TooLarge => "too_large",
             FetchResult::Unavailable => "unavailable",
             FetchResult::Timeout => "timeout",
+            FetchResult::IssuerMismatch => "issuer_mismatch",
         }
     }
 
@@ -93,6 +101,7 @@ impl FetchResult {
             FetchResult::TooLarge => 3,
             FetchResult::Unavailable => 4,
             FetchResult::Timeout => 5,
+            FetchResult::IssuerMismatch => 6,
         }
     }
 }
@@ -107,7 +116,8 @@ impl FetchError {
             FetchError::NoStatus
             | FetchError::Status(_)
             | FetchError::TooLarge(_)
-            | FetchError::Invalid(_) => 502,
+            | FetchError::Invalid(_)
+            | FetchError::Unverified => 502,
         }
     }
 
@@ -117,6 +127,9 @@ impl FetchError {
             FetchError::Unavailable | FetchError::Dispatch => FetchResult::Unavailable,
             FetchError::NoStatus | FetchError::Status(_) => FetchResult::HttpError,
             FetchError::TooLarge(_) => FetchResult::TooLarge,
+            FetchError::Invalid(InvalidBody::IssuerMismatch { .. }) | FetchError::Unverified => {
+                FetchResult::IssuerMismatch
+            }
             FetchError::Invalid(_) => FetchResult::InvalidBody,
         }
     }
@@ -139,6 +152,9 @@ impl fmt::Display for FetchError {
                 "the body is {n} bytes, over the {MAX_BODY_BYTES}-byte limit"
             ),
             FetchError::Invalid(why) => write!(f, "{why}"),
+            FetchError::Unverified => f.write_str(
+                "not stored: the last discovery document from this cluster names another issuer",
+            ),
         }
     }
 }
@@ -184,7 +200,7 @@ pub fn accept(
     doc: Document,
     answer: &UpstreamAnswer<'_>,
     read_body: impl FnOnce(usize) -> Vec<u8>,
-    jwks_uri: Option<&str>,
+    expect: &Expect<'_>,
 ) -> Result<Fetched, Refused> {
     let refused = |error, excerpt| Refused { error, excerpt };
     if let Err(e) = check_head(answer) {
@@ -195,7 +211,7 @@ pub fn accept(
         return Err(refused(FetchError::TooLarge(body.len()), String::new()));
     }
     let body = doc
-        .validate(&body, jwks_uri)
+        .validate(&body, expect)
         .map_err(|e| refused(FetchError::Invalid(e), String::new()))?;
     Ok(Fetched {
         body,
@@ -236,8 +252,13 @@ fn header_value_ok(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, Issuer};
     use std::cell::Cell;
+
+    const AS_IS: Expect<'static> = Expect {
+        issuer: None,
+        jwks_uri: None,
+    };
 
     fn ok_answer(body_size: usize) -> UpstreamAnswer<'static> {
         UpstreamAnswer {
@@ -262,7 +283,7 @@ mod tests {
             |_| Some("tok".into()),
         )
         .unwrap();
-        let h = request_headers(&cfg, Document::Jwks);
+        let h = request_headers(&cfg.issuers[0], Document::Jwks);
         let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
         assert_eq!(get(":method"), Some("GET"));
         assert_eq!(get(":path"), Some("/openid/v1/jwks"));
@@ -270,7 +291,7 @@ mod tests {
         assert_eq!(get("accept"), Some("application/jwk-set+json"));
         assert_eq!(get("authorization"), Some("Bearer tok"));
         assert_eq!(h.len(), 7);
-        let without = request_headers(&Config::default(), Document::Discovery);
+        let without = request_headers(&Issuer::default(), Document::Discovery);
         assert!(without.iter().all(|(n, _)| *n != "authorization"));
         assert!(without
             .iter()
@@ -278,6 +299,23 @@ mod tests {
         assert!(without
             .iter()
             .any(|(n, v)| *n == "accept" && v == "application/json"));
+    }
+
+    #[test]
+    fn a_path_prefixed_issuer_is_fetched_at_the_api_servers_root_paths() {
+        let cfg = Config::from_json(
+            br#"{"issuers":[{"name":"prod","issuer":"https://oidc.example.com/clusters/prod",
+                 "cluster":"prod-api","authority":"api.prod.internal"}]}"#,
+            |_| None,
+        )
+        .unwrap();
+        for doc in Document::ALL {
+            let h = request_headers(&cfg.issuers[0], doc);
+            let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+            assert_eq!(get(":path"), Some(doc.path()));
+            assert_eq!(get(":authority"), Some("api.prod.internal"));
+            assert_eq!(get("authorization"), None);
+        }
     }
 
     #[test]
@@ -330,9 +368,9 @@ mod tests {
     #[test]
     fn accept_keeps_only_relayed_headers_and_validates() {
         let asked = Cell::new(Vec::new());
-        let body = br#"{"keys":[]}"#;
+        let body = br#"{"keys":[{"kid":"a"}]}"#;
         let read = reader(body, &asked);
-        let f = accept(Document::Jwks, &ok_answer(body.len()), read, None).unwrap();
+        let f = accept(Document::Jwks, &ok_answer(body.len()), read, &AS_IS).unwrap();
         assert_eq!(f.body, body);
         assert_eq!(f.content_type, "application/jwk-set+json");
         assert_eq!(f.cache_control.as_deref(), Some("public, max-age=3600"));
@@ -342,7 +380,7 @@ mod tests {
             Document::Jwks,
             &ok_answer(html.len()),
             reader(html, &asked),
-            None,
+            &AS_IS,
         );
         assert_eq!(
             refused.unwrap_err().error.result(),
@@ -353,7 +391,7 @@ mod tests {
             content_type: Some("bad\u{7f}"),
             ..Default::default()
         };
-        let f = accept(Document::Jwks, &bare, reader(body, &asked), None).unwrap();
+        let f = accept(Document::Jwks, &bare, reader(body, &asked), &AS_IS).unwrap();
         assert_eq!(f.content_type, "application/jwk-set+json");
         assert_eq!(f.cache_control, None);
     }
@@ -364,7 +402,7 @@ mod tests {
         let body = [b'x'; 1000];
         let mut denied = ok_answer(body.len());
         denied.status = Some("403");
-        let r = accept(Document::Jwks, &denied, reader(&body, &asked), None).unwrap_err();
+        let r = accept(Document::Jwks, &denied, reader(&body, &asked), &AS_IS).unwrap_err();
         assert_eq!(r.error, FetchError::Status(403));
         assert_eq!(r.excerpt.len(), EXCERPT_BYTES);
         assert_eq!(asked.take(), [EXCERPT_BYTES]);
@@ -372,7 +410,7 @@ mod tests {
             Document::Jwks,
             &ok_answer(MAX_BODY_BYTES + 1),
             reader(&body, &asked),
-            None,
+            &AS_IS,
         );
         assert_eq!(
             r.unwrap_err().error,
@@ -381,11 +419,36 @@ mod tests {
         assert_eq!(asked.take(), [EXCERPT_BYTES]);
         // a host that hands over more than the head announced
         let big = vec![b' '; MAX_BODY_BYTES + 1];
-        let r = accept(Document::Jwks, &ok_answer(10), |_| big.clone(), None);
+        let r = accept(Document::Jwks, &ok_answer(10), |_| big.clone(), &AS_IS);
         assert_eq!(
             r.unwrap_err().error,
             FetchError::TooLarge(MAX_BODY_BYTES + 1)
         );
+    }
+
+    #[test]
+    fn another_issuers_document_is_an_issuer_mismatch_and_a_bad_gateway() {
+        let body = br#"{"issuer":"https://b.example","jwks_uri":"https://b.example/jwks"}"#;
+        let expect = Expect {
+            issuer: Some("https://a.example"),
+            jwks_uri: None,
+        };
+        let r = accept(
+            Document::Discovery,
+            &ok_answer(body.len()),
+            |_| body.to_vec(),
+            &expect,
+        )
+        .unwrap_err();
+        assert_eq!(r.error.result(), FetchResult::IssuerMismatch);
+        assert_eq!(r.error.client_status(), 502);
+        assert!(r.excerpt.is_empty());
+        assert_eq!(
+            r.error.to_string(),
+            r#"the discovery document's issuer "https://b.example" is not the configured issuer "https://a.example""#
+        );
+        assert_eq!(FetchError::Unverified.result(), FetchResult::IssuerMismatch);
+        assert_eq!(FetchError::Unverified.client_status(), 502);
     }
 
     #[test]

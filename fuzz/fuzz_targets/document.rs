@@ -1,10 +1,11 @@
-//! Document validation and the `jwks_uri` rewrite. Input: a first line with the `jwks_uri`
-//! override (empty: none), then the body. An accepted body is the document it claims to be and is
-//! published byte for byte; the rewrite changes the bytes of the `jwks_uri` value and nothing
-//! else, and never changes whether a body is accepted.
+//! Document validation, the issuer check and the `jwks_uri` rewrite. Input: a first line with
+//! the `jwks_uri` override (empty: none), then the body. An accepted body is the document it
+//! claims to be and is published byte for byte; the rewrite changes the bytes of the `jwks_uri`
+//! value and nothing else, and never changes whether a body is accepted; a discovery document is
+//! accepted for its own issuer exactly, never for another (not even one slash longer).
 #![no_main]
 
-use kube_oidc_discovery::document::Document;
+use kube_oidc_discovery::document::{Document, Expect, InvalidBody};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -18,15 +19,21 @@ fuzz_target!(|data: &[u8]| {
     // serde_json cannot hold every number in a Value (1e999): those bodies skip the Value checks.
     let value: Option<Value> = serde_json::from_slice(body).ok();
 
-    if let Ok(out) = Document::Jwks.validate(body, uri) {
+    let as_is = Expect::default();
+    let rewrite = Expect {
+        issuer: None,
+        jwks_uri: uri,
+    };
+    if let Ok(out) = Document::Jwks.validate(body, &rewrite) {
         assert_eq!(out, body, "a JWKS is published byte for byte");
         if let Some(v) = &value {
-            assert!(v.get("keys").is_some_and(Value::is_array), "{v}");
+            let keys = v.get("keys").and_then(Value::as_array);
+            assert!(keys.is_some_and(|k| !k.is_empty()), "{v}");
         }
     }
 
-    let plain = Document::Discovery.validate(body, None);
-    let rewritten = Document::Discovery.validate(body, uri);
+    let plain = Document::Discovery.validate(body, &as_is);
+    let rewritten = Document::Discovery.validate(body, &rewrite);
     assert_eq!(
         plain.is_ok(),
         rewritten.is_ok(),
@@ -40,6 +47,30 @@ fuzz_target!(|data: &[u8]| {
     if let Some(v) = &value {
         assert!(v.get("issuer").is_some_and(Value::is_string), "{v}");
         assert!(v.get("jwks_uri").is_some_and(Value::is_string), "{v}");
+        let issuer = v["issuer"].as_str().unwrap_or_default();
+        let own = Expect {
+            issuer: Some(issuer),
+            jwks_uri: uri,
+        };
+        assert_eq!(
+            Document::Discovery.validate(body, &own),
+            rewritten,
+            "its own issuer"
+        );
+        for other in [format!("{issuer}/"), issuer.to_uppercase(), String::new()] {
+            if other == issuer {
+                continue;
+            }
+            let expect = Expect {
+                issuer: Some(&other),
+                jwks_uri: uri,
+            };
+            let refused = Document::Discovery.validate(body, &expect);
+            assert!(
+                matches!(refused, Err(InvalidBody::IssuerMismatch { .. })),
+                "accepted for {other:?}: {v}"
+            );
+        }
     }
     let (Some(uri), Ok(out)) = (uri, rewritten) else {
         return;

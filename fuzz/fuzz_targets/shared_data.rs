@@ -4,12 +4,12 @@
 #![no_main]
 
 use kube_oidc_discovery::cache::{Schedule, StoredCopy};
-use kube_oidc_discovery::document::Document;
+use kube_oidc_discovery::document::{Document, Expect};
 use kube_oidc_discovery::upstream::{self, Fetched, UpstreamAnswer};
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 
-const JWKS: &[u8] = br#"{"keys":[]}"#;
+const JWKS: &[u8] = br#"{"keys":[{"kid":"a"}]}"#;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(copy) = StoredCopy::decode(data) {
@@ -47,7 +47,12 @@ fuzz_target!(|data: &[u8]| {
         cache_control: cache_control.as_deref(),
         body_size: JWKS.len(),
     };
-    let accepted = upstream::accept(Document::Jwks, &answer, |_| JWKS.to_vec(), None);
+    let accepted = upstream::accept(
+        Document::Jwks,
+        &answer,
+        |_| JWKS.to_vec(),
+        &Expect::default(),
+    );
     let fetched = Fetched {
         body,
         ..accepted.expect("a valid JWKS is accepted")

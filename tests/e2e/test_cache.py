@@ -41,7 +41,7 @@ TICK_SLACK_S = 1.5  # one idle tick (1 s) plus the fetch itself, on a busy 2-cor
 # Every metric of src/metrics.rs, as /stats/prometheus names them (dots -> underscores).
 P = "kube_oidc_discovery"
 OUTCOMES = ("fresh", "stale", "not_modified", "upstream_error")
-RESULTS = ("ok", "http_error", "invalid_body", "too_large", "unavailable", "timeout")
+RESULTS = ("ok", "http_error", "invalid_body", "too_large", "unavailable", "timeout", "issuer_mismatch")
 EXPECTED_METRICS = {
     f"{P}_requests_not_found": "counter",
     f"{P}_requests_method_not_allowed": "counter",

@@ -36,6 +36,15 @@ CASES = {
     "jwks-uri-no-host": ("pod.yaml", {"jwks_uri": "https:///openid/v1/jwks"}, None, "jwks_uri"),
     "empty-cluster": ("pod.yaml", {"cluster": ""}, None, "cluster"),
     "empty-host": ("pod.yaml", {"hosts": [""]}, None, "hosts"),
+    "issuers-next-to-hosts": ("pod.yaml", {"issuers": [
+        {"name": "a", "issuer": "https://oidc.example.com/a", "cluster": "kubernetes"}]}, None, "hosts"),
+    "issuers-entry-without-cluster": ("pod.yaml", {"hosts": None, "jwks_uri": None, "issuers": [
+        {"name": "a", "issuer": "https://oidc.example.com/a", "cluster": "kubernetes"},
+        {"name": "b", "issuer": "https://oidc.example.com/b"}]}, None, "issuers[1].cluster"),
+    "issuers-same-paths": ("pod.yaml", {"hosts": None, "jwks_uri": None, "issuers": [
+        {"name": "a", "issuer": "https://oidc.example.com/a", "cluster": "kubernetes"},
+        {"name": "b", "issuer": "https://OIDC.example.com:443/a/", "cluster": "kubernetes"}]},
+        None, "issuers[1].issuer"),
     "token-env-missing": ("pod-static-token.yaml", {}, {STATIC_TOKEN_ENV: None}, "token_env"),
     "token-env-empty": ("pod-static-token.yaml", {}, {STATIC_TOKEN_ENV: ""}, "token_env"),
     "token-env-blank": ("pod-static-token.yaml", {}, {STATIC_TOKEN_ENV: " \n"}, "token_env"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,19 +92,30 @@ def tls_context(cfg: dict, cluster_name: str = API_CLUSTER) -> dict:
     return cluster(cfg, cluster_name)["transport_socket"]["typed_config"]
 
 
-def api_cluster(cfg: dict) -> str:
-    """The cluster the filter calls: the plugin configuration's ``cluster`` (default
-    ``kubernetes``, as in the filter), or the default when the configuration is malformed."""
+def api_clusters(cfg: dict) -> list[str]:
+    """The clusters the filter calls: each ``issuers`` entry's ``cluster``, or the single-issuer
+    form's ``cluster`` (default ``kubernetes``, as in the filter), or the default when the
+    configuration is malformed."""
     try:
-        return plugin_config(cfg).get("cluster") or API_CLUSTER
+        plugin = plugin_config(cfg)
     except (ValueError, KeyError):  # malformed, or no Wasm filter at all
-        return API_CLUSTER
+        return [API_CLUSTER]
+    entries = plugin.get("issuers") if isinstance(plugin, dict) else None
+    if isinstance(entries, list):
+        named = [e.get("cluster") for e in entries if isinstance(e, dict)]
+        return list(dict.fromkeys(n for n in named if isinstance(n, str) and n)) or [API_CLUSTER]
+    return [plugin.get("cluster") or API_CLUSTER]
+
+
+def api_cluster(cfg: dict) -> str:
+    """The (first) cluster the filter calls."""
+    return api_clusters(cfg)[0]
 
 
 def other_clusters(cfg: dict) -> list[str]:
-    """Every cluster but the API server's: the application(s) behind the gateway."""
-    api = api_cluster(cfg)
-    return [c["name"] for c in cfg["static_resources"]["clusters"] if c["name"] != api]
+    """Every cluster but the API servers': the application(s) behind the gateway."""
+    apis = api_clusters(cfg)
+    return [c["name"] for c in cfg["static_resources"]["clusters"] if c["name"] not in apis]
 
 
 def plugin_config(cfg: dict) -> dict:
@@ -193,26 +205,42 @@ def sds_secret_names(sds: dict) -> list[str]:
     return [r["name"] for r in sds["resources"]]
 
 
-def for_test(name: str, *, wasm: Path | str, ca: Path | str, api_port: int,
-             token_dir: Path | str | None = None, sds_file: Path | str | None = None,
+@dataclass
+class Api:
+    """Where a test points one API-server cluster: the server's port on 127.0.0.1, the CA to
+    trust and, for a cluster whose credential_injector reads the token, the token directory,
+    the SDS file to write and the shipped SDS file it is made from."""
+    port: int
+    ca: Path | str
+    token_dir: Path | str | None = None
+    sds_file: Path | str | None = None
+    sds_template: str = "token-sds.yaml"
+
+
+def for_test(name: str, *, wasm: Path | str, ca: Path | str | None = None,
+             api_port: int | None = None, token_dir: Path | str | None = None,
+             sds_file: Path | str | None = None, apis: dict[str, Api] | None = None,
              plugin: dict | str | None = None, plugin_changes: dict | None = None,
              backend_port: int | None = None, cfg: dict | None = None) -> dict:
     """A shipped configuration (or ``cfg``, one built from it) patched to run on 127.0.0.1 with
-    ephemeral ports: listener and admin on port 0 (the launcher reads the bound ports), the API
-    cluster (the one the plugin configuration names) at 127.0.0.1:api_port, the test CA, the
-    given token SDS file/directory, the Wasm file and plugin configuration."""
+    ephemeral ports: listener and admin on port 0 (the launcher reads the bound ports), each
+    API-server cluster at its test server (``apis``, by cluster name; or for a configuration
+    with one API cluster, the one its plugin configuration names, ``api_port``, ``ca``,
+    ``token_dir`` and ``sds_file``), the Wasm file and plugin configuration."""
     cfg = load(name) if cfg is None else cfg
-    api = api_cluster(cfg)
+    if apis is None:
+        apis = {api_cluster(cfg): Api(api_port, ca, token_dir, sds_file)}
     set_listener(cfg, "127.0.0.1", 0)
     set_admin(cfg, "127.0.0.1", 0)
-    set_cluster_endpoint(cfg, api, "127.0.0.1", api_port)
-    set_trusted_ca(cfg, ca, api)
+    for api, server in apis.items():
+        set_cluster_endpoint(cfg, api, "127.0.0.1", server.port)
+        set_trusted_ca(cfg, server.ca, api)
+        if generic_credential(cfg, api) is not None:
+            if server.token_dir is None or server.sds_file is None:
+                raise ValueError(f"{name}: {api} injects the token: token_dir and sds_file are required")
+            write_token_sds(server.sds_file, Path(server.token_dir) / "token", server.sds_template)
+            set_token_sds(cfg, server.sds_file, server.token_dir, api)
     set_wasm_file(cfg, wasm)
-    if generic_credential(cfg, api) is not None:
-        if token_dir is None or sds_file is None:
-            raise ValueError(f"{name} injects the token: token_dir and sds_file are required")
-        write_token_sds(sds_file, Path(token_dir) / "token")
-        set_token_sds(cfg, sds_file, token_dir, api)
     # The application cluster(s) get a loopback endpoint too (port 9, discard, is closed here),
     # so no DNS lookup of a cluster-internal name delays the start.
     apps = other_clusters(cfg)

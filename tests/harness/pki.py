@@ -143,8 +143,9 @@ class Pki:
         }[variant]
 
 
-def generate(directory: Path | str) -> Pki:
-    """Writes a fresh PKI into ``directory`` (created if needed)."""
+def generate(directory: Path | str, server_names: list[str] = API_SERVER_SANS) -> Pki:
+    """Writes a fresh PKI into ``directory`` (created if needed); the API server's certificate
+    names ``server_names`` (and 127.0.0.1, 10.0.0.1)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     ca = make_ca("kube-oidc-discovery test cluster CA")
@@ -160,9 +161,9 @@ def generate(directory: Path | str) -> Pki:
     pem = serialization.Encoding.PEM
     ca_cert = write("ca.crt", ca.cert.public_bytes(pem))
     other_ca_cert = write("other-ca.crt", other.cert.public_bytes(pem))
-    cert, key = make_leaf(ca, "kube-apiserver", API_SERVER_SANS, ["127.0.0.1", "10.0.0.1"])
+    cert, key = make_leaf(ca, "kube-apiserver", server_names, ["127.0.0.1", "10.0.0.1"])
     server_cert, server_key = write("server.crt", cert), write("server.key", key, True)
-    cert, key = make_leaf(other, "kube-apiserver", API_SERVER_SANS, ["127.0.0.1", "10.0.0.1"])
+    cert, key = make_leaf(other, "kube-apiserver", server_names, ["127.0.0.1", "10.0.0.1"])
     rogue_cert, rogue_key = write("rogue.crt", cert), write("rogue.key", key, True)
     cert, key = make_leaf(ca, "wrong", ["wrong.example"])
     wrong_san_cert, wrong_san_key = write("wrong-san.crt", cert), write("wrong-san.key", key, True)

@@ -11,10 +11,10 @@ import os
 import secrets
 from pathlib import Path
 
-from . import client
 from . import config as _config
 from .envoy import Envoy
 from .fake_apiserver import FakeApiServer
+from .front import EnvoyFront
 from .pki import Pki
 from .tokendir import TokenDir
 
@@ -26,7 +26,7 @@ def new_token() -> str:
     return "eyJhbGciOiJSUzI1NiJ9.kod-test-" + secrets.token_urlsafe(24) + ".sig"
 
 
-class Stack:
+class Stack(EnvoyFront):
     def __init__(self, workdir: Path | str, pki: Pki, wasm: Path | str, config: str = "pod.yaml", *,
                  plugin: dict | str | None = None, plugin_changes: dict | None = None,
                  token: str | None = None, env_token: str | None = None,
@@ -80,26 +80,3 @@ class Stack:
         finally:
             if self.own_fake:
                 self.fake.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return self.envoy.port
-
-    def request(self, path: str, **kw) -> client.Response:
-        return client.request(self.envoy.port, path, **kw)
-
-    def get(self, path: str, **kw) -> client.Response:
-        return client.request(self.envoy.port, path, method="GET", **kw)
-
-    def head(self, path: str, **kw) -> client.Response:
-        return client.request(self.envoy.port, path, method="HEAD", **kw)
-
-    def metric(self, name: str) -> int:
-        """A filter metric by its name (``kube_oidc_discovery.…``), from admin /stats."""
-        return self.envoy.stat("wasmcustom." + name)

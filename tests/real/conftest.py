@@ -41,11 +41,12 @@ def kube(tmp_path_factory, pki):
 @pytest.fixture
 def own_kube(tmp_path, pki):
     """Starts control planes for one test (which may stop, restart or reconfigure the API
-    server); stops them all at teardown. Keyword arguments go to harness.kube.Kube."""
+    server); stops them all at teardown. Keyword arguments go to harness.kube.Kube; ``pki``
+    replaces the session's (another cluster: another CA and serving certificate)."""
     _require_binaries()
     started: list[_kube.Kube] = []
 
-    def make(**kw) -> _kube.Kube:
+    def make(pki=pki, **kw) -> _kube.Kube:
         k = _kube.Kube(tmp_path / f"kube{len(started)}", pki, **kw)
         started.append(k)
         return k.start()
