@@ -2,12 +2,13 @@
 //! every worker VM; a per-VM decoded copy revalidated against a version key; and the refresh
 //! schedule whose lease makes exactly one VM of the process fetch at a time.
 //!
-//! Shared-data keys (per document, under a prefix derived from the upstream configuration):
+//! Shared-data keys (per issuer and document, under a prefix derived from the issuer's upstream
+//! configuration, so that each issuer has its own copy, schedule and lease):
 //! - `copy`: the encoded [`StoredCopy`];
 //! - `version`: the copy's `fetched_at_ms`, written after `copy`; a tiny read on every request;
 //! - `schedule`: the [`Schedule`], only ever changed with compare-and-swap.
 
-use crate::config::Config;
+use crate::config::{Config, Issuer};
 use crate::document::Document;
 use crate::upstream::Fetched;
 use std::time::Duration;
@@ -51,13 +52,15 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Two plugin configurations that fetch differently never share a copy, even in one VM id.
-    pub fn new(cfg: &Config, doc: Document) -> Keys {
+    /// Two issuers, or two plugin configurations, that fetch, check or publish differently never
+    /// share a copy, even in one VM id.
+    pub fn new(issuer: &Issuer, doc: Document) -> Keys {
         let fp = fnv1a64(&[
-            cfg.cluster.as_bytes(),
-            cfg.authority.as_bytes(),
-            cfg.jwks_uri.as_deref().unwrap_or_default().as_bytes(),
-            cfg.token.as_ref().map_or(&b""[..], |_| &b"token"[..]),
+            issuer.cluster.as_bytes(),
+            issuer.authority.as_bytes(),
+            issuer.jwks_uri.as_deref().unwrap_or_default().as_bytes(),
+            issuer.token.as_ref().map_or(&b""[..], |_| &b"token"[..]),
+            issuer.url.as_deref().unwrap_or_default().as_bytes(),
         ]);
         let base = format!("kube-oidc-discovery/{fp:016x}/{}", doc.name());
         Keys {
@@ -420,16 +423,51 @@ mod tests {
         assert_ne!(a, etag(b"{\"keys\":[2]}"));
     }
 
+    fn issuer(json: &str) -> Issuer {
+        Config::from_json(json.as_bytes(), |_| None)
+            .unwrap()
+            .issuers
+            .remove(0)
+    }
+
     #[test]
     fn keys_differ_by_upstream_configuration() {
-        let a = Keys::new(&cfg(), Document::Jwks);
-        let b = Keys::new(
-            &Config::from_json(br#"{"cluster":"other"}"#, |_| None).unwrap(),
-            Document::Jwks,
+        let a = Keys::new(&issuer("{}"), Document::Jwks);
+        assert_eq!(a, Keys::new(&issuer("{}"), Document::Jwks));
+        assert_ne!(a.copy, Keys::new(&issuer("{}"), Document::Discovery).copy);
+        for other in [
+            r#"{"cluster":"other"}"#,
+            r#"{"authority":"api.internal"}"#,
+            r#"{"jwks_uri":"https://oidc.example.com/openid/v1/jwks"}"#,
+        ] {
+            assert_ne!(
+                a.copy,
+                Keys::new(&issuer(other), Document::Jwks).copy,
+                "{other}"
+            );
+        }
+        // the serving side alone shares the copy: hosts, or the entry's name
+        assert_eq!(
+            a,
+            Keys::new(&issuer(r#"{"hosts":["a.example"]}"#), Document::Jwks)
         );
-        assert_ne!(a.copy, b.copy);
-        assert_ne!(a.copy, Keys::new(&cfg(), Document::Discovery).copy);
-        assert_eq!(a, Keys::new(&cfg(), Document::Jwks));
+    }
+
+    #[test]
+    fn each_issuer_has_its_own_keys() {
+        let cfg = Config::from_json(
+            br#"{"issuers":[{"name":"a","issuer":"https://o.example/a","cluster":"api"},
+                            {"name":"b","issuer":"https://o.example/b","cluster":"api"}]}"#,
+            |_| None,
+        )
+        .unwrap();
+        let keys: Vec<Keys> = cfg
+            .issuers
+            .iter()
+            .map(|i| Keys::new(i, Document::Jwks))
+            .collect();
+        assert_ne!(keys[0].copy, keys[1].copy);
+        assert_ne!(keys[0].schedule, keys[1].schedule);
     }
 
     #[test]
@@ -486,7 +524,7 @@ mod tests {
     fn only_one_vm_takes_the_lease() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Jwks);
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
         // No schedule yet: the first attempt only creates it.
         assert!(!shared.try_lease(&keys, 10, Duration::from_secs(3)));
         assert!(shared.try_lease(&keys, 10, Duration::from_secs(3)));
@@ -503,7 +541,7 @@ mod tests {
     fn a_stale_cas_loses_the_race() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Jwks);
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
         shared.ensure_schedule(&keys);
         let (_, cas) = shared.schedule(&keys);
         assert!(shared.try_lease(&keys, 1, Duration::from_secs(1)));
@@ -521,7 +559,7 @@ mod tests {
     fn finish_schedules_refresh_or_backoff() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Discovery);
+        let keys = Keys::new(&cfg().issuers[0], Document::Discovery);
         shared.ensure_schedule(&keys);
         assert!(shared.try_lease(&keys, 100, Duration::from_secs(3)));
         shared.finish(&keys, 200, Err(504), |f| Duration::from_secs(u64::from(f)));
@@ -571,7 +609,7 @@ mod tests {
     fn local_copy_reads_only_the_version_when_unchanged() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg(), Document::Jwks);
+        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
         let mut local = LocalCopy::default();
         assert!(local.current(&shared, &keys).is_none());
         shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[1]}"), 7));

@@ -1,5 +1,14 @@
-//! Plugin configuration: parsed from JSON, then validated and compiled into [`Config`].
+//! Plugin configuration: parsed from JSON into [`RawConfig`], then validated and compiled into
+//! [`Config`].
+//!
+//! Two forms. The single-issuer form: top-level `cluster`, `hosts`, ... for one API server whose
+//! documents are served at the root paths of `hosts`. The `issuers` form: one entry per API
+//! server, each served on the host and under the path of its issuer URL. `timeout_ms`,
+//! `refresh_interval_s` and `max_stale_s` are global in both. Every error names its key, in the
+//! `issuers` form with its entry: `issuers[2].cluster`.
 
+use crate::classify::{strip_port, Scope};
+use crate::issuer::{self, IssuerUrl};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -10,25 +19,30 @@ pub const DEFAULT_AUTHORITY: &str = "kubernetes.default.svc";
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_REFRESH_INTERVAL_S: u64 = 60;
 pub const DEFAULT_MAX_STALE_S: u64 = 86_400;
+/// Most entries of `issuers`: each one costs a few dozen metrics and two fetches per interval.
+pub const MAX_ISSUERS: usize = 64;
+/// Longest `name` of an `issuers` entry (it is part of every metric name of the entry).
+pub const MAX_NAME_LEN: usize = 32;
 
 const TIMEOUT_MS: (u64, u64) = (1, 60_000);
 const REFRESH_INTERVAL_S: (u64, u64) = (5, 86_400);
 const MAX_STALE_S: (u64, u64) = (1, 31_536_000);
 
-/// Puts one key's JSON value into its field of [`RawConfig`]; gets the key to name it in errors.
-type Setter = fn(&mut RawConfig, &'static str, Value) -> Result<(), ConfigError>;
+/// Puts one key's JSON value into its field of a raw record; gets the key to name it in errors.
+type Setter<R> = fn(&mut R, Key, Value) -> Result<(), ConfigError>;
 
-/// Every key of the plugin configuration, in the order the docs list them, with its field. The
-/// parser and the unknown-key message both read this one table, so they cannot drift apart.
-const FIELDS: [(&str, Setter); 8] = [
+/// Every top-level key, in the order the docs list them, with its field. The parser and the
+/// unknown-key message both read this one table, so they cannot drift apart.
+const FIELDS: [(&str, Setter<RawConfig>); 9] = [
     ("cluster", |r, k, v| field(k, v).map(|x| r.cluster = x)),
     ("authority", |r, k, v| field(k, v).map(|x| r.authority = x)),
     ("hosts", |r, k, v| field(k, v).map(|x| r.hosts = x)),
     ("token_env", |r, k, v| field(k, v).map(|x| r.token_env = x)),
+    ("jwks_uri", |r, k, v| field(k, v).map(|x| r.jwks_uri = x)),
+    ("issuers", |r, k, v| entries(k, v).map(|x| r.issuers = x)),
     ("timeout_ms", |r, k, v| {
         field(k, v).map(|x| r.timeout_ms = x)
     }),
-    ("jwks_uri", |r, k, v| field(k, v).map(|x| r.jwks_uri = x)),
     ("refresh_interval_s", |r, k, v| {
         field(k, v).map(|x| r.refresh_interval_s = x)
     }),
@@ -37,9 +51,57 @@ const FIELDS: [(&str, Setter); 8] = [
     }),
 ];
 
-/// The keys of the plugin configuration, in the order the docs list them.
+/// Every key of an `issuers` entry, in the order the docs list them, with its field.
+const ENTRY_FIELDS: [(&str, Setter<RawIssuer>); 6] = [
+    ("name", |r, k, v| field(k, v).map(|x| r.name = x)),
+    ("issuer", |r, k, v| field(k, v).map(|x| r.issuer = x)),
+    ("cluster", |r, k, v| field(k, v).map(|x| r.cluster = x)),
+    ("authority", |r, k, v| field(k, v).map(|x| r.authority = x)),
+    ("token_env", |r, k, v| field(k, v).map(|x| r.token_env = x)),
+    ("jwks_uri", |r, k, v| field(k, v).map(|x| r.jwks_uri = x)),
+];
+
+/// The top-level keys of the single-issuer form: none of them may stand next to `issuers`.
+const SINGLE_ISSUER_KEYS: [&str; 5] = ["cluster", "authority", "hosts", "token_env", "jwks_uri"];
+
+/// The top-level keys, in the order the docs list them.
 pub fn keys() -> impl Iterator<Item = &'static str> {
     FIELDS.iter().map(|(key, _)| *key)
+}
+
+/// The keys of an `issuers` entry, in the order the docs list them.
+pub fn entry_keys() -> impl Iterator<Item = &'static str> {
+    ENTRY_FIELDS.iter().map(|(key, _)| *key)
+}
+
+/// A key as errors name it: `cluster` at the top level, `issuers[2].cluster` in an entry
+/// (counted from 0, as JSON tools do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub entry: Option<usize>,
+    pub name: &'static str,
+}
+
+impl Key {
+    pub const fn top(name: &'static str) -> Key {
+        Key { entry: None, name }
+    }
+
+    pub const fn of(entry: usize, name: &'static str) -> Key {
+        Key {
+            entry: Some(entry),
+            name,
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.entry {
+            Some(i) => write!(f, "issuers[{i}].{}", self.name),
+            None => f.write_str(self.name),
+        }
+    }
 }
 
 /// The configuration as written by the operator. Every field is optional; unknown keys are errors.
@@ -49,10 +111,22 @@ pub struct RawConfig {
     pub authority: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub token_env: Option<String>,
-    pub timeout_ms: Option<u64>,
     pub jwks_uri: Option<String>,
+    pub issuers: Option<Vec<RawIssuer>>,
+    pub timeout_ms: Option<u64>,
     pub refresh_interval_s: Option<u64>,
     pub max_stale_s: Option<u64>,
+}
+
+/// One entry of `issuers` as written.
+#[derive(Debug, Default)]
+pub struct RawIssuer {
+    pub name: Option<String>,
+    pub issuer: Option<String>,
+    pub cluster: Option<String>,
+    pub authority: Option<String>,
+    pub token_env: Option<String>,
+    pub jwks_uri: Option<String>,
 }
 
 /// The service-account token, and the VM environment variable it came from. Its `Debug` never
@@ -83,26 +157,49 @@ impl fmt::Debug for Token {
 /// The validated configuration the filter runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub cluster: String,
-    pub authority: String,
-    /// Lower-case host names without port; empty means every host.
-    pub hosts: Vec<String>,
-    pub token: Option<Token>,
+    /// One entry in the single-issuer form; the `issuers` entries, in order, otherwise.
+    pub issuers: Vec<Issuer>,
     pub timeout: Duration,
-    pub jwks_uri: Option<String>,
     pub refresh_interval: Duration,
     pub max_stale: Duration,
+}
+
+/// One API server and where its documents are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    /// The entry's name, in its metric names and log lines; None in the single-issuer form.
+    pub name: Option<String>,
+    /// The issuer URL (the `issuers` form); None in the single-issuer form.
+    pub url: Option<String>,
+    /// Where its documents are served.
+    pub scope: Scope,
+    pub cluster: String,
+    pub authority: String,
+    pub token: Option<Token>,
+    /// The `jwks_uri` of the served discovery document; None: the API server's own.
+    pub jwks_uri: Option<String>,
+}
+
+impl Default for Issuer {
+    /// The single-issuer form's defaults.
+    fn default() -> Self {
+        Issuer {
+            name: None,
+            url: None,
+            scope: Scope::default(),
+            cluster: DEFAULT_CLUSTER.to_string(),
+            authority: DEFAULT_AUTHORITY.to_string(),
+            token: None,
+            jwks_uri: None,
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            cluster: DEFAULT_CLUSTER.to_string(),
-            authority: DEFAULT_AUTHORITY.to_string(),
-            hosts: Vec::new(),
-            token: None,
+            issuers: vec![Issuer::default()],
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
-            jwks_uri: None,
             refresh_interval: Duration::from_secs(DEFAULT_REFRESH_INTERVAL_S),
             max_stale: Duration::from_secs(DEFAULT_MAX_STALE_S),
         }
@@ -114,50 +211,84 @@ impl Default for Config {
 pub enum ConfigError {
     /// Not JSON, or not a JSON object.
     Syntax(String),
-    UnknownKey(String),
+    /// `entry`: the `issuers` entry it is in; None at the top level.
+    UnknownKey {
+        entry: Option<usize>,
+        key: String,
+    },
     /// A value of the wrong JSON type; serde's message says what was expected.
     Type {
-        key: &'static str,
+        key: Key,
         why: String,
     },
-    Empty(&'static str),
+    Missing(Key),
+    Empty(Key),
     OutOfRange {
-        key: &'static str,
+        key: Key,
         min: u64,
         max: u64,
         got: u64,
     },
     Invalid {
-        key: &'static str,
+        key: Key,
+        why: &'static str,
+    },
+    /// A single-issuer key next to `issuers`.
+    NotWithIssuers(&'static str),
+    /// `issuers` with no entry, or more than [`MAX_ISSUERS`].
+    IssuerCount(usize),
+    /// An entry that cannot stand next to an earlier one, `other`.
+    Conflict {
+        key: Key,
+        other: usize,
         why: &'static str,
     },
     /// `token_env` names a variable that is unset or blank in the VM environment.
-    TokenMissing(String),
+    TokenMissing {
+        key: Key,
+        var: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid configuration: ")?;
         match self {
-            ConfigError::Syntax(msg) => {
-                write!(f, "invalid configuration: not a JSON object: {msg}")
-            }
-            ConfigError::UnknownKey(key) => write!(
+            ConfigError::Syntax(msg) => write!(f, "not a JSON object: {msg}"),
+            ConfigError::UnknownKey { entry: None, key } => write!(
                 f,
-                "invalid configuration: unknown key {key:?}, expected one of {}",
+                "unknown key {key:?}, expected one of {}",
                 keys().collect::<Vec<_>>().join(", ")
             ),
-            ConfigError::Type { key, why } => write!(f, "invalid configuration: `{key}`: {why}"),
-            ConfigError::Empty(key) => write!(f, "invalid configuration: `{key}` must not be empty"),
-            ConfigError::OutOfRange { key, min, max, got } => write!(
+            ConfigError::UnknownKey {
+                entry: Some(i),
+                key,
+            } => write!(
                 f,
-                "invalid configuration: `{key}` must be in {min}..={max}, got {got}"
+                "unknown key {key:?} in issuers[{i}], expected one of {}",
+                entry_keys().collect::<Vec<_>>().join(", ")
             ),
-            ConfigError::Invalid { key, why } => {
-                write!(f, "invalid configuration: `{key}` {why}")
+            ConfigError::Type { key, why } => write!(f, "`{key}`: {why}"),
+            ConfigError::Missing(key) => write!(f, "`{key}` is required"),
+            ConfigError::Empty(key) => write!(f, "`{key}` must not be empty"),
+            ConfigError::OutOfRange { key, min, max, got } => {
+                write!(f, "`{key}` must be in {min}..={max}, got {got}")
             }
-            ConfigError::TokenMissing(var) => write!(
+            ConfigError::Invalid { key, why } => write!(f, "`{key}` {why}"),
+            ConfigError::NotWithIssuers(key) => write!(
                 f,
-                "invalid configuration: `token_env` names the VM environment variable {var:?}, which is unset or empty"
+                "`{key}` cannot be used with `issuers`: each entry has its own (and its hosts come from its issuer URL)"
+            ),
+            ConfigError::IssuerCount(got) => write!(
+                f,
+                "`issuers` must have 1 to {MAX_ISSUERS} entries, got {got}"
+            ),
+            ConfigError::Conflict { key, other, why } => {
+                write!(f, "`{key}` {why} issuers[{other}]")
+            }
+            ConfigError::TokenMissing { key, var } => write!(
+                f,
+                "`{key}` names the VM environment variable {var:?}, which is unset or empty"
             ),
         }
     }
@@ -171,77 +302,57 @@ impl RawConfig {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(RawConfig::default());
         }
-        // Parsed as a map first, then key by key, so that every type error names its key
-        // (serde's own messages give only a line and column).
         let map: Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let mut raw = RawConfig::default();
-        for (key, value) in map {
-            let Some((name, set)) = FIELDS.iter().find(|(name, _)| *name == key) else {
-                return Err(ConfigError::UnknownKey(key));
-            };
-            set(&mut raw, name, value)?;
-        }
-        Ok(raw)
+        record(map, &FIELDS, None)
     }
 
-    /// Validates every field and resolves the token through `env` (the VM environment).
+    /// Validates every field and resolves the tokens through `env` (the VM environment).
     pub fn compile(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let cluster = non_empty("cluster", self.cluster, DEFAULT_CLUSTER)?;
-        let authority = non_empty("authority", self.authority, DEFAULT_AUTHORITY)?;
-        if authority.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err(ConfigError::Invalid {
-                key: "authority",
-                why: "must be a host name, optionally with a port",
-            });
-        }
-        let hosts = self
-            .hosts
-            .unwrap_or_default()
-            .iter()
-            .map(|h| compile_host(h))
-            .collect::<Result<Vec<_>, _>>()?;
-        let token = match self.token_env {
-            None => None,
-            Some(var) if var.trim().is_empty() => return Err(ConfigError::Empty("token_env")),
-            Some(var) => {
-                let value = env(&var).map(|v| v.trim().to_string()).unwrap_or_default();
-                if value.is_empty() {
-                    return Err(ConfigError::TokenMissing(var));
+        let issuers = match self.issuers {
+            None => {
+                let single = Entry {
+                    entry: None,
+                    name: None,
+                    issuer: None,
+                    hosts: self.hosts,
+                    cluster: self.cluster,
+                    authority: self.authority,
+                    token_env: self.token_env,
+                    jwks_uri: self.jwks_uri,
+                };
+                vec![single.compile(&env)?]
+            }
+            Some(entries) => {
+                let present = [
+                    self.cluster.is_some(),
+                    self.authority.is_some(),
+                    self.hosts.is_some(),
+                    self.token_env.is_some(),
+                    self.jwks_uri.is_some(),
+                ];
+                if let Some((key, _)) = SINGLE_ISSUER_KEYS.iter().zip(present).find(|(_, p)| *p) {
+                    return Err(ConfigError::NotWithIssuers(key));
                 }
-                if value.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-                    return Err(ConfigError::Invalid {
-                        key: "token_env",
-                        why: "names a variable whose value is not a valid bearer token",
-                    });
-                }
-                Some(Token { var, value })
+                compile_issuers(entries, &env)?
             }
         };
-        let jwks_uri = match self.jwks_uri {
-            None => None,
-            Some(uri) => Some(compile_jwks_uri(uri)?),
-        };
         Ok(Config {
-            cluster,
-            authority,
-            hosts,
-            token,
+            issuers,
             timeout: Duration::from_millis(in_range(
-                "timeout_ms",
+                Key::top("timeout_ms"),
                 self.timeout_ms,
                 DEFAULT_TIMEOUT_MS,
                 TIMEOUT_MS,
             )?),
-            jwks_uri,
             refresh_interval: Duration::from_secs(in_range(
-                "refresh_interval_s",
+                Key::top("refresh_interval_s"),
                 self.refresh_interval_s,
                 DEFAULT_REFRESH_INTERVAL_S,
                 REFRESH_INTERVAL_S,
             )?),
             max_stale: Duration::from_secs(in_range(
-                "max_stale_s",
+                Key::top("max_stale_s"),
                 self.max_stale_s,
                 DEFAULT_MAX_STALE_S,
                 MAX_STALE_S,
@@ -260,15 +371,226 @@ impl Config {
     }
 }
 
+/// Fills a raw record from a JSON object key by key, so that every type error names its key
+/// (serde's own messages give only a line and column).
+fn record<R: Default>(
+    map: Map<String, Value>,
+    fields: &[(&'static str, Setter<R>)],
+    entry: Option<usize>,
+) -> Result<R, ConfigError> {
+    let mut raw = R::default();
+    for (key, value) in map {
+        let Some((name, set)) = fields.iter().find(|(name, _)| *name == key) else {
+            return Err(ConfigError::UnknownKey { entry, key });
+        };
+        set(&mut raw, Key { entry, name }, value)?;
+    }
+    Ok(raw)
+}
+
 /// One value; `null` means absent, as if the key were not there.
-fn field<T: DeserializeOwned>(key: &'static str, v: Value) -> Result<Option<T>, ConfigError> {
+fn field<T: DeserializeOwned>(key: Key, v: Value) -> Result<Option<T>, ConfigError> {
     serde_json::from_value(v).map_err(|e| ConfigError::Type {
         key,
         why: e.to_string(),
     })
 }
 
-fn non_empty(key: &'static str, v: Option<String>, default: &str) -> Result<String, ConfigError> {
+/// The `issuers` array, each entry an object of [`ENTRY_FIELDS`].
+fn entries(key: Key, v: Value) -> Result<Option<Vec<RawIssuer>>, ConfigError> {
+    let Some(items) = field::<Vec<Value>>(key, v)? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(items.len().min(MAX_ISSUERS + 1));
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(map) = item else {
+            return Err(ConfigError::Type {
+                key,
+                why: format!("issuers[{i}] is not a JSON object"),
+            });
+        };
+        out.push(record(map, &ENTRY_FIELDS, Some(i))?);
+    }
+    Ok(Some(out))
+}
+
+/// An API server as either form describes it, before validation; `entry` is None at the top
+/// level.
+struct Entry {
+    entry: Option<usize>,
+    name: Option<String>,
+    issuer: Option<String>,
+    hosts: Option<Vec<String>>,
+    cluster: Option<String>,
+    authority: Option<String>,
+    token_env: Option<String>,
+    jwks_uri: Option<String>,
+}
+
+impl Entry {
+    fn compile(self, env: &impl Fn(&str) -> Option<String>) -> Result<Issuer, ConfigError> {
+        let entry = self.entry;
+        let key = |name| Key { entry, name };
+        let in_issuers = entry.is_some();
+        let name = match (in_issuers, self.name) {
+            (false, _) => None,
+            (true, None) => return Err(ConfigError::Missing(key("name"))),
+            (true, Some(n)) => Some(compile_name(key("name"), n)?),
+        };
+        let (url, scope) = match (in_issuers, self.issuer) {
+            (true, None) => return Err(ConfigError::Missing(key("issuer"))),
+            (false, None) => (None, Scope::default()),
+            (_, Some(url)) => {
+                let parsed = IssuerUrl::parse(&url).map_err(|why| ConfigError::Invalid {
+                    key: key("issuer"),
+                    why,
+                })?;
+                let scope = Scope {
+                    hosts: vec![parsed.host],
+                    prefix: parsed.prefix.to_string(),
+                };
+                (Some(url), scope)
+            }
+        };
+        // The single-issuer form serves the root paths of `hosts`; `issuer` is only checked.
+        let scope = if in_issuers {
+            scope
+        } else {
+            Scope {
+                hosts: self
+                    .hosts
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|h| compile_host(key("hosts"), h))
+                    .collect::<Result<_, _>>()?,
+                prefix: String::new(),
+            }
+        };
+        let cluster = match (in_issuers, self.cluster) {
+            (true, None) => return Err(ConfigError::Missing(key("cluster"))),
+            (_, cluster) => non_empty(key("cluster"), cluster, DEFAULT_CLUSTER)?,
+        };
+        let authority = non_empty(key("authority"), self.authority, DEFAULT_AUTHORITY)?;
+        if authority.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(ConfigError::Invalid {
+                key: key("authority"),
+                why: "must be a host name, optionally with a port",
+            });
+        }
+        let token = match self.token_env {
+            None => None,
+            Some(var) => Some(compile_token(key("token_env"), var, env)?),
+        };
+        let jwks_uri = match (self.jwks_uri, &url) {
+            (Some(uri), _) => Some(compile_jwks_uri(key("jwks_uri"), uri)?),
+            // where this filter serves the key set, not the API server's private address
+            (None, Some(url)) if in_issuers => Some(issuer::default_jwks_uri(url)),
+            (None, _) => None,
+        };
+        Ok(Issuer {
+            name,
+            url,
+            scope,
+            cluster,
+            authority,
+            token,
+            jwks_uri,
+        })
+    }
+}
+
+fn compile_issuers(
+    entries: Vec<RawIssuer>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Issuer>, ConfigError> {
+    if !(1..=MAX_ISSUERS).contains(&entries.len()) {
+        return Err(ConfigError::IssuerCount(entries.len()));
+    }
+    let mut issuers: Vec<Issuer> = Vec::with_capacity(entries.len());
+    for (i, raw) in entries.into_iter().enumerate() {
+        let entry = Entry {
+            entry: Some(i),
+            name: raw.name,
+            issuer: raw.issuer,
+            hosts: None,
+            cluster: raw.cluster,
+            authority: raw.authority,
+            token_env: raw.token_env,
+            jwks_uri: raw.jwks_uri,
+        };
+        let new = entry.compile(env)?;
+        if let Some(e) = conflict(&issuers, i, &new) {
+            return Err(e);
+        }
+        issuers.push(new);
+    }
+    Ok(issuers)
+}
+
+/// The first earlier entry `new` (at position `i`) cannot stand next to: the same name, the
+/// same issuer, or the same document paths (same host, any port, same path but for one
+/// trailing slash).
+fn conflict(earlier: &[Issuer], i: usize, new: &Issuer) -> Option<ConfigError> {
+    // Prometheus shows `-` as `_`: `prod-a` and `prod_a` would give the same metric names.
+    let metric_name = |n: &Option<String>| n.as_deref().map(|n| n.replace('-', "_"));
+    earlier.iter().enumerate().find_map(|(other, old)| {
+        let (key, why) = if metric_name(&old.name) == metric_name(&new.name) {
+            (
+                "name",
+                "is the name (`-` and `_` alike, as Prometheus shows them) of",
+            )
+        } else if old.url == new.url {
+            ("issuer", "is the issuer of")
+        } else if old.scope == new.scope {
+            ("issuer", "has the same document paths as")
+        } else {
+            return None;
+        };
+        Some(ConfigError::Conflict {
+            key: Key::of(i, key),
+            other,
+            why,
+        })
+    })
+}
+
+fn compile_name(key: Key, name: String) -> Result<String, ConfigError> {
+    let valid = (1..=MAX_NAME_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if valid {
+        Ok(name)
+    } else {
+        Err(ConfigError::Invalid {
+            key,
+            why: "must be 1 to 32 of a-z, 0-9, `_` and `-`",
+        })
+    }
+}
+
+fn compile_token(
+    key: Key,
+    var: String,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Token, ConfigError> {
+    if var.trim().is_empty() {
+        return Err(ConfigError::Empty(key));
+    }
+    let value = env(&var).map(|v| v.trim().to_string()).unwrap_or_default();
+    if value.is_empty() {
+        return Err(ConfigError::TokenMissing { key, var });
+    }
+    if value.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(ConfigError::Invalid {
+            key,
+            why: "names a variable whose value is not a valid bearer token",
+        });
+    }
+    Ok(Token { var, value })
+}
+
+fn non_empty(key: Key, v: Option<String>, default: &str) -> Result<String, ConfigError> {
     match v {
         None => Ok(default.to_string()),
         Some(s) if s.trim().is_empty() => Err(ConfigError::Empty(key)),
@@ -277,7 +599,7 @@ fn non_empty(key: &'static str, v: Option<String>, default: &str) -> Result<Stri
 }
 
 fn in_range(
-    key: &'static str,
+    key: Key,
     v: Option<u64>,
     default: u64,
     (min, max): (u64, u64),
@@ -291,8 +613,8 @@ fn in_range(
 }
 
 /// Host names are compared lower-case and without port, like the request's `:authority`.
-fn compile_host(host: &str) -> Result<String, ConfigError> {
-    let h = crate::classify::strip_port(host.trim()).to_ascii_lowercase();
+fn compile_host(key: Key, host: &str) -> Result<String, ConfigError> {
+    let h = strip_port(host.trim()).to_ascii_lowercase();
     let valid = !h.is_empty()
         && h.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
@@ -301,21 +623,21 @@ fn compile_host(host: &str) -> Result<String, ConfigError> {
         Ok(h)
     } else {
         Err(ConfigError::Invalid {
-            key: "hosts",
+            key,
             why: "entries must be non-empty host names",
         })
     }
 }
 
-fn compile_jwks_uri(uri: String) -> Result<String, ConfigError> {
+fn compile_jwks_uri(key: Key, uri: String) -> Result<String, ConfigError> {
     let rest = uri.strip_prefix("https://").ok_or(ConfigError::Invalid {
-        key: "jwks_uri",
+        key,
         why: "must be an https:// URL",
     })?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || uri.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(ConfigError::Invalid {
-            key: "jwks_uri",
+            key,
             why: "must be an https:// URL with a host",
         });
     }
@@ -336,21 +658,29 @@ mod tests {
             .to_string()
     }
 
+    /// The only issuer of a single-issuer configuration.
+    fn single(cfg: &Config) -> &Issuer {
+        assert_eq!(cfg.issuers.len(), 1);
+        &cfg.issuers[0]
+    }
+
     #[test]
     fn empty_configuration_means_defaults() {
-        for json in ["", "  \n", "{}"] {
+        for json in ["", "  \n", "{}", r#"{"issuers":null}"#] {
             assert_eq!(
                 Config::from_json(json.as_bytes(), no_env).unwrap(),
                 Config::default()
             );
         }
         let d = Config::default();
-        assert_eq!(d.cluster, "kubernetes");
-        assert_eq!(d.authority, "kubernetes.default.svc");
+        let i = single(&d);
+        assert_eq!(i.cluster, "kubernetes");
+        assert_eq!(i.authority, "kubernetes.default.svc");
         assert_eq!(d.timeout, Duration::from_millis(5000));
         assert_eq!(d.refresh_interval, Duration::from_secs(60));
         assert_eq!(d.max_stale, Duration::from_secs(86400));
-        assert!(d.hosts.is_empty() && d.token.is_none() && d.jwks_uri.is_none());
+        assert!(i.scope.hosts.is_empty() && i.scope.prefix.is_empty());
+        assert!(i.token.is_none() && i.jwks_uri.is_none() && i.url.is_none() && i.name.is_none());
     }
 
     #[test]
@@ -363,15 +693,289 @@ mod tests {
             (k == "TOK").then(|| " abc.def \n".to_string())
         })
         .unwrap();
+        let i = single(&cfg);
         assert_eq!(
-            cfg.cluster,
+            i.cluster,
             "outbound|443||kubernetes.default.svc.cluster.local"
         );
-        assert_eq!(cfg.hosts, vec!["oidc.example.com", "b.example"]);
-        assert_eq!(cfg.token.as_ref().unwrap().bearer(), "Bearer abc.def");
+        assert_eq!(i.scope.hosts, vec!["oidc.example.com", "b.example"]);
+        assert_eq!(
+            i.scope.prefix, "",
+            "the single-issuer form serves the root paths"
+        );
+        assert_eq!(i.token.as_ref().unwrap().bearer(), "Bearer abc.def");
         assert_eq!(cfg.timeout, Duration::from_millis(1500));
         assert_eq!(cfg.refresh_interval, Duration::from_secs(5));
         assert_eq!(cfg.max_stale, Duration::from_secs(10));
+    }
+
+    /// The issue's example.
+    const FLEET: &str = r#"{"issuers": [
+        {"name": "prod", "issuer": "https://oidc.example.com/clusters/prod",
+         "cluster": "outbound|443||api.prod.example.internal", "authority": "api.prod.example.internal",
+         "token_env": "KOD_TOKEN_PROD"},
+        {"name": "dev", "issuer": "https://oidc.example.com/clusters/dev/", "cluster": "dev-api"},
+        {"name": "edge", "issuer": "https://Edge-OIDC.example.com:8443", "cluster": "edge-api",
+         "jwks_uri": "https://keys.example.com/edge/jwks"}
+       ],
+       "timeout_ms": 5000, "refresh_interval_s": 60, "max_stale_s": 86400}"#;
+
+    fn fleet(json: &str) -> Result<Config, ConfigError> {
+        Config::from_json(json.as_bytes(), |k| {
+            (k == "KOD_TOKEN_PROD").then(|| "prod-token".to_string())
+        })
+    }
+
+    #[test]
+    fn the_issuers_form_compiles_each_entry() {
+        let cfg = fleet(FLEET).unwrap();
+        let [prod, dev, edge] = &cfg.issuers[..] else {
+            panic!("{cfg:?}")
+        };
+        assert_eq!(prod.name.as_deref(), Some("prod"));
+        assert_eq!(
+            prod.url.as_deref(),
+            Some("https://oidc.example.com/clusters/prod")
+        );
+        assert_eq!(prod.scope.hosts, ["oidc.example.com"]);
+        assert_eq!(prod.scope.prefix, "/clusters/prod");
+        assert_eq!(prod.cluster, "outbound|443||api.prod.example.internal");
+        assert_eq!(prod.authority, "api.prod.example.internal");
+        assert_eq!(prod.token.as_ref().unwrap().bearer(), "Bearer prod-token");
+        assert_eq!(
+            prod.jwks_uri.as_deref(),
+            Some("https://oidc.example.com/clusters/prod/openid/v1/jwks")
+        );
+        assert_eq!(
+            dev.scope.prefix, "/clusters/dev",
+            "one trailing slash dropped"
+        );
+        assert_eq!(
+            dev.url.as_deref(),
+            Some("https://oidc.example.com/clusters/dev/"),
+            "the issuer is checked byte for byte, trailing slash included"
+        );
+        assert_eq!(
+            dev.jwks_uri.as_deref(),
+            Some("https://oidc.example.com/clusters/dev/openid/v1/jwks")
+        );
+        assert_eq!(dev.authority, "kubernetes.default.svc");
+        assert!(dev.token.is_none());
+        assert_eq!(
+            edge.scope.hosts,
+            ["edge-oidc.example.com"],
+            "lower-case, no port"
+        );
+        assert_eq!(edge.scope.prefix, "");
+        assert_eq!(
+            edge.jwks_uri.as_deref(),
+            Some("https://keys.example.com/edge/jwks")
+        );
+        assert_eq!(cfg.refresh_interval, Duration::from_secs(60));
+    }
+
+    /// FLEET with entry `i`'s `key` set to `value` (JSON), or removed when `value` is None.
+    fn change(i: usize, key: &str, value: Option<&str>) -> String {
+        let mut v: Value = serde_json::from_str(FLEET).unwrap();
+        let entry = v["issuers"][i].as_object_mut().unwrap();
+        match value {
+            Some(x) => entry.insert(key.into(), serde_json::from_str(x).unwrap()),
+            None => entry.remove(key),
+        };
+        v.to_string()
+    }
+
+    fn fleet_err(json: &str) -> String {
+        fleet(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn entry_errors_name_the_entry_and_the_key() {
+        let cases = [
+            (
+                change(2, "cluster", None),
+                "`issuers[2].cluster` is required",
+            ),
+            (
+                change(1, "cluster", Some(r#""""#)),
+                "`issuers[1].cluster` must not be empty",
+            ),
+            (change(0, "name", None), "`issuers[0].name` is required"),
+            (change(1, "issuer", None), "`issuers[1].issuer` is required"),
+            (
+                change(1, "name", Some(r#""Dev""#)),
+                "`issuers[1].name` must be 1 to 32 of a-z, 0-9, `_` and `-`",
+            ),
+            (
+                change(1, "name", Some(r#""""#)),
+                "`issuers[1].name` must be 1 to 32",
+            ),
+            (
+                change(1, "name", Some(&format!("\"{}\"", "a".repeat(33)))),
+                "`issuers[1].name` must be",
+            ),
+            (
+                change(1, "name", Some(r#""d.v""#)),
+                "`issuers[1].name` must be",
+            ),
+            (
+                change(2, "name", Some("7")),
+                "`issuers[2].name`: invalid type: integer `7`",
+            ),
+            (
+                change(
+                    1,
+                    "issuer",
+                    Some(r#""http://oidc.example.com/clusters/dev""#),
+                ),
+                "`issuers[1].issuer` must be an https:// URL",
+            ),
+            (
+                change(
+                    1,
+                    "issuer",
+                    Some(r#""https://oidc.example.com/clusters/dev?x=1""#),
+                ),
+                "`issuers[1].issuer` must have no query or fragment",
+            ),
+            (
+                change(
+                    1,
+                    "issuer",
+                    Some(r#""https://oidc.example.com/clusters/dev#x""#),
+                ),
+                "`issuers[1].issuer` must have no query or fragment",
+            ),
+            (
+                change(1, "issuer", Some(r#""https://oidc.example.com//dev""#)),
+                "`issuers[1].issuer` must have no empty",
+            ),
+            (
+                change(2, "jwks_uri", Some(r#""http://keys.example.com/jwks""#)),
+                "`issuers[2].jwks_uri` must be an https:// URL",
+            ),
+            (
+                change(1, "authority", Some(r#""a/b""#)),
+                "`issuers[1].authority` must be a host name",
+            ),
+            (
+                change(1, "token_env", Some(r#""NOPE""#)),
+                r#"`issuers[1].token_env` names the VM environment variable "NOPE", which is unset or empty"#,
+            ),
+            (
+                change(1, "token_env", Some(r#"" ""#)),
+                "`issuers[1].token_env` must not be empty",
+            ),
+            (
+                change(1, "hosts", Some(r#"["oidc.example.com"]"#)),
+                r#"unknown key "hosts" in issuers[1], expected one of name, issuer, cluster, authority, token_env, jwks_uri"#,
+            ),
+        ];
+        for (json, want) in cases {
+            let got = fleet_err(&json);
+            assert!(got.starts_with("invalid configuration: "), "{got}");
+            assert!(got.contains(want), "want {want:?}, got {got:?}");
+        }
+        assert!(err(r#"{"issuers":[1]}"#).contains("`issuers`: issuers[0] is not a JSON object"));
+        assert!(err(r#"{"issuers":{"name":"a"}}"#).contains("`issuers`: invalid type: map"));
+    }
+
+    #[test]
+    fn the_issuers_form_excludes_the_single_issuer_keys_but_not_the_global_ones() {
+        for key in SINGLE_ISSUER_KEYS {
+            let mut v: Value = serde_json::from_str(FLEET).unwrap();
+            let value = if key == "hosts" {
+                json_list()
+            } else {
+                Value::from("https://x")
+            };
+            v[key] = value;
+            let got = fleet_err(&v.to_string());
+            assert!(
+                got.contains(&format!("`{key}` cannot be used with `issuers`")),
+                "{got}"
+            );
+        }
+        assert!(
+            fleet(&FLEET.replace("\"timeout_ms\": 5000", "\"timeout_ms\": 0"))
+                .unwrap_err()
+                .to_string()
+                .contains("`timeout_ms` must be in 1..=60000")
+        );
+    }
+
+    fn json_list() -> Value {
+        serde_json::json!(["oidc.example.com"])
+    }
+
+    #[test]
+    fn the_issuers_form_has_1_to_64_entries() {
+        assert!(err(r#"{"issuers":[]}"#).contains("`issuers` must have 1 to 64 entries, got 0"));
+        let entry = |i: usize| {
+            format!(
+                r#"{{"name":"c{i}","issuer":"https://oidc.example.com/c/{i}","cluster":"api{i}"}}"#
+            )
+        };
+        let list = |n: usize| {
+            let all: Vec<String> = (0..n).map(entry).collect();
+            format!(r#"{{"issuers":[{}]}}"#, all.join(","))
+        };
+        let cfg = Config::from_json(list(64).as_bytes(), no_env).unwrap();
+        assert_eq!(cfg.issuers.len(), 64);
+        assert!(err(&list(65)).contains("`issuers` must have 1 to 64 entries, got 65"));
+    }
+
+    #[test]
+    fn names_issuers_and_document_paths_are_unique() {
+        // next to {"name":"prod-a","issuer":PROD}: the second entry's error, or None
+        const PROD: &str = "https://oidc.example.com/clusters/prod";
+        let second = |name: &str, issuer: &str| {
+            let json = format!(
+                r#"{{"issuers":[{{"name":"prod-a","issuer":"{PROD}","cluster":"a"}},
+                                {{"name":"{name}","issuer":"{issuer}","cluster":"b"}}]}}"#
+            );
+            Config::from_json(json.as_bytes(), no_env)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let same_name = "`issuers[1].name` is the name (`-` and `_` alike, as Prometheus shows them) of issuers[0]";
+        let same_paths = "`issuers[1].issuer` has the same document paths as issuers[0]";
+        for (name, issuer, want) in [
+            ("prod-a", "https://oidc.example.com/x", Some(same_name)),
+            ("prod_a", "https://oidc.example.com/x", Some(same_name)),
+            (
+                "dev",
+                PROD,
+                Some("`issuers[1].issuer` is the issuer of issuers[0]"),
+            ),
+            (
+                "dev",
+                "https://oidc.example.com/clusters/prod/",
+                Some(same_paths),
+            ),
+            (
+                "dev",
+                "https://OIDC.example.com/clusters/prod",
+                Some(same_paths),
+            ),
+            (
+                "dev",
+                "https://oidc.example.com:8443/clusters/prod",
+                Some(same_paths),
+            ),
+            ("dev", "https://oidc.example.com/clusters/Prod", None),
+            ("dev", "https://oidc.example.com/clusters", None),
+            ("dev", "https://oidc.example.com", None),
+            ("dev", "https://other.example.com/clusters/prod", None),
+        ] {
+            let got = second(name, issuer);
+            assert_eq!(
+                got.as_deref()
+                    .map(|e| e.trim_start_matches("invalid configuration: ")),
+                want,
+                "{name} {issuer}"
+            );
+        }
     }
 
     #[test]
@@ -393,30 +997,55 @@ mod tests {
         assert!(err("not json").contains("not a JSON object"));
     }
 
-    #[test]
-    fn every_key_sets_its_own_field_and_every_field_has_a_key() {
-        // RawConfig's Debug form names every field; each must be a key, and each key must fill
-        // exactly the field of its name (a key wired to the wrong field fails here).
-        let fields = format!("{:?}", RawConfig::default());
-        let mut names: Vec<&str> = fields
+    /// The names of a raw record's fields that its Debug form shows as `None`.
+    fn none_fields(debug: &str) -> Vec<&str> {
+        let mut names: Vec<&str> = debug
             .split(['{', ','])
             .filter_map(|part| part.split_once(": None").map(|(name, _)| name.trim()))
             .collect();
-        let mut listed: Vec<&str> = keys().collect();
         names.sort_unstable();
-        listed.sort_unstable();
-        assert_eq!(names, listed);
+        names
+    }
+
+    #[test]
+    fn every_key_sets_its_own_field_and_every_field_has_a_key() {
+        // A record's Debug form names every field; each must be a key, and each key must fill
+        // exactly the field of its name (a key wired to the wrong field fails here).
         let sample = |key: &str| match key {
             "hosts" => r#"["a.example"]"#,
+            "issuers" => "[]",
             "timeout_ms" | "refresh_interval_s" | "max_stale_s" => "7",
             _ => r#""x""#,
         };
-        for key in keys() {
-            let raw = RawConfig::parse(format!(r#"{{"{key}":{}}}"#, sample(key)).as_bytes());
-            let debug = format!("{:?}", raw.unwrap());
-            assert_eq!(debug.matches("Some(").count(), 1, "{key}: {debug}");
-            assert!(debug.contains(&format!("{key}: Some(")), "{key}: {debug}");
-        }
+        let check =
+            |debug_of_default: String, listed: Vec<&str>, parse: &dyn Fn(&str) -> String| {
+                let mut listed = listed;
+                listed.sort_unstable();
+                assert_eq!(none_fields(&debug_of_default), listed);
+                for key in &listed {
+                    let debug = parse(&format!(r#"{{"{key}":{}}}"#, sample(key)));
+                    assert_eq!(debug.matches("Some(").count(), 1, "{key}: {debug}");
+                    assert!(debug.contains(&format!("{key}: Some(")), "{key}: {debug}");
+                }
+            };
+        check(
+            format!("{:?}", RawConfig::default()),
+            keys().collect(),
+            &|json| format!("{:?}", RawConfig::parse(json.as_bytes()).unwrap()),
+        );
+        check(
+            format!("{:?}", RawIssuer::default()),
+            entry_keys().collect(),
+            &|json| {
+                let raw =
+                    RawConfig::parse(format!(r#"{{"issuers":[{json}]}}"#).as_bytes()).unwrap();
+                format!("{:?}", raw.issuers.unwrap().remove(0))
+            },
+        );
+        // and the exclusion list names only real top-level keys
+        assert!(SINGLE_ISSUER_KEYS
+            .iter()
+            .all(|k| keys().any(|key| key == *k)));
     }
 
     #[test]
@@ -439,13 +1068,17 @@ mod tests {
         assert!(err(r#"{"token_env":"NOPE"}"#).contains("`token_env`"));
         assert!(err(r#"{"token_env":""}"#).contains("`token_env`"));
         let blank = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("  \n".into()));
-        assert!(matches!(blank, Err(ConfigError::TokenMissing(v)) if v == "T"));
+        assert!(
+            matches!(blank, Err(ConfigError::TokenMissing { key, var }) if var == "T" && key == Key::top("token_env"))
+        );
         let cfg = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("s3cr3t".into())).unwrap();
         assert!(!format!("{cfg:?}").contains("s3cr3t"));
         assert!(format!("{cfg:?}").contains(r#"Token(<redacted> from "T")"#));
-        assert_eq!(cfg.token.as_ref().map(Token::var), Some("T"));
+        assert_eq!(single(&cfg).token.as_ref().map(Token::var), Some("T"));
         let bad = Config::from_json(br#"{"token_env":"T"}"#, |_| Some("a b".into()));
         assert!(bad.unwrap_err().to_string().contains("token_env"));
+        let cfg = fleet(FLEET).unwrap();
+        assert!(!format!("{cfg:?}").contains("prod-token"));
     }
 
     #[test]

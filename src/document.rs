@@ -61,7 +61,13 @@ impl Document {
         match self {
             Document::Discovery => validate_discovery(body, jwks_uri),
             Document::Jwks => {
-                serde_json::from_slice::<Jwks>(body).map_err(|_| InvalidBody::Shape("keys"))?;
+                let jwks: Jwks =
+                    serde_json::from_slice(body).map_err(|_| InvalidBody::Shape("keys"))?;
+                // An empty set verifies no token: keeping the last good copy serves relying
+                // parties better than replacing it.
+                if jwks.keys.is_empty() {
+                    return Err(InvalidBody::NoKeys);
+                }
                 Ok(body.to_vec())
             }
         }
@@ -80,6 +86,8 @@ pub enum InvalidBody {
     NotAnObject,
     /// Not JSON, or the named member is missing or of the wrong type.
     Shape(&'static str),
+    /// A JWKS whose `keys` array is empty.
+    NoKeys,
 }
 
 impl fmt::Display for InvalidBody {
@@ -89,13 +97,13 @@ impl fmt::Display for InvalidBody {
             InvalidBody::Shape(member) => {
                 write!(f, "body is not JSON with a valid `{member}` member")
             }
+            InvalidBody::NoKeys => f.write_str("the key set is empty"),
         }
     }
 }
 
 #[derive(Deserialize)]
 struct Jwks {
-    #[allow(dead_code)]
     keys: Vec<IgnoredAny>,
 }
 
@@ -211,11 +219,18 @@ mod tests {
     }
 
     #[test]
-    fn jwks_requires_an_object_with_a_keys_array() {
+    fn jwks_requires_an_object_with_a_non_empty_keys_array() {
         assert!(Document::Jwks
             .validate(br#"{"keys":[{"kty":"RSA"}]}"#, None)
             .is_ok());
-        assert!(Document::Jwks.validate(br#"{"keys":[]}"#, None).is_ok());
+        assert_eq!(
+            Document::Jwks.validate(br#"{"keys":[]}"#, None),
+            Err(InvalidBody::NoKeys)
+        );
+        assert_eq!(
+            Document::Jwks.validate(b" {\"keys\" : [ ] , \"x\":1}", None),
+            Err(InvalidBody::NoKeys)
+        );
         for body in [
             r#"{"keys":{}}"#,
             r#"{"key":[]}"#,

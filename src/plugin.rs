@@ -3,7 +3,8 @@
 //! waiting for a fetch), [`crate::refresh`] (the tick, the lease and the upstream calls).
 
 use crate::cache::{Keys, LocalCopy, Shared};
-use crate::config::{Config, ConfigError};
+use crate::classify::Scope;
+use crate::config::{Config, ConfigError, Issuer};
 use crate::document::Document;
 use crate::host::{Host, HostError};
 use crate::metrics;
@@ -21,16 +22,40 @@ pub struct Plugin<H: Host> {
     /// The root context: effective again after the waiters were answered.
     pub(crate) root_id: u32,
     pub(crate) cfg: Config,
-    /// Shared-data keys, by [`Document::index`].
-    pub(crate) keys: Vec<Keys>,
-    pub(crate) metrics: metrics::Ids,
-    /// This VM's decoded copies, by [`Document::index`].
-    pub(crate) local: RefCell<Vec<LocalCopy>>,
+    /// What this VM keeps of each issuer, in the configuration's order.
+    pub(crate) issuers: Vec<IssuerState>,
+    /// The 404 and 405 counters, which belong to no issuer.
+    pub(crate) routing: metrics::Routing,
     pub(crate) waiters: RefCell<Vec<Waiter>>,
     /// Upstream calls in flight, by the host's token.
     pub(crate) inflight: RefCell<HashMap<u32, InFlight>>,
     /// The tick period last asked of the host.
     pub(crate) tick: Cell<Duration>,
+}
+
+/// One issuer in this VM: its shared-data keys and metric ids, and this VM's decoded copies.
+/// Nothing here is shared with another issuer, so one issuer's copies, schedule, lease and
+/// backoff never depend on another's.
+pub(crate) struct IssuerState {
+    /// Shared-data keys, by [`Document::index`].
+    pub(crate) keys: Vec<Keys>,
+    pub(crate) metrics: metrics::Ids,
+    /// This VM's decoded copies, by [`Document::index`].
+    pub(crate) local: RefCell<Vec<LocalCopy>>,
+}
+
+impl IssuerState {
+    fn new(host: &impl Host, issuer: &Issuer) -> Result<IssuerState, HostError> {
+        let names = metrics::Names::new(issuer.name.as_deref());
+        Ok(IssuerState {
+            keys: Document::ALL
+                .into_iter()
+                .map(|d| Keys::new(issuer, d))
+                .collect(),
+            metrics: metrics::Ids::define(host, &names)?,
+            local: RefCell::new(Document::ALL.iter().map(|_| LocalCopy::default()).collect()),
+        })
+    }
 }
 
 /// Why a plugin did not start; the host logs it and refuses the configuration.
@@ -53,8 +78,8 @@ impl fmt::Display for StartError {
 
 impl<H: Host> Plugin<H> {
     /// Starts the plugin from its configuration; `env` is the VM environment (for `token_env`).
-    /// The first tick, right away, prefetches both documents (whichever VM of the process takes
-    /// the lease).
+    /// The first tick, right away, prefetches every issuer's documents (whichever VM of the
+    /// process takes each lease).
     pub fn start(
         host: H,
         root_id: u32,
@@ -62,23 +87,24 @@ impl<H: Host> Plugin<H> {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Plugin<H>, StartError> {
         let cfg = Config::from_json(config, env).map_err(StartError::Config)?;
-        let metrics = metrics::Ids::define(&host).map_err(StartError::Metrics)?;
-        let keys: Vec<Keys> = Document::ALL
-            .into_iter()
-            .map(|d| Keys::new(&cfg, d))
-            .collect();
+        let routing = metrics::Routing::define(&host).map_err(StartError::Metrics)?;
+        let issuers = cfg
+            .issuers
+            .iter()
+            .map(|i| IssuerState::new(&host, i))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(StartError::Metrics)?;
         let plugin = Plugin {
             host,
             root_id,
             cfg,
-            keys,
-            metrics,
-            local: RefCell::new(Document::ALL.iter().map(|_| LocalCopy::default()).collect()),
+            issuers,
+            routing,
             waiters: RefCell::new(Vec::new()),
             inflight: RefCell::new(HashMap::new()),
             tick: Cell::new(Duration::ZERO),
         };
-        for k in &plugin.keys {
+        for k in plugin.issuers.iter().flat_map(|i| &i.keys) {
             plugin.shared().ensure_schedule(k);
         }
         plugin.set_tick(KICK_TICK);
@@ -88,8 +114,22 @@ impl<H: Host> Plugin<H> {
         Ok(plugin)
     }
 
-    pub(crate) fn keys(&self, doc: Document) -> Option<&Keys> {
-        self.keys.get(doc.index())
+    pub(crate) fn keys(&self, issuer: usize, doc: Document) -> Option<&Keys> {
+        self.issuers.get(issuer)?.keys.get(doc.index())
+    }
+
+    /// Where each issuer is served, in the configuration's order (a [`crate::classify::Route`]
+    /// names an issuer by its position here).
+    pub(crate) fn scopes(&self) -> impl Iterator<Item = &Scope> {
+        self.cfg.issuers.iter().map(|i| &i.scope)
+    }
+
+    /// `issuer <name>: ` for an `issuers` entry, to begin its log lines; empty otherwise.
+    pub(crate) fn label(&self, issuer: usize) -> String {
+        match self.cfg.issuers.get(issuer).and_then(|i| i.name.as_deref()) {
+            Some(name) => format!("issuer {name}: "),
+            None => String::new(),
+        }
     }
 
     pub(crate) fn shared(&self) -> Shared<'_, H> {

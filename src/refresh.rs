@@ -22,9 +22,10 @@ pub const KICK_TICK: Duration = Duration::from_millis(1);
 /// A lease outlives the call it covers by this much, then another VM may fetch.
 pub const LEASE_MARGIN: Duration = Duration::from_millis(1000);
 
-/// An upstream call in flight: which document, and when it started.
+/// An upstream call in flight: which issuer and document, and when it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InFlight {
+    pub(crate) issuer: usize,
     pub(crate) doc: Document,
     pub(crate) started_ms: u64,
 }
@@ -39,19 +40,22 @@ pub struct ResponseHead {
 }
 
 impl<H: Host> Plugin<H> {
-    /// The root's tick: fetch what is due if this VM takes the lease, report the copies' age,
-    /// settle waiters, and choose the next tick period.
+    /// The root's tick: fetch what is due if this VM takes the lease (each issuer's document
+    /// on its own schedule), report the copies' age, settle waiters, and choose the next tick
+    /// period.
     pub fn on_tick(&self) {
         let now = self.host.now_ms();
         let lease = self.cfg.timeout.saturating_add(LEASE_MARGIN);
-        for doc in Document::ALL {
-            let Some(keys) = self.keys(doc) else { continue };
-            if self.shared().try_lease(keys, now, lease) {
-                self.fetch(doc, now);
-            }
-            if let Some(copy) = self.shared().version_ms(keys) {
-                self.metrics
-                    .age(&self.host, doc, now.saturating_sub(copy) / 1000);
+        for (issuer, state) in self.issuers.iter().enumerate() {
+            for (doc, keys) in Document::ALL.into_iter().zip(&state.keys) {
+                if self.shared().try_lease(keys, now, lease) {
+                    self.fetch(issuer, doc, now);
+                }
+                if let Some(copy) = self.shared().version_ms(keys) {
+                    state
+                        .metrics
+                        .age(&self.host, doc, now.saturating_sub(copy) / 1000);
+                }
             }
         }
         let more = self.settle_waiters(now);
@@ -80,11 +84,21 @@ impl<H: Host> Plugin<H> {
             .try_borrow_mut()
             .ok()
             .and_then(|mut m| m.remove(&token));
-        let Some(InFlight { doc, started_ms }) = call else {
+        let Some(InFlight {
+            issuer,
+            doc,
+            started_ms,
+        }) = call
+        else {
+            return;
+        };
+        let (Some(cfg), Some(state)) = (self.cfg.issuers.get(issuer), self.issuers.get(issuer))
+        else {
             return;
         };
         let now = self.host.now_ms();
-        self.metrics
+        state
+            .metrics
             .latency(&self.host, doc, now.saturating_sub(started_ms));
         let head = head();
         let answer = UpstreamAnswer {
@@ -93,49 +107,59 @@ impl<H: Host> Plugin<H> {
             cache_control: head.cache_control.as_deref(),
             body_size: head.body_size,
         };
-        let jwks_uri = self.cfg.jwks_uri.as_deref();
+        let jwks_uri = cfg.jwks_uri.as_deref();
         let (result, excerpt) = match upstream::accept(doc, &answer, read_body, jwks_uri) {
             Ok(fetched) => (Ok(StoredCopy::new(fetched, now)), String::new()),
             Err(refused) => (Err(refused.error), refused.excerpt),
         };
-        self.complete(doc, now, result, &excerpt);
+        self.complete(issuer, doc, now, result, &excerpt);
     }
 
-    fn fetch(&self, doc: Document, now: u64) {
-        let headers = upstream::request_headers(&self.cfg, doc);
+    fn fetch(&self, issuer: usize, doc: Document, now: u64) {
+        let Some(cfg) = self.cfg.issuers.get(issuer) else {
+            return;
+        };
+        let headers = upstream::request_headers(cfg, doc);
         let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        match self
-            .host
-            .dispatch(&self.cfg.cluster, &pairs, self.cfg.timeout)
-        {
+        match self.host.dispatch(&cfg.cluster, &pairs, self.cfg.timeout) {
             Ok(token) => {
                 if let Ok(mut m) = self.inflight.try_borrow_mut() {
                     let call = InFlight {
+                        issuer,
                         doc,
                         started_ms: now,
                     };
                     m.insert(token, call);
                 }
             }
-            Err(_) => self.complete(doc, now, Err(FetchError::Dispatch), ""),
+            Err(_) => self.complete(issuer, doc, now, Err(FetchError::Dispatch), ""),
         }
     }
 
-    /// Records a fetch's result in shared data and answers the waiters that can now be answered.
+    /// Records a fetch's result in the issuer's shared data and answers the waiters that can now
+    /// be answered.
     fn complete(
         &self,
+        issuer: usize,
         doc: Document,
         now: u64,
         result: Result<StoredCopy, FetchError>,
         excerpt: &str,
     ) {
-        let Some(keys) = self.keys(doc) else { return };
+        let (Some(cfg), Some(state)) = (self.cfg.issuers.get(issuer), self.issuers.get(issuer))
+        else {
+            return;
+        };
+        let Some(keys) = state.keys.get(doc.index()) else {
+            return;
+        };
         let interval = self.cfg.refresh_interval;
+        let label = self.label(issuer);
         match result {
             Ok(copy) => {
-                self.metrics.fetch(&self.host, doc, FetchResult::Ok);
+                state.metrics.fetch(&self.host, doc, FetchResult::Ok);
                 debug!(
-                    "kube-oidc-discovery: fetched {doc} ({} bytes, etag {})",
+                    "kube-oidc-discovery: {label}fetched {doc} ({} bytes, etag {})",
                     copy.body.len(),
                     copy.etag
                 );
@@ -143,10 +167,10 @@ impl<H: Host> Plugin<H> {
                 self.shared().finish(keys, now, Ok(()), |_| interval);
             }
             Err(e) => {
-                self.metrics.fetch(&self.host, doc, e.result());
+                state.metrics.fetch(&self.host, doc, e.result());
                 warn!(
-                    "kube-oidc-discovery: fetching {doc} from cluster {:?} failed: {e}{}{excerpt}",
-                    self.cfg.cluster,
+                    "kube-oidc-discovery: {label}fetching {doc} from cluster {:?} failed: {e}{}{excerpt}",
+                    cfg.cluster,
                     if excerpt.is_empty() {
                         ""
                     } else {
@@ -168,7 +192,7 @@ impl<H: Host> Plugin<H> {
 mod tests {
     use super::*;
     use crate::answer::Outcome;
-    use crate::host::fake::{logs, Process, JWKS, TOKEN};
+    use crate::host::fake::{jwks_of, logs, Call, Process, DEV, FLEET, JWKS, PROD, TOKEN};
     use crate::metrics;
 
     const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"token_env":"T","timeout_ms":2000,
@@ -177,7 +201,7 @@ mod tests {
     const JWKS_PATH: &str = "/openid/v1/jwks";
 
     fn fetches(vm: &Plugin<crate::host::fake::FakeHost>, doc: Document, r: FetchResult) -> u64 {
-        vm.host().metric(&metrics::fetches(doc, r))
+        vm.host().metric(&metrics::Names::new(None).fetches(doc, r))
     }
 
     #[test]
@@ -206,7 +230,11 @@ mod tests {
         }
         for doc in Document::ALL {
             assert_eq!(fetches(&vm, doc, FetchResult::Ok), 1);
-            assert_eq!(vm.host().metric(&metrics::fetch_latency(doc)), 35);
+            assert_eq!(
+                vm.host()
+                    .metric(&metrics::Names::new(None).fetch_latency(doc)),
+                35
+            );
         }
         vm.tick_now();
         assert_eq!(vm.host().tick(), Some(IDLE_TICK));
@@ -214,7 +242,11 @@ mod tests {
         p.advance(59_999);
         vm.tick_now();
         assert!(vm.host().take_calls().is_empty(), "not due yet");
-        assert_eq!(vm.host().metric(&metrics::copy_age(Document::Jwks)), 59);
+        assert_eq!(
+            vm.host()
+                .metric(&metrics::Names::new(None).copy_age(Document::Jwks)),
+            59
+        );
         p.advance(1);
         vm.tick_now();
         assert_eq!(vm.host().take_calls().len(), 2, "due");
@@ -272,7 +304,12 @@ mod tests {
         a.tick_now();
         assert!(a.host().take_calls().is_empty(), "b holds the lease now");
         // a's call answers at last, then b's: the copy is b's, the newer
-        a.respond(hung[1].token, "200", "application/json", br#"{"keys":[]}"#);
+        a.respond(
+            hung[1].token,
+            "200",
+            "application/json",
+            br#"{"keys":[{"kid":"old"}]}"#,
+        );
         p.advance(10);
         b.respond_ok(&calls[1]);
         a.request(5, HOST, "GET", JWKS_PATH);
@@ -309,8 +346,32 @@ mod tests {
             0,
             "b never fetched"
         );
-        let fresh = metrics::requests(Document::Jwks, Outcome::Fresh);
+        let fresh = metrics::Names::new(None).requests(Document::Jwks, Outcome::Fresh);
         assert_eq!(b.host().metric(&fresh), 1, "b's own counter");
+    }
+
+    #[test]
+    fn an_empty_key_set_is_not_stored_and_the_last_good_copy_is_served() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(CONFIG);
+        vm.tick_now();
+        for call in vm.host().take_calls() {
+            vm.respond_ok(&call);
+        }
+        p.advance(60_000);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 2, "the refresh");
+        vm.respond(
+            calls[1].token,
+            "200",
+            "application/jwk-set+json",
+            br#"{"keys":[]}"#,
+        );
+        assert_eq!(fetches(&vm, Document::Jwks, FetchResult::InvalidBody), 1);
+        vm.request(5, HOST, "GET", JWKS_PATH);
+        let r = vm.host().take_replies().remove(0);
+        assert_eq!((r.status, r.body.as_deref()), (200, Some(JWKS)));
     }
 
     #[test]
@@ -341,5 +402,163 @@ mod tests {
         ));
         assert!(warns[1].1.contains("body is not a JSON object"));
         assert!(lines.iter().all(|(_, l)| !l.contains(TOKEN)), "{lines:?}");
+    }
+
+    /// The calls of one tick, by cluster.
+    fn by_cluster(calls: Vec<Call>, cluster: &str) -> Vec<Call> {
+        calls.into_iter().filter(|c| c.cluster == cluster).collect()
+    }
+
+    fn issuer_fetches(
+        vm: &Plugin<crate::host::fake::FakeHost>,
+        name: &str,
+        doc: Document,
+        r: FetchResult,
+    ) -> u64 {
+        vm.host()
+            .metric(&metrics::Names::new(Some(name)).fetches(doc, r))
+    }
+
+    #[test]
+    fn each_issuer_is_fetched_from_its_cluster_at_the_root_paths_with_its_own_credential() {
+        let vm = Process::at(1_000_000).vm(FLEET);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        let got: Vec<_> = calls
+            .iter()
+            .map(|c| (c.cluster.as_str(), c.path()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("prod-api", Document::Discovery.path()),
+                ("prod-api", Document::Jwks.path()),
+                ("dev-api", Document::Discovery.path()),
+                ("dev-api", Document::Jwks.path()),
+            ]
+        );
+        let header = |c: &Call, name: &str| {
+            c.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        for c in &calls {
+            let prod = c.cluster == "prod-api";
+            let bearer = prod.then(|| format!("Bearer {TOKEN}"));
+            assert_eq!(header(c, "authorization"), bearer, "{c:?}");
+            let authority = if prod {
+                "api.prod.internal"
+            } else {
+                "kubernetes.default.svc"
+            };
+            assert_eq!(header(c, ":authority").as_deref(), Some(authority));
+        }
+    }
+
+    #[test]
+    fn one_issuers_failure_and_backoff_leave_the_other_untouched() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(FLEET);
+        vm.tick_now();
+        for c in vm.host().take_calls() {
+            vm.respond_as(&c, if c.cluster == "prod-api" { PROD } else { DEV });
+        }
+        p.advance(60_000);
+        let ((), lines) = logs(|| {
+            vm.tick_now();
+            for c in vm.host().take_calls() {
+                if c.cluster == "prod-api" {
+                    vm.respond(c.token, "503", "text/plain", b"upstream connect error");
+                } else {
+                    vm.respond_as(&c, DEV);
+                }
+            }
+        });
+        let warns: Vec<_> = lines
+            .iter()
+            .filter(|(l, _)| *l == log::Level::Warn)
+            .collect();
+        assert_eq!(warns.len(), 2, "{lines:?}");
+        assert!(
+            warns
+                .iter()
+                .all(|(_, l)| l.starts_with("kube-oidc-discovery: issuer prod: fetching ")),
+            "{warns:?}"
+        );
+        for doc in Document::ALL {
+            assert_eq!(
+                issuer_fetches(&vm, "prod", doc, FetchResult::Unavailable),
+                1
+            );
+            assert_eq!(issuer_fetches(&vm, "dev", doc, FetchResult::Unavailable), 0);
+            assert_eq!(issuer_fetches(&vm, "dev", doc, FetchResult::Ok), 2);
+        }
+        // prod retries after 1 s of backoff; dev is next due a refresh interval later
+        p.advance(1_000);
+        vm.tick_now();
+        let calls = vm.host().take_calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(calls.iter().all(|c| c.cluster == "prod-api"));
+        p.advance(59_000);
+        vm.tick_now();
+        assert_eq!(by_cluster(vm.host().take_calls(), "dev-api").len(), 2);
+    }
+
+    #[test]
+    fn a_missing_cluster_fails_only_its_issuer() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(FLEET);
+        vm.host()
+            .missing_clusters
+            .borrow_mut()
+            .push("prod-api".into());
+        vm.request(
+            5,
+            "oidc.example.com",
+            "GET",
+            "/clusters/prod/openid/v1/jwks",
+        );
+        vm.request(6, "oidc.example.com", "GET", "/clusters/dev/openid/v1/jwks");
+        vm.tick_now();
+        assert_eq!(vm.host().take_answers(), [(5, 503)]);
+        let calls = vm.host().take_calls();
+        assert!(calls.iter().all(|c| c.cluster == "dev-api"), "{calls:?}");
+        vm.respond_as(&calls[1], DEV);
+        let r = vm.host().take_replies().remove(0);
+        assert_eq!((r.context_id, r.status), (6, 200));
+        assert_eq!(r.body, Some(jwks_of(DEV)));
+    }
+
+    #[test]
+    fn a_hung_call_holds_only_its_own_issuers_lease() {
+        let p = Process::at(1_000_000);
+        let (a, b) = (p.vm(FLEET), p.vm(FLEET));
+        a.tick_now();
+        let calls = a.host().take_calls();
+        for c in by_cluster(calls, "dev-api") {
+            a.respond_as(&c, DEV); // prod's calls hang
+        }
+        p.advance(2_999);
+        b.tick_now();
+        assert!(
+            b.host().take_calls().is_empty(),
+            "prod's lease holds, dev is fresh"
+        );
+        b.request(7, "oidc.example.com", "GET", "/clusters/dev/openid/v1/jwks");
+        assert_eq!(
+            b.host().take_answers(),
+            [(7, 200)],
+            "dev is served meanwhile"
+        );
+        p.advance(1);
+        b.tick_now();
+        let calls = b.host().take_calls();
+        let got: Vec<_> = calls.iter().map(|c| c.cluster.as_str()).collect();
+        assert_eq!(
+            got,
+            ["prod-api", "prod-api"],
+            "prod's lease ran out: b fetches prod only"
+        );
     }
 }

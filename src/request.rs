@@ -53,20 +53,20 @@ impl<H: Host> Plugin<H> {
         authority: &str,
         read_head: impl FnOnce() -> RequestHead,
     ) -> Action {
-        if !classify::host_matches(&self.cfg.hosts, authority) {
+        if !classify::serves_host(self.scopes(), authority) {
             return Action::Continue;
         }
         let head = read_head();
-        match classify::classify(&head.method, &head.path) {
+        match classify::classify(self.scopes(), authority, &head.method, &head.path) {
             Route::NotFound => {
                 self.host.send(&answer::error(404));
-                self.metrics.not_found(&self.host);
+                self.routing.not_found(&self.host);
             }
             Route::MethodNotAllowed => {
                 self.host.send(&answer::error(405));
-                self.metrics.method_not_allowed(&self.host);
+                self.routing.method_not_allowed(&self.host);
             }
-            Route::Serve(doc) => self.serve(context_id, doc, head.if_none_match),
+            Route::Serve(issuer, doc) => self.serve(context_id, issuer, doc, head.if_none_match),
         }
         Action::Pause
     }
@@ -78,16 +78,17 @@ impl<H: Host> Plugin<H> {
         }
     }
 
-    fn serve(&self, context_id: u32, doc: Document, inm: Option<String>) {
+    fn serve(&self, context_id: u32, issuer: usize, doc: Document, inm: Option<String>) {
         let now = self.host.now_ms();
-        let lookup = self.answer_from_copy(doc, now, inm.as_deref());
+        let lookup = self.answer_from_copy(issuer, doc, now, inm.as_deref());
         let deadline_ms = waiters::deadline(&self.cfg, now);
-        if lookup == Lookup::Served || self.answer_cold(doc, lookup, now, deadline_ms) {
+        if lookup == Lookup::Served || self.answer_cold(issuer, doc, lookup, now, deadline_ms) {
             return;
         }
         if let Ok(mut w) = self.waiters.try_borrow_mut() {
             w.push(Waiter {
                 context_id,
+                issuer,
                 doc,
                 if_none_match: inm,
                 deadline_ms,
@@ -95,18 +96,24 @@ impl<H: Host> Plugin<H> {
             // Tick now: start the fetch if it is ours to make, or watch for another VM's.
             self.set_tick(KICK_TICK);
         } else {
-            self.answer_error(doc, 503);
+            self.answer_error(issuer, doc, 503);
         }
     }
 
-    /// Answers from the copy if there is a usable one.
+    /// Answers from the issuer's copy if there is a usable one.
     pub(crate) fn answer_from_copy(
         &self,
+        issuer: usize,
         doc: Document,
         now: u64,
         if_none_match: Option<&str>,
     ) -> Lookup {
-        let (Some(keys), Ok(mut local)) = (self.keys(doc), self.local.try_borrow_mut()) else {
+        let Some(state) = self.issuers.get(issuer) else {
+            return Lookup::Missing;
+        };
+        let (Some(keys), Ok(mut local)) =
+            (state.keys.get(doc.index()), state.local.try_borrow_mut())
+        else {
             return Lookup::Missing;
         };
         let shared = self.shared();
@@ -122,40 +129,44 @@ impl<H: Host> Plugin<H> {
         }
         let (answer, outcome) = answer::document(copy, freshness, now, if_none_match);
         self.host.send(&answer);
-        self.metrics.request(&self.host, doc, outcome);
+        state.metrics.request(&self.host, doc, outcome);
         Lookup::Served
     }
 
     /// Answers a request the copy could not serve, or returns false if it must wait for a fetch.
     pub(crate) fn answer_cold(
         &self,
+        issuer: usize,
         doc: Document,
         lookup: Lookup,
         now: u64,
         deadline_ms: u64,
     ) -> bool {
         let schedule = self
-            .keys(doc)
+            .keys(issuer, doc)
             .map(|k| self.shared().schedule(k).0)
             .unwrap_or_default();
         match cache::cold(&schedule, now, lookup == Lookup::Expired, deadline_ms) {
-            Cold::Fail(status) => self.answer_error(doc, status),
+            Cold::Fail(status) => self.answer_error(issuer, doc, status),
             Cold::Wait => return false,
         }
         true
     }
 
-    pub(crate) fn answer_error(&self, doc: Document, status: u16) {
+    pub(crate) fn answer_error(&self, issuer: usize, doc: Document, status: u16) {
         self.host.send(&answer::error(u32::from(status)));
-        self.metrics
-            .request(&self.host, doc, Outcome::UpstreamError);
+        if let Some(state) = self.issuers.get(issuer) {
+            state
+                .metrics
+                .request(&self.host, doc, Outcome::UpstreamError);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::fake::{Process, JWKS};
+    use crate::host::fake::{discovery_of, jwks_of, Process, DEV, FLEET, JWKS, PROD};
     use crate::metrics;
     use crate::refresh::{IDLE_TICK, KICK_TICK, WAIT_TICK};
 
@@ -228,7 +239,10 @@ mod tests {
     fn a_copy_is_served_fresh_then_stale_and_304_on_a_matching_etag() {
         let p = Process::at(1_000_000);
         let vm = warm(&p);
-        let fresh = |o| vm.host().metric(&metrics::requests(Document::Jwks, o));
+        let fresh = |o| {
+            vm.host()
+                .metric(&metrics::Names::new(None).requests(Document::Jwks, o))
+        };
         p.advance(62_000);
         vm.request(5, HOST, "GET", JWKS_PATH);
         let r = vm.host().take_replies().remove(0);
@@ -283,8 +297,9 @@ mod tests {
         vm.request(5, HOST, "GET", JWKS_PATH);
         assert_eq!(vm.host().take_answers(), [(5, 504)]);
         assert_eq!(
-            vm.host()
-                .metric(&metrics::requests(Document::Jwks, Outcome::UpstreamError)),
+            vm.host().metric(
+                &metrics::Names::new(None).requests(Document::Jwks, Outcome::UpstreamError)
+            ),
             1
         );
         // the discovery call is still in flight: its request waits
@@ -292,5 +307,61 @@ mod tests {
         assert!(vm.host().take_replies().is_empty());
         vm.tick_now();
         assert_eq!(vm.host().tick(), Some(WAIT_TICK));
+    }
+
+    #[test]
+    fn each_issuer_is_served_its_own_copy_at_its_own_paths() {
+        let p = Process::at(1_000_000);
+        let vm = p.vm(FLEET);
+        vm.tick_now();
+        for c in vm.host().take_calls() {
+            vm.respond_as(&c, if c.cluster == "prod-api" { PROD } else { DEV });
+        }
+        let get = |id, path: &str| {
+            vm.request(id, "OIDC.example.com:443", "GET", path);
+            vm.host().take_replies().remove(0)
+        };
+        let r = get(1, "/clusters/prod/openid/v1/jwks");
+        assert_eq!((r.status, r.body), (200, Some(jwks_of(PROD))));
+        let r = get(2, "/clusters/dev/openid/v1/jwks?x=1");
+        assert_eq!((r.status, r.body), (200, Some(jwks_of(DEV))));
+        let r = get(3, "/clusters/dev/.well-known/openid-configuration");
+        let want = String::from_utf8(discovery_of(DEV)).unwrap().replace(
+            "https://10.0.0.1:6443/openid/v1/jwks",
+            "https://oidc.example.com/clusters/dev/openid/v1/jwks",
+        );
+        assert_eq!(
+            r.body.as_deref(),
+            Some(want.as_bytes()),
+            "jwks_uri: the filter's own"
+        );
+        for path in [
+            "/openid/v1/jwks",
+            "/clusters/prod",
+            "/clusters/prod/openid/v1/jwks/",
+        ] {
+            assert_eq!(get(4, path).status, 404, "{path}");
+        }
+        vm.request(
+            5,
+            "oidc.example.com",
+            "DELETE",
+            "/clusters/dev/openid/v1/jwks",
+        );
+        assert_eq!(vm.host().take_answers(), [(5, 405)]);
+        assert_eq!(
+            vm.request(6, "app.example.com", "GET", "/clusters/dev/openid/v1/jwks"),
+            Action::Continue
+        );
+        let count = |name, o| {
+            vm.host()
+                .metric(&metrics::Names::new(Some(name)).requests(Document::Jwks, o))
+        };
+        assert_eq!(
+            (count("prod", Outcome::Fresh), count("dev", Outcome::Fresh)),
+            (1, 1)
+        );
+        assert_eq!(vm.host().metric(&metrics::not_found()), 3);
+        assert_eq!(vm.host().metric(&metrics::method_not_allowed()), 1);
     }
 }

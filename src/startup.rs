@@ -2,25 +2,52 @@
 //! hook that logs before the VM dies (clippy denies panics; the hook is for the one we missed).
 
 use crate::cache::{self, SharedStore};
-use crate::config::Config;
+use crate::config::{Config, Issuer};
 use std::time::Duration;
 
-/// The start line: version, hosts, cluster, token mode and refresh interval. Names the token's
-/// variable, never its value.
+/// The start line: version, what is served from which cluster with which token, and the
+/// refresh interval. Names the tokens' variables, never their values.
+///
+/// Single-issuer form: `hosts oidc.example.com; cluster "kubernetes"; token from VM env T; ...`.
+/// `issuers` form: `issuers prod
+/// https://oidc.example.com/clusters/prod (cluster "prod-api", token from VM env T), ...; ...`.
 pub fn start_line(cfg: &Config) -> String {
-    let hosts = if cfg.hosts.is_empty() {
-        "every host".to_string()
-    } else {
-        cfg.hosts.join(", ")
-    };
-    let token = match &cfg.token {
+    let token = |i: &Issuer| match &i.token {
         Some(t) => format!("token from VM env {}", t.var()),
         None => "no token (the cluster may inject one)".to_string(),
     };
+    let served = match cfg.issuers.as_slice() {
+        [single] if single.name.is_none() => {
+            let hosts = if single.scope.hosts.is_empty() {
+                "every host".to_string()
+            } else {
+                single.scope.hosts.join(", ")
+            };
+            format!(
+                "hosts {hosts}; cluster {:?}; {}",
+                single.cluster,
+                token(single)
+            )
+        }
+        issuers => {
+            let each: Vec<String> = issuers
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} {} (cluster {:?}, {})",
+                        i.name.as_deref().unwrap_or_default(),
+                        i.url.as_deref().unwrap_or_default(),
+                        i.cluster,
+                        token(i)
+                    )
+                })
+                .collect();
+            format!("issuers {}", each.join(", "))
+        }
+    };
     format!(
-        "kube-oidc-discovery {} started: hosts {hosts}; cluster {:?}; {token}; refresh every {} s",
+        "kube-oidc-discovery {} started: {served}; refresh every {} s",
         env!("CARGO_PKG_VERSION"),
-        cfg.cluster,
         cfg.refresh_interval.as_secs()
     )
 }
@@ -87,6 +114,25 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("refresh every 60 s"), "{line}");
+    }
+
+    #[test]
+    fn the_start_line_of_the_issuers_form_names_each_issuer() {
+        let line = start_line(&cfg(r#"{"issuers":[
+                {"name":"prod","issuer":"https://oidc.example.com/clusters/prod","cluster":"prod-api","token_env":"KOD_TOKEN_PROD"},
+                {"name":"dev","issuer":"https://oidc.example.com/clusters/dev","cluster":"dev-api"}]}"#));
+        assert_eq!(
+            line,
+            concat!(
+                "kube-oidc-discovery ",
+                env!("CARGO_PKG_VERSION"),
+                " started: issuers prod https://oidc.example.com/clusters/prod ",
+                "(cluster \"prod-api\", token from VM env KOD_TOKEN_PROD), ",
+                "dev https://oidc.example.com/clusters/dev ",
+                "(cluster \"dev-api\", no token (the cluster may inject one)); refresh every 60 s"
+            )
+        );
+        assert!(!line.contains("s3cr3t-token"));
     }
 
     #[test]

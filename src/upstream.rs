@@ -1,15 +1,16 @@
 //! The upstream call: the request sent to the API server, and what its answer means.
 
-use crate::config::Config;
+use crate::config::Issuer;
 use crate::document::{Document, InvalidBody};
 use std::fmt;
 
 /// Bodies above this size are refused without being read.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// The headers of the upstream request. Built only from constants and configuration:
-/// nothing of the client's request is an input here.
-pub fn request_headers(cfg: &Config, doc: Document) -> Vec<(&'static str, String)> {
+/// The headers of the upstream request to one issuer's API server. Built only from constants
+/// and configuration: nothing of the client's request is an input here, and the path is the
+/// API server's root path whatever the issuer's public path.
+pub fn request_headers(cfg: &Issuer, doc: Document) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (":method", "GET".to_string()),
         (":path", doc.path().to_string()),
@@ -236,7 +237,7 @@ fn header_value_ok(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::config::{Config, Issuer};
     use std::cell::Cell;
 
     fn ok_answer(body_size: usize) -> UpstreamAnswer<'static> {
@@ -262,7 +263,7 @@ mod tests {
             |_| Some("tok".into()),
         )
         .unwrap();
-        let h = request_headers(&cfg, Document::Jwks);
+        let h = request_headers(&cfg.issuers[0], Document::Jwks);
         let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
         assert_eq!(get(":method"), Some("GET"));
         assert_eq!(get(":path"), Some("/openid/v1/jwks"));
@@ -270,7 +271,7 @@ mod tests {
         assert_eq!(get("accept"), Some("application/jwk-set+json"));
         assert_eq!(get("authorization"), Some("Bearer tok"));
         assert_eq!(h.len(), 7);
-        let without = request_headers(&Config::default(), Document::Discovery);
+        let without = request_headers(&Issuer::default(), Document::Discovery);
         assert!(without.iter().all(|(n, _)| *n != "authorization"));
         assert!(without
             .iter()
@@ -278,6 +279,23 @@ mod tests {
         assert!(without
             .iter()
             .any(|(n, v)| *n == "accept" && v == "application/json"));
+    }
+
+    #[test]
+    fn a_path_prefixed_issuer_is_fetched_at_the_api_servers_root_paths() {
+        let cfg = Config::from_json(
+            br#"{"issuers":[{"name":"prod","issuer":"https://oidc.example.com/clusters/prod",
+                 "cluster":"prod-api","authority":"api.prod.internal"}]}"#,
+            |_| None,
+        )
+        .unwrap();
+        for doc in Document::ALL {
+            let h = request_headers(&cfg.issuers[0], doc);
+            let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+            assert_eq!(get(":path"), Some(doc.path()));
+            assert_eq!(get(":authority"), Some("api.prod.internal"));
+            assert_eq!(get("authorization"), None);
+        }
     }
 
     #[test]
@@ -330,7 +348,7 @@ mod tests {
     #[test]
     fn accept_keeps_only_relayed_headers_and_validates() {
         let asked = Cell::new(Vec::new());
-        let body = br#"{"keys":[]}"#;
+        let body = br#"{"keys":[{"kid":"a"}]}"#;
         let read = reader(body, &asked);
         let f = accept(Document::Jwks, &ok_answer(body.len()), read, None).unwrap();
         assert_eq!(f.body, body);

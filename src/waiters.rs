@@ -19,6 +19,8 @@ pub const SETTLE_BATCH: usize = 32;
 #[derive(Debug)]
 pub(crate) struct Waiter {
     pub(crate) context_id: u32,
+    /// The issuer's position in the configuration.
+    pub(crate) issuer: usize,
     pub(crate) doc: Document,
     pub(crate) if_none_match: Option<String>,
     pub(crate) deadline_ms: u64,
@@ -53,8 +55,9 @@ impl<H: Host> Plugin<H> {
             if self.host.set_effective_context(w.context_id).is_err() {
                 continue; // the request is gone
             }
-            let lookup = self.answer_from_copy(w.doc, now, w.if_none_match.as_deref());
-            if lookup == Lookup::Served || self.answer_cold(w.doc, lookup, now, w.deadline_ms) {
+            let lookup = self.answer_from_copy(w.issuer, w.doc, now, w.if_none_match.as_deref());
+            let cold = |l| self.answer_cold(w.issuer, w.doc, l, now, w.deadline_ms);
+            if lookup == Lookup::Served || cold(lookup) {
                 answered += 1;
             } else {
                 still.push(w);
@@ -78,7 +81,7 @@ impl<H: Host> Plugin<H> {
 mod tests {
     use super::*;
     use crate::answer::Outcome;
-    use crate::host::fake::{Process, JWKS};
+    use crate::host::fake::{jwks_of, Process, DEV, FLEET, JWKS, PROD};
     use crate::metrics;
     use crate::refresh::{IDLE_TICK, KICK_TICK, WAIT_TICK};
     use std::collections::BTreeSet;
@@ -125,7 +128,7 @@ mod tests {
         assert!(all
             .iter()
             .all(|r| r.status == 200 && r.body.as_deref() == Some(JWKS)));
-        let fresh = metrics::requests(Document::Jwks, Outcome::Fresh);
+        let fresh = metrics::Names::new(None).requests(Document::Jwks, Outcome::Fresh);
         assert_eq!(vm.host().metric(&fresh), 500);
         // the start's kick, waiting for the fetch, kick while batches are cut short, idle
         let ticks = vm.host().ticks();
@@ -149,7 +152,7 @@ mod tests {
         p.advance(1);
         vm.tick_now();
         assert_eq!(vm.host().take_answers(), [(7, 504)]);
-        let err = metrics::requests(Document::Jwks, Outcome::UpstreamError);
+        let err = metrics::Names::new(None).requests(Document::Jwks, Outcome::UpstreamError);
         assert_eq!(vm.host().metric(&err), 1);
         assert_eq!(vm.host().tick(), Some(IDLE_TICK));
     }
@@ -178,5 +181,61 @@ mod tests {
         let cfg = crate::config::Config::from_json(br#"{"timeout_ms":2000}"#, |_| None).unwrap();
         assert_eq!(deadline(&cfg, 10), 3010);
         assert_eq!(deadline(&cfg, u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_cold_burst_on_one_issuer_makes_one_call_for_that_issuer() {
+        let p = Process::at(1_000_000);
+        let (a, b) = (p.vm(FLEET), p.vm(FLEET));
+        a.tick_now();
+        let calls = a.host().take_calls();
+        assert_eq!(calls.len(), 4, "the prefetch: two documents of two issuers");
+        for c in calls.iter().filter(|c| c.cluster == "dev-api") {
+            a.respond_as(c, DEV);
+        }
+        // prod is cold and its fetch is slow: a burst on two VMs
+        let prod_jwks = "/clusters/prod/openid/v1/jwks";
+        for id in 100..400 {
+            let vm = if id % 2 == 0 { &a } else { &b };
+            vm.request(id, "oidc.example.com", "GET", prod_jwks);
+        }
+        a.request(9, "oidc.example.com", "GET", "/clusters/dev/openid/v1/jwks");
+        assert_eq!(
+            a.host().take_answers(),
+            [(9, 200)],
+            "dev is not held up by prod"
+        );
+        for _ in 0..5 {
+            p.advance(20);
+            a.tick_now();
+            b.tick_now();
+        }
+        assert!(a.host().take_calls().is_empty() && b.host().take_calls().is_empty());
+        let prod = calls.iter().filter(|c| c.cluster == "prod-api");
+        for c in prod {
+            a.respond_as(c, PROD);
+        }
+        let mut replies = Vec::new();
+        for _ in 0..20 {
+            p.advance(1);
+            a.tick_now();
+            b.tick_now();
+            replies.extend(a.host().take_replies());
+            replies.extend(b.host().take_replies());
+        }
+        assert_eq!(replies.len(), 300);
+        let ids: BTreeSet<u32> = replies.iter().map(|r| r.context_id).collect();
+        assert_eq!(ids, (100..400).collect());
+        assert!(replies
+            .iter()
+            .all(|r| r.status == 200 && r.body == Some(jwks_of(PROD))));
+        assert!(a.host().take_calls().is_empty() && b.host().take_calls().is_empty());
+        let names = metrics::Names::new(Some("prod"));
+        let ok = names.fetches(Document::Jwks, crate::upstream::FetchResult::Ok);
+        assert_eq!(
+            a.host().metric(&ok),
+            1,
+            "one upstream call for prod's key set"
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 use kube_oidc_discovery::answer::{self, Outcome};
 use kube_oidc_discovery::cache::{Freshness, StoredCopy};
-use kube_oidc_discovery::classify::{classify, host_matches, Route};
+use kube_oidc_discovery::classify::{host_matches, serves_host, Route, Scope};
 use kube_oidc_discovery::document::Document;
 use kube_oidc_discovery::upstream::{self, FetchResult, UpstreamAnswer};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -20,13 +20,20 @@ fn serves_exactly_the_two_paths_on_the_public_host() {
     let h = hosts();
     assert!(host_matches(&h, "OIDC.example.com:443"));
     assert!(!host_matches(&h, "app.example.com"));
+    let single = [Scope {
+        hosts: h,
+        prefix: String::new(),
+    }];
+    let classify = |method: &str, path: &str| {
+        kube_oidc_discovery::classify::classify(&single, "oidc.example.com", method, path)
+    };
     assert_eq!(
         classify("GET", "/openid/v1/jwks?x=1"),
-        Route::Serve(Document::Jwks)
+        Route::Serve(0, Document::Jwks)
     );
     assert_eq!(
         classify("HEAD", "/.well-known/openid-configuration"),
-        Route::Serve(Document::Discovery)
+        Route::Serve(0, Document::Discovery)
     );
     for p in [
         "/openid/v1/jwks/",
@@ -41,6 +48,40 @@ fn serves_exactly_the_two_paths_on_the_public_host() {
         classify("DELETE", "/openid/v1/jwks"),
         Route::MethodNotAllowed
     );
+}
+
+#[wasm_bindgen_test]
+fn serves_path_prefixed_issuers_at_their_prefix() {
+    let fleet = [
+        Scope {
+            hosts: hosts(),
+            prefix: "/clusters/prod".into(),
+        },
+        Scope {
+            hosts: hosts(),
+            prefix: "/clusters/dev".into(),
+        },
+    ];
+    assert!(serves_host(&fleet, "OIDC.example.com:443"));
+    assert!(!serves_host(&fleet, "app.example.com"));
+    let classify = |path: &str| {
+        kube_oidc_discovery::classify::classify(&fleet, "oidc.example.com", "GET", path)
+    };
+    assert_eq!(
+        classify("/clusters/dev/openid/v1/jwks"),
+        Route::Serve(1, Document::Jwks)
+    );
+    assert_eq!(
+        classify("/clusters/prod/.well-known/openid-configuration?x"),
+        Route::Serve(0, Document::Discovery)
+    );
+    for p in [
+        "/openid/v1/jwks",
+        "/clusters/prod/",
+        "/clusters//prod/openid/v1/jwks",
+    ] {
+        assert_eq!(classify(p), Route::NotFound, "{p}");
+    }
 }
 
 #[wasm_bindgen_test]

@@ -1,10 +1,12 @@
-//! Configuration parsing and compiling. Any bytes either compile to a configuration that keeps
-//! every documented limit, never shows the token and compiles again to itself, or fail with an
-//! "invalid configuration" error; parse-then-compile and `from_json` always agree.
+//! Configuration parsing and compiling, both forms. Any bytes either compile to a configuration
+//! that keeps every documented limit (in the `issuers` form: 1 to 64 entries, valid unique names,
+//! each served on its issuer URL's host under its path, no two sharing a document path), never
+//! shows a token and compiles again to itself, or fail with an "invalid configuration" error;
+//! parse-then-compile and `from_json` always agree.
 #![no_main]
 
 use kube_oidc_discovery::classify;
-use kube_oidc_discovery::config::{Config, RawConfig};
+use kube_oidc_discovery::config::{Config, Issuer, RawConfig, MAX_ISSUERS, MAX_NAME_LEN};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
@@ -34,9 +36,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Without the variable, a configuration naming one never starts.
+    let no_token = |c: &Config| c.issuers.iter().all(|i| i.token.is_none());
     if let Ok(cfg) = Config::from_json(data, |_| None) {
-        assert!(cfg.token.is_none());
-        assert_eq!(compiled.map(|c| c.token.is_none()), Ok(true));
+        assert!(no_token(&cfg));
+        assert_eq!(compiled.map(|c| no_token(&c)), Ok(true));
     }
 });
 
@@ -44,34 +47,119 @@ fn holds_its_limits(cfg: &Config) {
     assert!((1..=60_000).contains(&cfg.timeout.as_millis()));
     assert!((5..=86_400).contains(&cfg.refresh_interval.as_secs()));
     assert!((1..=31_536_000).contains(&cfg.max_stale.as_secs()));
-    assert!(!cfg.cluster.trim().is_empty());
-    assert!(!cfg.authority.trim().is_empty());
-    assert!(!cfg
+    assert!((1..=MAX_ISSUERS).contains(&cfg.issuers.len()));
+    let form = cfg
+        .issuers
+        .iter()
+        .map(|i| i.name.is_some())
+        .collect::<Vec<_>>();
+    assert!(
+        form == [false] || form.iter().all(|named| *named),
+        "{form:?}"
+    );
+    for (n, issuer) in cfg.issuers.iter().enumerate() {
+        entry_holds_its_limits(issuer);
+        for other in cfg.issuers.iter().take(n) {
+            let metric = |i: &Issuer| i.name.as_ref().map(|n| n.replace('-', "_"));
+            assert_ne!(
+                metric(issuer),
+                metric(other),
+                "two issuers, one metric name"
+            );
+            assert_ne!(issuer.url, other.url);
+            // no two issuers share a document path on one host
+            assert!(
+                issuer.scope.hosts != other.scope.hosts
+                    || issuer.scope.prefix != other.scope.prefix
+            );
+        }
+    }
+}
+
+fn entry_holds_its_limits(i: &Issuer) {
+    assert!(!i.cluster.trim().is_empty());
+    assert!(!i.authority.trim().is_empty());
+    assert!(!i
         .authority
         .contains(|c: char| c.is_whitespace() || c == '/'));
-    for host in &cfg.hosts {
+    for host in &i.scope.hosts {
         assert!(!host.is_empty());
         assert_eq!(*host, host.to_ascii_lowercase());
-        assert!(classify::host_matches(&cfg.hosts, host), "{host:?}");
+        assert!(classify::host_matches(&i.scope.hosts, host), "{host:?}");
         let upper = host.to_ascii_uppercase();
-        assert!(classify::host_matches(&cfg.hosts, &upper), "{upper:?}");
+        assert!(classify::host_matches(&i.scope.hosts, &upper), "{upper:?}");
     }
-    if let Some(uri) = &cfg.jwks_uri {
+    if let Some(uri) = &i.jwks_uri {
         assert!(uri.starts_with("https://") && uri.len() > "https://".len());
         assert!(!uri.bytes().any(|b| b.is_ascii_control() || b == b' '));
     }
+    if let Some(url) = &i.url {
+        assert!(
+            url.starts_with("https://") && !url.contains(['?', '#']),
+            "{url:?}"
+        );
+        assert!(url.bytes().all(|b| b.is_ascii_graphic()), "{url:?}");
+    }
+    let Some(name) = &i.name else {
+        assert!(
+            i.scope.prefix.is_empty(),
+            "the single-issuer form serves the root paths"
+        );
+        return;
+    };
+    assert!((1..=MAX_NAME_LEN).contains(&name.len()), "{name:?}");
+    assert!(name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
+    // served on its URL's host, under its URL's path without one trailing slash
+    let url = i.url.as_deref().expect("an entry has an issuer");
+    let rest = &url["https://".len()..];
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    assert_eq!(
+        i.scope.hosts,
+        [classify::strip_port(authority).to_ascii_lowercase()]
+    );
+    assert_eq!(i.scope.prefix, path.strip_suffix('/').unwrap_or(path));
+    assert!(
+        i.jwks_uri.is_some(),
+        "the issuers form always publishes its own jwks_uri"
+    );
 }
 
 /// The configuration as an operator would write it.
 fn as_json(cfg: &Config) -> serde_json::Value {
-    json!({
-        "cluster": cfg.cluster,
-        "authority": cfg.authority,
-        "hosts": cfg.hosts,
-        "token_env": cfg.token.as_ref().map(|t| t.var()),
+    let globals = json!({
         "timeout_ms": cfg.timeout.as_millis() as u64,
-        "jwks_uri": cfg.jwks_uri,
         "refresh_interval_s": cfg.refresh_interval.as_secs(),
         "max_stale_s": cfg.max_stale.as_secs(),
-    })
+    });
+    let mut out = match cfg.issuers.as_slice() {
+        [single] if single.name.is_none() => json!({
+            "cluster": single.cluster,
+            "authority": single.authority,
+            "hosts": single.scope.hosts,
+            "token_env": single.token.as_ref().map(|t| t.var()),
+            "jwks_uri": single.jwks_uri,
+        }),
+        issuers => {
+            let entries: Vec<_> = issuers
+                .iter()
+                .map(|i| {
+                    json!({
+                        "name": i.name,
+                        "issuer": i.url,
+                        "cluster": i.cluster,
+                        "authority": i.authority,
+                        "token_env": i.token.as_ref().map(|t| t.var()),
+                        "jwks_uri": i.jwks_uri,
+                    })
+                })
+                .collect();
+            json!({ "issuers": entries })
+        }
+    };
+    if let (Some(out), Some(globals)) = (out.as_object_mut(), globals.as_object()) {
+        out.extend(globals.clone());
+    }
+    out
 }

@@ -9,7 +9,7 @@ use kube_oidc_discovery::upstream::{self, Fetched, UpstreamAnswer};
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 
-const JWKS: &[u8] = br#"{"keys":[]}"#;
+const JWKS: &[u8] = br#"{"keys":[{"kid":"a"}]}"#;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(copy) = StoredCopy::decode(data) {

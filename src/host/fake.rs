@@ -81,6 +81,7 @@ impl Process {
             effective: Cell::new(root_id),
             live: RefCell::default(),
             refuse_dispatch: Cell::new(false),
+            missing_clusters: RefCell::default(),
             next_token: Cell::new(root_id * 10),
             head_reads: Cell::new(0),
             replies: RefCell::default(),
@@ -146,6 +147,8 @@ pub struct FakeHost {
     live: RefCell<BTreeSet<u32>>,
     /// When set, dispatch fails as for an unknown cluster.
     pub refuse_dispatch: Cell<bool>,
+    /// Clusters this host does not have: dispatch to them fails (Envoy's BadArgument).
+    pub missing_clusters: RefCell<Vec<String>>,
     next_token: Cell<u32>,
     /// How often the plugin read a request's header map.
     pub head_reads: Cell<usize>,
@@ -190,7 +193,8 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<u32, HostError> {
-        if self.refuse_dispatch.get() {
+        if self.refuse_dispatch.get() || self.missing_clusters.borrow().iter().any(|c| c == cluster)
+        {
             return Err(HostError("BadArgument".into()));
         }
         let token = self.next_token.get();
@@ -352,6 +356,43 @@ impl Plugin<FakeHost> {
         };
         self.respond(call.token, "200", "application/json", body);
     }
+
+    /// Answers a call as the API server whose `--service-account-issuer` is `issuer` would:
+    /// with [`discovery_of`] or [`jwks_of`] that issuer.
+    pub fn respond_as(&self, call: &Call, issuer: &str) {
+        if call.path() == Document::Jwks.path() {
+            self.respond(
+                call.token,
+                "200",
+                "application/jwk-set+json",
+                &jwks_of(issuer),
+            );
+        } else {
+            self.respond(call.token, "200", "application/json", &discovery_of(issuer));
+        }
+    }
+}
+
+/// Two path-prefixed issuers on one host, each its own cluster: `prod` with a token from the VM
+/// environment, `dev` without (its cluster injects one).
+pub const FLEET: &str = r#"{"issuers":[
+    {"name":"prod","issuer":"https://oidc.example.com/clusters/prod","cluster":"prod-api",
+     "authority":"api.prod.internal","token_env":"T"},
+    {"name":"dev","issuer":"https://oidc.example.com/clusters/dev","cluster":"dev-api"}],
+    "timeout_ms":2000,"refresh_interval_s":60,"max_stale_s":100}"#;
+pub const PROD: &str = "https://oidc.example.com/clusters/prod";
+pub const DEV: &str = "https://oidc.example.com/clusters/dev";
+
+/// The discovery document of an API server with this `--service-account-issuer`.
+pub fn discovery_of(issuer: &str) -> Vec<u8> {
+    format!(r#"{{"issuer":"{issuer}","jwks_uri":"https://10.0.0.1:6443/openid/v1/jwks"}}"#)
+        .into_bytes()
+}
+
+/// The key set of an API server with this `--service-account-issuer`: one key, named after it,
+/// so that a test can tell whose keys it was served.
+pub fn jwks_of(issuer: &str) -> Vec<u8> {
+    format!(r#"{{"keys":[{{"kty":"RSA","kid":"{issuer}"}}]}}"#).into_bytes()
 }
 
 pub const JWKS: &[u8] = br#"{"keys":[{"kty":"RSA","kid":"a"}]}"#;
