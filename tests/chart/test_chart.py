@@ -524,11 +524,16 @@ def test_notes_patch_the_gateway_with_the_rendered_names(variant):
         _sds_source(one(helm.render(values=values), "EnvoyFilter", "-credential"))["watched_directory"]["path"]
 
 
-def _sds_source(ef: dict) -> dict:
-    (patch,) = ef["spec"]["configPatches"]
+def injected_credential(patch: dict) -> dict:
+    """The SDS credential (name, sds_config) the credential_injector of a `-credential` patch reads."""
     opts = patch["patch"]["value"]["typed_extension_protocol_options"]
     injector = opts["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]
-    return injector["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]["path_config_source"]
+    return injector["typed_config"]["credential"]["typed_config"]["credential"]
+
+
+def _sds_source(ef: dict) -> dict:
+    (patch,) = ef["spec"]["configPatches"]
+    return injected_credential(patch)["sds_config"]["path_config_source"]
 
 
 # ---------------------------------------------------------------------- the docs say what the chart does

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 import helm
-from test_chart import (DISCOVERY_ROLE, ISSUERS, ISTIO_CLUSTER, K8S_VERSION, README, VARIANTS, _notes_patch, by_kind,
-                        one, scope_patches)
+from test_chart import (DISCOVERY_ROLE, ISTIO_CLUSTER, K8S_VERSION, README, VARIANTS, _notes_patch, by_kind,
+                        injected_credential, one, scope_patches)
 
 FORMS = ["issuers", "issuers-remote"]
 SDS_MOUNT = "/etc/kube-oidc-discovery"
@@ -44,12 +44,6 @@ def istio_clusters(objs: list[dict]) -> dict[str, str]:
     (pilot/pkg/model/service.go, BuildSubsetKey; the ServiceEntry's port number, not a target port)."""
     return {h: f"outbound|{p['number']}||{h}" for se in by_kind(objs)["ServiceEntry"]
             for h in se["spec"]["hosts"] for p in se["spec"]["ports"]}
-
-
-def injector(patch: dict) -> dict:
-    opts = patch["patch"]["value"]["typed_extension_protocol_options"]
-    f = opts["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]
-    return f["typed_config"]["credential"]["typed_config"]["credential"]
 
 
 # ---------------------------------------------------------------------- the filter's configuration
@@ -157,7 +151,7 @@ def test_each_token_reaches_envoy_by_its_entrys_mode(variant):
     assert not any("token_env" in e for e in rotating)
     assert sorted(patches) == sorted(e["cluster"] for e in rotating)
     cm = one(objs, "ConfigMap")
-    sources = [injector(p) for p in patches.values()]
+    sources = [injected_credential(p) for p in patches.values()]
     for src in sources:
         sds = src["sds_config"]["path_config_source"]
         assert sds["path"].startswith(f"{SDS_MOUNT}/")
@@ -192,7 +186,7 @@ def test_notes_give_the_gateway_every_token_and_name_the_secrets_to_create(varia
             secret = env[e["token_env"]]["name"]
             assert env[e["token_env"]]["key"] == "token"
         else:
-            token_dir = injector(patches[e["cluster"]])["sds_config"]["path_config_source"]["watched_directory"]["path"]
+            token_dir = injected_credential(patches[e["cluster"]])["sds_config"]["path_config_source"]["watched_directory"]["path"]
             secret = volumes[mounts[token_dir]]["secret"]["secretName"]
         if "apiServer" not in v:
             assert [secret] == chart_secret  # this cluster's: the chart's own Secret
@@ -261,3 +255,12 @@ def test_issuers_example_in_values_yaml_is_valid():
     example = re.search(r"^# Example:\n((?:#   .*\n)+)", text, re.M).group(1)
     values = {"issuers": yaml.safe_load("\n".join(line[4:] for line in example.splitlines()))}
     assert [e["name"] for e in plugin_entries(helm.render(values=values)).values()] == ["local", "prod"]
+
+
+def test_schema_limits_of_issuers_are_the_filters_own():
+    """maxItems and the name's length in values.schema.json equal the constants in src/config.rs."""
+    rust = (helm.CHART.parents[1] / "src" / "config.rs").read_text()
+    schema = json.loads((helm.CHART / "values.schema.json").read_text())["properties"]["issuers"]
+    const = {n: int(v) for n, v in re.findall(r"^pub const (MAX_ISSUERS|MAX_NAME_LEN): usize = (\d+);", rust, re.M)}
+    assert schema["maxItems"] == const["MAX_ISSUERS"]
+    assert schema["items"]["properties"]["name"]["pattern"] == f"^[a-z0-9_-]{{1,{const['MAX_NAME_LEN']}}}$"
