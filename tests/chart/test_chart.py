@@ -29,6 +29,20 @@ EVERYTHING = {
                "refreshIntervalS": 30, "maxStaleS": 3600},
     "publicGateway": {"create": True, "certificate": {"create": True, "issuerRef": {"name": "letsencrypt"}}},
 }
+# Several issuers: this cluster's and another's with rotating tokens (the default here), another's
+# reached by DNS with a static token. Its own tests: test_issuers.py.
+ISSUERS = {
+    "token": {"mode": "rotating"},
+    "issuers": [
+        {"name": "local", "issuer": "https://oidc.example.com/clusters/local"},
+        {"name": "prod", "issuer": "https://oidc.example.com/clusters/prod",
+         "apiServer": {"host": "api.prod.example.internal"}, "tokenMode": "static"},
+        {"name": "edge_1", "issuer": "https://edge-oidc.example.com/", "jwksUri": "https://keys.example.com/edge/jwks",
+         "apiServer": {"host": "api.edge.example.internal", "port": 6443, "addresses": ["10.20.0.10", "fd00::10"],
+                       "sni": "kubernetes.default.svc", "subjectAltNames": ["kubernetes.default.svc", "10.20.0.10"]}},
+    ],
+    "publicGateway": {"create": True, "certificate": {"create": True, "issuerRef": {"name": "letsencrypt"}}},
+}
 VARIANTS = {
     "defaults": {},
     "everything": EVERYTHING,
@@ -41,6 +55,15 @@ VARIANTS = {
                    "gateway": {"selector": {"istio": "ingress"}, "deploymentName": "istio-ingress"}},
     # today's behaviour: the plugin in the path of every request of the gateway
     "scope-all": {"plugin": {"scope": "all"}},
+    "issuers": ISSUERS,
+    # other clusters only (static tokens by default, two rotating): nothing of this cluster's
+    "issuers-remote": {"issuers": [
+        {"name": "a", "issuer": "https://a.example.com", "apiServer": {"host": "api.a.example.internal",
+                                                                     "sni": "kubernetes.default.svc"}},
+        {"name": "b", "issuer": "https://b.example.com/x", "apiServer": {"host": "api.b.example.internal"},
+         "tokenMode": "rotating"},
+        {"name": "c", "issuer": "https://b.example.com/y", "apiServer": {"host": "api.c.example.internal", "port": 8443},
+         "tokenMode": "rotating"}]},
 }
 
 
@@ -115,7 +138,7 @@ def test_cli_template_renders_like_helm_template_and_lint_fails_on_errors(tmp_pa
 def test_core_objects_are_valid_kubernetes(variant):
     core = [o for o in helm.render(values=VARIANTS[variant]) if "." not in o["apiVersion"].split("/")[0]
             or o["apiVersion"].startswith("rbac.authorization.k8s.io")]
-    assert {o["kind"] for o in core} >= {"ClusterRoleBinding"}
+    assert core
     assert len(core) == len([o for o in helm.render(values=VARIANTS[variant])
                              if o["kind"] in ("ServiceAccount", "ClusterRoleBinding", "Secret", "ConfigMap")])
     for o in core:
@@ -144,14 +167,16 @@ def test_crd_validation_can_fail():
     objs = helm.render(values=EVERYTHING)
     wp, dr, cert = one(objs, "WasmPlugin"), one(objs, "DestinationRule"), one(objs, "Certificate")
     vs, ef = one(objs, "VirtualService"), one(helm.render(values=VARIANTS["rotating"]), "EnvoyFilter", "-credential")
+    se = by_kind(helm.render(values=ISSUERS))["ServiceEntry"][0]
     wp["spec"]["failStrategy"] = "FAIL_SOMETIMES"
+    se["spec"]["resolution"] = "DNZ"
     dr["spec"]["trafficPolicy"]["tls"]["mode"] = "SIMPLEST"
     del cert["spec"]["issuerRef"]["name"]
     vs["spec"]["http"][0]["directResponse"]["status"] = "404"
     ef["spec"]["configPatches"][0]["applyTo"] = "CLUSTERS"
-    errors = crd_errors([wp, dr, cert, vs, ef])
+    errors = crd_errors([wp, dr, cert, vs, ef, se])
     assert "failStrategy" in errors[0] and "tls/mode" in errors[1] and "issuerRef" in errors[2], errors
-    assert "directResponse/status" in errors[3] and "applyTo" in errors[4], errors
+    assert "directResponse/status" in errors[3] and "applyTo" in errors[4] and "resolution" in errors[5], errors
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -173,6 +198,12 @@ def test_every_variant_renders_the_expected_kinds():
     assert kinds["helm-guide"] == ["ClusterRoleBinding", "ConfigMap", "DestinationRule", "EnvoyFilter", "EnvoyFilter",
                                    "Secret", "ServiceAccount", "WasmPlugin"]
     assert kinds["scope-all"] == ["ClusterRoleBinding", "DestinationRule", "Secret", "ServiceAccount", "WasmPlugin"]
+    assert kinds["issuers"] == ["Certificate", "ClusterRoleBinding", "ConfigMap", "DestinationRule", "DestinationRule",
+                                "DestinationRule", "EnvoyFilter", "EnvoyFilter", "Gateway", "Secret", "ServiceAccount",
+                                "ServiceEntry", "ServiceEntry", "VirtualService", "WasmPlugin"]
+    assert kinds["issuers-remote"] == ["ConfigMap", "DestinationRule", "DestinationRule", "DestinationRule",
+                                       "EnvoyFilter", "EnvoyFilter", "ServiceEntry", "ServiceEntry", "ServiceEntry",
+                                       "WasmPlugin"]
 
 
 # ---------------------------------------------------------------------- what matters
@@ -190,7 +221,7 @@ def test_destination_rule_originates_verified_tls_for_the_gateway_only():
     }
 
 
-@pytest.mark.parametrize("variant", ["defaults", "everything", "rotating"])
+@pytest.mark.parametrize("variant", ["defaults", "everything", "rotating", "issuers"])
 def test_least_privilege_a_dedicated_account_bound_only_to_the_discovery_role(variant):
     objs = helm.render(values=VARIANTS[variant])
     kinds = by_kind(objs)
@@ -353,7 +384,8 @@ def test_plugin_config_is_accepted_by_the_filter(variant):
     env = {e["name"]: "eyJ.test.token" for e in wp.get("vmConfig", {}).get("env", []) if e["valueFrom"] == "HOST"}
     r = check_config(wp["pluginConfig"], env)
     assert r.returncode == 0, r.stderr
-    assert ISTIO_CLUSTER in r.stdout
+    clusters = [e["cluster"] for e in wp["pluginConfig"].get("issuers", [wp["pluginConfig"]])]
+    assert clusters and all(c in r.stdout for c in clusters), (clusters, r.stdout)
 
 
 def test_the_filter_check_runs_it_rejects_a_missing_token_variable():
@@ -388,6 +420,57 @@ BAD_VALUES = {
     "selector-not-string": ({"gateway": {"selector": {"istio": 1}}}, "/gateway/selector/istio"),
     "cert-without-issuer": ({"publicGateway": {"create": True, "certificate": {"create": True}}},
                             "/publicGateway/certificate/issuerRef/name"),
+    # issuers: each entry (values.schema.json), as the filter checks it
+    **{f"issuer-name-{n}": ({"issuers": [{"name": name, "issuer": "https://a.example.com"}]}, "/issuers/0/name")
+       for n, name in (("upper", "Prod"), ("dot", "prod.eu"), ("long", "p" * 33), ("empty", ""))},
+    **{f"issuer-{n}": ({"issuers": [{"name": "a", "issuer": url}]}, "/issuers/0/issuer")
+       for n, url in (("http", "http://a.example.com"), ("query", "https://a.example.com/x?y=1"),
+                      ("fragment", "https://a.example.com/x#y"), ("dot-segment", "https://a.example.com/x/../y"),
+                      ("empty-segment", "https://a.example.com//x"), ("space", "https://a.example.com/a b"),
+                      ("no-host", "https:///x"),
+                      # the chart's own rule: it names Gateway hosts and virtual hosts after the host
+                      ("port", "https://a.example.com:8443/x"), ("upper-host", "https://A.example.com/x"))},
+    "issuer-unknown-key": ({"issuers": [{"name": "a", "issuer": "https://a.example.com", "cluster": "x"}]},
+                           "/issuers/0"),
+    "issuer-without-issuer": ({"issuers": [{"name": "a"}]}, "/issuers/0"),
+    "issuers-65": ({"issuers": [{"name": f"i{i}", "issuer": f"https://a.example.com/{i}"} for i in range(65)]},
+                   "/issuers"),
+    "issuer-http-jwks-uri": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                           "jwksUri": "http://a.example.com/jwks"}]}, "/issuers/0/jwksUri"),
+    "issuer-api-server-without-host": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                                     "apiServer": {"port": 443}}]}, "/issuers/0/apiServer"),
+    "issuer-api-server-ip-host": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                                "apiServer": {"host": "api_x"}}]}, "/issuers/0/apiServer/host"),
+    "issuer-address-not-ip": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                            "apiServer": {"host": "api.a", "addresses": ["api.a"]}}]},
+                              "/issuers/0/apiServer/addresses/0"),
+    "issuer-token-mode": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                        "apiServer": {"host": "api.a"}, "tokenMode": "projected"}]},
+                          "/issuers/0/tokenMode"),
+    # this cluster's entry takes token.mode
+    "issuer-local-token-mode": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                              "tokenMode": "rotating"}]}, "/issuers/0"),
+    # issuers: across entries (kod.issuers fails the render), as the filter checks them
+    "issuer-duplicate-name": ({"issuers": [{"name": "a", "issuer": "https://a.example.com/1"},
+                                           {"name": "a", "issuer": "https://a.example.com/2",
+                                            "apiServer": {"host": "api.b"}}]}, "issuers[1].name: the name a"),
+    "issuer-names-alike": ({"issuers": [{"name": "a-b", "issuer": "https://a.example.com/1"},
+                                        {"name": "a_b", "issuer": "https://a.example.com/2",
+                                         "apiServer": {"host": "api.b"}}]}, "issuers[1].name: the name a-b"),
+    "issuer-same-paths": ({"issuers": [{"name": "a", "issuer": "https://a.example.com/x"},
+                                       {"name": "b", "issuer": "https://a.example.com/x/",
+                                        "apiServer": {"host": "api.b"}}]},
+                          "issuers[1].issuer: the document paths https://a.example.com/x/... is also that of issuers[0]"),
+    "issuer-two-local": ({"issuers": [{"name": "a", "issuer": "https://a.example.com/1"},
+                                      {"name": "b", "issuer": "https://a.example.com/2"}]},
+                         "issuers[1].apiServer: the API server (cluster outbound|443||kubernetes.default.svc"),
+    "issuer-same-api-server": ({"issuers": [{"name": "a", "issuer": "https://a.example.com/1",
+                                             "apiServer": {"host": "api.b", "port": 443}},
+                                            {"name": "b", "issuer": "https://a.example.com/2",
+                                             "apiServer": {"host": "api.b"}}]},
+                               "issuers[1].apiServer: the API server (cluster outbound|443||api.b)"),
+    "issuers-with-jwks-uri": ({"jwksUri": "https://a.example.com/jwks",
+                               "issuers": [{"name": "a", "issuer": "https://a.example.com"}]}, "jwksUri is the single"),
 }
 
 
@@ -401,8 +484,8 @@ def test_schema_rejects_bad_values(case):
 
 def _notes_patch(text: str) -> tuple[str, dict]:
     """The `kubectl patch deployment NAME ... -p '<json>'` line of the NOTES: NAME and the patch."""
-    cmd, rest = text.split("kubectl -n ", 1)[1].split(" -p '", 1)
-    return cmd.split()[3], json.loads(rest.split("'", 1)[0])
+    cmd, rest = text.split(" patch deployment ", 1)[1].split(" -p '", 1)
+    return cmd.split()[0], json.loads(rest.split("'", 1)[0])
 
 
 def test_notes_show_the_curl_lines_and_metrics_for_the_gateway():
@@ -441,11 +524,16 @@ def test_notes_patch_the_gateway_with_the_rendered_names(variant):
         _sds_source(one(helm.render(values=values), "EnvoyFilter", "-credential"))["watched_directory"]["path"]
 
 
-def _sds_source(ef: dict) -> dict:
-    (patch,) = ef["spec"]["configPatches"]
+def injected_credential(patch: dict) -> dict:
+    """The SDS credential (name, sds_config) the credential_injector of a `-credential` patch reads."""
     opts = patch["patch"]["value"]["typed_extension_protocol_options"]
     injector = opts["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]
-    return injector["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]["path_config_source"]
+    return injector["typed_config"]["credential"]["typed_config"]["credential"]
+
+
+def _sds_source(ef: dict) -> dict:
+    (patch,) = ef["spec"]["configPatches"]
+    return injected_credential(patch)["sds_config"]["path_config_source"]
 
 
 # ---------------------------------------------------------------------- the docs say what the chart does

@@ -95,3 +95,44 @@ def ads_to_file(cfg: dict, ecds_file: Path) -> None:
         if src is not None and "ads" in src:
             del src["ads"]
             src["path_config_source"] = {"path": str(ecds_file)}
+
+
+def service_entry_cluster(se: dict, dr: dict, ca_file: Path) -> dict:
+    """The cluster istiod gives a gateway for a ServiceEntry (one host, one port) and its
+    DestinationRule's SIMPLE TLS: named outbound|<port>||<host> (model.BuildSubsetKey);
+    resolution STATIC: the endpoints (EDS in Istio, static here), DNS without endpoints: the host
+    resolved by Envoy (STRICT_DNS, cluster.go convertResolution); TLS with the rule's sni and SANs
+    and the CA istiod serves by SDS from the credentialName Secret, here ``ca_file``
+    (cluster_tls.go constructUpstreamTLS)."""
+    (host,), (port,) = se["hosts"], se["ports"]
+    assert dr["host"] == host and set(dr["trafficPolicy"]) == {"tls"}
+    tls = dr["trafficPolicy"]["tls"]
+    assert tls["mode"] == "SIMPLE" and "credentialName" in tls and "caCertificates" not in tls
+    name = f"outbound|{port['number']}||{host}"
+    if se["resolution"] == "STATIC":
+        addresses, kind = [e["address"] for e in se["endpoints"]], "STATIC"
+    else:
+        assert se["resolution"] == "DNS" and "endpoints" not in se
+        addresses, kind = [host], "STRICT_DNS"
+    return {
+        # V4_ONLY: what istiod selects for a gateway with IPv4 addresses (SelectDNSLookupFamily)
+        "name": name, "type": kind, "connect_timeout": "10s", "dns_lookup_family": "V4_ONLY",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": a, "port_value": port["number"]}}}}
+            for a in addresses]}]},
+        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": tls["sni"],
+            "common_tls_context": {"validation_context": {
+                "trusted_ca": {"filename": str(ca_file)},
+                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": s}}
+                                                  for s in tls["subjectAltNames"]]}}}},
+    }
+
+
+def gateway_virtual_hosts(routes: list[dict], hosts: list[str], port: int) -> list[dict]:
+    """The virtual hosts istiod builds from one VirtualService of ``hosts`` whose every host has
+    the same ``routes``: one per host `<host>:<port>`, merged into the alphabetically first
+    (gateway.go, collapseDuplicateRoutes)."""
+    first, *_ = ordered = sorted(hosts)
+    return [{"name": f"{first}:{port}", "domains": ordered, "routes": copy.deepcopy(routes)}]

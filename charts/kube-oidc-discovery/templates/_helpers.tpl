@@ -30,40 +30,133 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (printf "https://%s/openid/v1/jwks" (first .Values.hosts)) .Values.jwksUri -}}
 {{- end -}}
 
-{{/* The filter's configuration: exactly the keys it accepts (src/config.rs). */}}
+{{/* This cluster's API server as an upstream of the filter: its cluster, and how its token
+reaches Envoy (token.mode). The fields every upstream has (kod.upstreams). */}}
+{{- define "kod.localUpstream" -}}
+{{- $u := dict "remote" false "cluster" (include "kod.cluster" .) "authority" .Values.apiServer.authority
+  "tokenMode" .Values.token.mode "tokenSecret" (include "kod.tokenSecret" .)
+  "volume" "kod-token" "tokenDir" .Values.token.mountPath
+  "sdsKey" "token-sds.yaml" "sdsName" "kube-oidc-discovery-token" -}}
+{{- if eq .Values.token.mode "static" }}{{ $_ := set $u "envName" .Values.token.envName }}{{ end -}}
+{{- toYaml $u -}}
+{{- end -}}
+
+{{/* The `issuers` entries, checked across entries (values.schema.json checks each one) and
+completed: host and path prefix of the issuer URL (as the filter splits it), `id` (the name with
+`_` as `-`, for object, volume and variable names), the upstream fields of kod.localUpstream, and
+for another cluster's API server its ServiceEntry/DestinationRule settings and the Secrets the
+user creates (`<fullname>-<id>-ca`, `<fullname>-<id>-token`). Empty in the single-issuer form. */}}
+{{- define "kod.issuers" -}}
+{{- $out := list -}}
+{{- $seen := dict -}}
+{{- $full := include "kod.fullname" . -}}
+{{- if and .Values.issuers .Values.jwksUri -}}
+{{- fail "jwksUri is the single-issuer form's: with issuers, set issuers[].jwksUri" -}}
+{{- end -}}
+{{- range $i, $e := .Values.issuers -}}
+{{- $at := printf "issuers[%d]" $i -}}
+{{- $id := replace "_" "-" $e.name -}}
+{{- $host := regexReplaceAll "^https://([^/]*).*$" $e.issuer "${1}" -}}
+{{- $prefix := trimSuffix "/" (regexReplaceAll "^https://[^/]*" $e.issuer "") -}}
+{{- $u := dict -}}
+{{- if $e.apiServer -}}
+{{- $a := $e.apiServer -}}
+{{- $port := int (default 443 $a.port) -}}
+{{- $sni := default $a.host $a.sni -}}
+{{- $mode := default $.Values.token.mode $e.tokenMode -}}
+{{- $u = dict "remote" true "cluster" (printf "outbound|%d||%s" $port $a.host) "authority" $a.host
+  "tokenMode" $mode "tokenSecret" (printf "%s-%s-token" $full $id) "caSecret" (printf "%s-%s-ca" $full $id)
+  "volume" (printf "kod-%s-token" $id) "tokenDir" (printf "%s-%s" $.Values.token.mountPath $id)
+  "sdsKey" (printf "token-sds-%s.yaml" $id) "sdsName" (printf "kube-oidc-discovery-token-%s" $id)
+  "host" $a.host "port" $port "addresses" (default (list) $a.addresses) "sni" $sni
+  "subjectAltNames" (default (list $sni) $a.subjectAltNames) -}}
+{{- if eq $mode "static" }}{{ $_ := set $u "envName" (printf "%s_%s" $.Values.token.envName (upper $id | replace "-" "_")) }}{{ end -}}
+{{- else -}}
+{{- $u = include "kod.localUpstream" $ | fromYaml -}}
+{{- end -}}
+{{- $_ := set $u "name" $e.name -}}
+{{- $_ := set $u "id" $id -}}
+{{- $_ := set $u "issuer" $e.issuer -}}
+{{- $_ := set $u "publicHost" $host -}}
+{{- $_ := set $u "prefix" $prefix -}}
+{{- $_ := set $u "jwksUri" ($e.jwksUri | default "") -}}
+{{- /* what no two entries may share, each with the key it is reported under */ -}}
+{{- range list
+  (list "name" (printf "name %s (`-` and `_` alike, as in metric and object names)" $id))
+  (list "issuer" (printf "document paths https://%s%s/..." $host $prefix))
+  (list "apiServer" (printf "API server (cluster %s)" $u.cluster)) -}}
+{{- $key := index . 0 -}}
+{{- $what := index . 1 -}}
+{{- with get $seen $what -}}
+{{- fail (printf "%s.%s: the %s is also that of %s" $at $key $what .) -}}
+{{- end -}}
+{{- $_ := set $seen $what $at -}}
+{{- end -}}
+{{- $out = append $out $u -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* The filter's upstreams: the `issuers` entries, or this cluster's API server alone. */}}
+{{- define "kod.upstreams" -}}
+{{- if .Values.issuers -}}
+{{- include "kod.issuers" . -}}
+{{- else -}}
+{{- list (include "kod.localUpstream" . | fromYaml) | toYaml -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when an upstream is this cluster's API server: the chart's account, token Secret and
+DestinationRule are for it. */}}
+{{- define "kod.inCluster" -}}
+{{- range include "kod.upstreams" . | fromYamlArray }}{{ if not .remote }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{/* The public hosts: `hosts`, or the hosts of the issuer URLs (each once, in order). */}}
+{{- define "kod.publicHosts" -}}
+{{- if .Values.issuers -}}
+{{- $hosts := list -}}
+{{- range include "kod.issuers" . | fromYamlArray }}{{ $hosts = append $hosts .publicHost }}{{ end -}}
+{{- $hosts | uniq | toYaml -}}
+{{- else -}}
+{{- toYaml .Values.hosts -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The filter's configuration: exactly the keys it accepts (src/config.rs), in the
+single-issuer form or the `issuers` form. */}}
 {{- define "kod.pluginConfig" -}}
 {{- $c := dict
-  "cluster" (include "kod.cluster" .)
-  "authority" .Values.apiServer.authority
-  "hosts" .Values.hosts
-  "jwks_uri" (include "kod.jwksUri" .)
   "timeout_ms" .Values.plugin.timeoutMs
   "refresh_interval_s" .Values.plugin.refreshIntervalS
   "max_stale_s" .Values.plugin.maxStaleS -}}
-{{- if eq .Values.token.mode "static" -}}
-{{- $_ := set $c "token_env" .Values.token.envName -}}
+{{- if .Values.issuers -}}
+{{- $entries := list -}}
+{{- range include "kod.issuers" . | fromYamlArray -}}
+{{- $e := dict "name" .name "issuer" .issuer "cluster" .cluster "authority" .authority -}}
+{{- with .envName }}{{ $_ := set $e "token_env" . }}{{ end -}}
+{{- with .jwksUri }}{{ $_ := set $e "jwks_uri" . }}{{ end -}}
+{{- $entries = append $entries $e -}}
+{{- end -}}
+{{- $_ := set $c "issuers" $entries -}}
+{{- else -}}
+{{- $u := include "kod.localUpstream" . | fromYaml -}}
+{{- $_ := merge $c (dict "cluster" $u.cluster "authority" $u.authority "hosts" .Values.hosts
+  "jwks_uri" (include "kod.jwksUri" .)) -}}
+{{- with $u.envName }}{{ $_ := set $c "token_env" . }}{{ end -}}
 {{- end -}}
 {{- toYaml $c -}}
 {{- end -}}
 
-{{/* Envoy injects the token itself (credential_injector): mode rotating. */}}
-{{- define "kod.injected" -}}
-{{- if eq .Values.token.mode "rotating" }}true{{ end -}}
-{{- end -}}
-
-{{/* The directory Envoy watches: where the gateway mounts the token Secret. */}}
-{{- define "kod.tokenDir" -}}
-{{- .Values.token.mountPath -}}
-{{- end -}}
-
-{{/* The SDS file of the injected modes: a generic secret read from the token file. */}}
+{{/* The SDS file of an upstream whose token Envoy injects (tokenMode rotating): a generic
+secret read from the token file of its mounted Secret. */}}
 {{- define "kod.tokenSds" -}}
 resources:
 - "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
-  name: kube-oidc-discovery-token
+  name: {{ .sdsName }}
   generic_secret:
     secret:
-      filename: {{ include "kod.tokenDir" . }}/token
+      filename: {{ .tokenDir }}/token
 {{- end -}}
 
 {{/* The account whose token reaches the API server: always the dedicated one, never the
