@@ -68,6 +68,9 @@ def three_clusters() -> dict:
     edge["name"] = edge["load_assignment"]["cluster_name"] = "edge-api"
     cfg["static_resources"]["clusters"].append(edge)
     cfgmod.set_vm_env_keys(cfg, ["KOD_TOKEN_PROD", "KOD_TOKEN_EDGE"])
+    # the filter runs only on the OIDC virtual host: the host-based issuer's host goes there too
+    oidc = cfgmod.hcm(cfg)["route_config"]["virtual_hosts"][0]
+    oidc["domains"] += [EDGE_HOST, f"{EDGE_HOST}:*"]
     return cfg
 
 
@@ -93,7 +96,7 @@ def fleet(tmp_path, wasm, cluster_pkis):
     started: list = []
 
     def make(server=FakeApiServer, before_envoy=None, backend_port=None, concurrency=1,
-             **plugin_globals):
+             wasm_trace=False, **plugin_globals):
         clusters: dict[str, Cluster] = {}
         upstreams: dict[str, Upstream] = {}
         for name, (issuer, cluster, cert_name) in CLUSTERS.items():
@@ -108,7 +111,7 @@ def fleet(tmp_path, wasm, cluster_pkis):
             before_envoy(clusters)
         f = Fleet(tmp_path / "fleet", wasm, upstreams, cfg=three_clusters(),
                   plugin=plugin_config(**plugin_globals), backend_port=backend_port,
-                  concurrency=concurrency)
+                  concurrency=concurrency, wasm_trace=wasm_trace)
         started.append(f)
         f.start()
         return f, clusters

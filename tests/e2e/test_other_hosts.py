@@ -16,6 +16,7 @@ import pytest
 
 from e2e import istiod
 from e2e.checks import DISCOVERY, DOCS, HOST, JWKS, assert_generic_error, is_strong_etag, poll
+from e2e.issuers import cluster_pkis, fleet, host_of, public_path  # noqa: F401  (fixtures)
 from harness import config as cfgmod
 
 OTHER_HOSTS = ["app.example.com", "oidc.example.com.evil", "xoidc.example.com", "example.com"]
@@ -138,3 +139,20 @@ def test_unscoped_the_filter_sees_every_other_host(make_stack, backend, tmp_path
     pass_other_hosts(s, backend, has_app)
     poll(lambda: callbacks(s) >= len(OTHER_HOSTS), 5, what="the other hosts' callbacks")
     assert callbacks(s) == len(OTHER_HOSTS)
+
+
+def test_multi_cluster_other_hosts_never_enter_the_filter(fleet, backend):
+    # envoy/multi-cluster.yaml: the same scoping, with the issuers' hosts on the filter's host
+    f, clusters = fleet(backend_port=backend.port, wasm_trace=True)
+    for host in OTHER_HOSTS:
+        r = f.request(JWKS, host=host)
+        assert r.status == 200 and r.header("x-backend") == "app", (host, r.status)
+    assert callbacks(f) == 0
+    served = 0
+    for name in clusters:
+        for doc in DOCS:
+            r = f.get(public_path(name, doc), host=host_of(name))
+            assert r.status == 200, (name, doc, r.status)
+            served += 1
+    poll(lambda: callbacks(f) >= served, 5, what="the issuers' callbacks in the trace log")
+    assert callbacks(f) == served
