@@ -179,15 +179,13 @@ impl HttpContext for Http {
         let Some(plugin) = &self.plugin else {
             return types::Action::Continue;
         };
-        let authority = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":authority")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let head = || {
-            RequestHead::from_headers(
-                hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default(),
-            )
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
         };
+        let authority = header(":authority").unwrap_or_default();
+        let head = || RequestHead::read(header);
         match plugin.on_request_headers(self.id, &authority, head) {
             Action::Continue => types::Action::Continue,
             Action::Pause => types::Action::Pause,

@@ -140,6 +140,21 @@ def add_floor_listener(cfg: dict, wasm: Path, body: bytes, headers: dict[str, st
     config.set_plugin_config(cfg, head + "\n" + body.decode(), -1)
 
 
+def add_compare_listener(cfg: dict, wasm: Path) -> None:
+    """Appends listener ``compare``: a copy of listener 0 running another build of the filter
+    (--compare-wasm), in a VM of its own, so that two builds are measured side by side."""
+    add_twin_listener(cfg, "compare")
+    plugin = config.wasm_plugin(cfg, -1)
+    plugin["vm_config"]["vm_id"] = "compare"
+    config.set_wasm_file(cfg, wasm, -1)
+    # its copy is prefetched once and never refreshed, so the API-server calls counted in the
+    # run stay those of the filter under test
+    settings = json.loads(plugin["configuration"]["value"])
+    settings["refresh_interval_s"] = 86_400
+    settings["max_stale_s"] = 86_400
+    config.set_plugin_config(cfg, settings, -1)
+
+
 def listener_ports(stack: Stack) -> dict[str, int]:
     status, body = stack.envoy.admin_get("/listeners?format=json")
     assert status == 200, body
@@ -274,6 +289,7 @@ def table(scenarios: list[Scenario], run_s: float, run_calls: dict[str, int], re
     delta("other_scoped", "other_none", SCOPED_TARGET_US, "another host, scoped filter - no filter")
     delta("other_unscoped", "other_none", None, "another host, unscoped filter - no filter")
     delta("filter_jwks", "floor", FLOOR_TARGET_US, "cached JWKS - do-nothing Wasm filter")
+    delta("filter_jwks", "compare_jwks", None, "cached JWKS, this build - the compared build")
     delta("floor", "direct", None, "do-nothing Wasm filter - direct_response")
     if "filter_jwks" in by_key:
         ratio = by_key["filter_jwks"].rps / direct.rps
@@ -304,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated scenario keys (profiling runs); "
                     "besides the default ones: direct_404")
     ap.add_argument("--memory", default="2,8", help="--concurrency values of the RSS table ('' skips it)")
+    ap.add_argument("--compare-wasm", default="", help="another build of the filter, measured beside "
+                    "this one (scenario compare_jwks; e.g. dist/ of the previous commit)")
     args = ap.parse_args(argv)
 
     wasm = Path(args.wasm)
@@ -328,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         add_unscoped_listener(stack.cfg)
         add_direct_listener(stack.cfg, jwks, headers)
         add_floor_listener(stack.cfg, Path(args.floor_wasm), jwks, headers)
+        if args.compare_wasm:
+            add_compare_listener(stack.cfg, Path(args.compare_wasm))
         config.dump(stack.cfg, stack.envoy.config_path)
         t_start = time.monotonic()
         stack.start()
@@ -359,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         extra = [Scenario("direct_404", "404 by direct_response (no filter)", "direct", NOT_FOUND_PATH, 404,
                           headers=b)]
+        if args.compare_wasm:
+            scenarios.insert(1, Scenario("compare_jwks", f"JWKS through the compared build ({args.compare_wasm})",
+                                         "compare", JWKS_PATH, 200, headers=b))
         if args.only:
             keys = args.only.split(",")
             scenarios = [s for s in scenarios + extra if s.key in keys]
