@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -77,6 +78,17 @@ def assert_exact_upstream_request(rec: Recorded, token: str) -> None:
     assert rec.header("host") == "kubernetes.default.svc", rec.headers
     assert rec.header("accept") == MEDIA_TYPES[rec.path], rec.headers
     assert rec.header_all("authorization") == [f"Bearer {token}"], rec.headers
+
+
+def served_discovery(fake, jwks_uri: str | None) -> bytes:
+    """The discovery document as the filter serves it: the API server's bytes, with only the
+    ``jwks_uri`` value replaced when the plugin configures one."""
+    upstream = fake.discovery_body()
+    if jwks_uri is None:
+        return upstream
+    old = json.dumps(fake.jwks_uri).encode()
+    assert upstream.count(old) == 1, upstream
+    return upstream.replace(old, json.dumps(jwks_uri).encode())
 
 
 def poll(fn, timeout: float, interval: float = 0.1, what: str = "condition"):

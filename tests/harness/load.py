@@ -1,8 +1,6 @@
-"""Load and timing helpers for the cache tests (tests/e2e/test_cache.py) and the benchmark
+"""Load helpers for the cache tests (tests/e2e/test_cache.py) and the benchmark
 (tests/bench/bench.py), on top of the shared harness:
 
-- ``SlowFakeApiServer``: the fake kube-apiserver with a response delay (a slow prefetch), and
-  the arrival time of every request, recorded before the delay;
 - ``raise_nofile``: lifts the soft RLIMIT_NOFILE of this process (1000 concurrent sockets);
 - ``burst``: N requests sent at once over N raw HTTP/1.1 connections (asyncio);
 - ``wrk``: runs wrk with a Lua reporter and returns requests, errors and latency percentiles.
@@ -15,38 +13,9 @@ import json
 import resource
 import shutil
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from .fake_apiserver import FakeApiServer
-
-
-class SlowFakeApiServer(FakeApiServer):
-    """The fake kube-apiserver, answering every request ``delay_s`` seconds late (0: at once).
-
-    ``arrivals`` holds (monotonic time, path) of each request as it arrives, before the delay
-    (the base class records a request only once it is handled, i.e. after the delay).
-    """
-
-    def __init__(self, *args, delay_s: float = 0.0, **kwargs):
-        self.delay_s = delay_s
-        self.arrivals: list[tuple[float, str]] = []
-        self._arrivals_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def arrival_count(self, path: str | None = None) -> int:
-        with self._arrivals_lock:
-            return sum(1 for _, p in self.arrivals if path is None or p == path)
-
-    def _handle(self, h, head: bool) -> None:  # noqa: D401 - extends the base class
-        with self._arrivals_lock:
-            self.arrivals.append((time.monotonic(), h.path))
-        delay = self.delay_s
-        if delay > 0:
-            time.sleep(delay)
-        super()._handle(h, head)
 
 
 def raise_nofile(wanted: int) -> int:
