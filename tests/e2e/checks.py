@@ -50,6 +50,9 @@ def assert_generic_error(r: Response, status: int, forbidden: list[str] = ()) ->
     assert r.status == status, f"want {status}, got {r.status}: {r.body[:300]!r}"
     assert r.body == ERROR_BODIES[status], r.body[:300]
     assert r.header("content-type") == "application/json", r.headers
+    assert r.header("x-content-type-options") == "nosniff", r.headers
+    # an error answer is never cached downstream, a 404/405 may be
+    assert r.header("cache-control") == ("no-store" if status >= 500 else None), r.headers
     assert_no_upstream_headers(r)
     raw = r.raw()
     for word in forbidden:
