@@ -251,6 +251,7 @@ class FakeApiServer:
         self._ctx: ssl.SSLContext | None = None
         self._token = token
         self._token_file = Path(token_file) if token_file else None
+        self._still_valid: set[str] = set()
         self.issuer = issuer
         self.jwks_uri = jwks_uri
         self._keys = keys if keys is not None else [make_jwk()]
@@ -328,9 +329,12 @@ class FakeApiServer:
                 return ""
         return self._token or ""
 
-    def set_token(self, token: str) -> None:
+    def set_token(self, token: str, *still_valid: str) -> None:
+        """Expects ``token`` from now on; ``still_valid`` tokens are accepted too, as the real
+        server accepts a rotated-out token until it expires."""
         with self._lock:
             self._token, self._token_file = token, None
+            self._still_valid = set(still_valid)
 
     def set_mode(self, kind: str = "ok", path: str | None = None, status: int = 500,
                  body: bytes | str = b"", content_type: str = "application/json",
@@ -513,7 +517,8 @@ class FakeApiServer:
         # ok: authenticate, then route like the API server
         auth = h.headers.get("Authorization") or ""
         expected = self.token
-        if not expected or auth != f"Bearer {expected}":
+        valid = {f"Bearer {tok}" for tok in (expected, *self._still_valid) if tok}
+        if auth not in valid:
             self._send(h, 401, status_body(401, "Unauthorized", details=False, accept=accept),
                        "application/json", head, private)
             return
