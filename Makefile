@@ -162,10 +162,20 @@ push: oci
 	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=registry.example.com/kube-oidc-discovery:0.1.0" >&2; exit 2; }
 	skopeo copy $(PUSH_FLAGS) oci:$(DIST)/oci:latest docker://$(IMAGE)
 
+# ---------------------------------------------------------------- soak
+# Load on both documents, the 404 path and another host while the API server goes down, the
+# JWKS and the token rotate (tests/soak); figures in dist/soak.md. make test runs a short one.
+SOAK_SECONDS ?= 1800
+SOAK_SMOKE_SECONDS ?= 120
+.PHONY: soak
+soak: build tools-apt tools-py
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) -q -s tests/soak
+
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 test: lint tools unit wasm-test fuzz-smoke build
-	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PYTEST) -q tests/e2e tests/real tests/chart tests/image
+	KOD_KUBE_BIN=$(KUBE_CACHE)/bin SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
+	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/soak
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.
