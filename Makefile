@@ -143,10 +143,10 @@ fuzz-smoke: tools-fuzz
 
 # ---------------------------------------------------------------- chart and image
 chart-lint: tools-py
-	$(PY) tests/chart/helm.py lint charts/kube-oidc-discovery
+	$(PY) tools/helm.py lint charts/kube-oidc-discovery
 
 chart-template: tools-py
-	$(PY) tests/chart/helm.py template charts/kube-oidc-discovery $(if $(VALUES),-f $(VALUES))
+	$(PY) tools/helm.py template charts/kube-oidc-discovery $(if $(VALUES),-f $(VALUES))
 
 chart-test: tools-py tools-npm
 	$(PYTEST) -q tests/chart
@@ -181,7 +181,7 @@ test: lint tools unit wasm-test fuzz-smoke build
 # KUBE=real: against a real local kube-apiserver instead of the fake.
 KUBE ?= fake
 run: build tools-py $(if $(filter real,$(KUBE)),kube-tools)
-	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PY) tests/harness/run_local.py --kube $(KUBE)
+	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PY) tools/run_local.py --kube $(KUBE)
 
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor
