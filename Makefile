@@ -143,10 +143,10 @@ fuzz-smoke: tools-fuzz
 
 # ---------------------------------------------------------------- chart and image
 chart-lint: tools-py
-	$(PY) tests/chart/helm.py lint charts/kube-oidc-discovery
+	$(PY) tools/helm.py lint charts/kube-oidc-discovery
 
 chart-template: tools-py
-	$(PY) tests/chart/helm.py template charts/kube-oidc-discovery $(if $(VALUES),-f $(VALUES))
+	$(PY) tools/helm.py template charts/kube-oidc-discovery $(if $(VALUES),-f $(VALUES))
 
 chart-test: tools-py tools-npm
 	$(PYTEST) -q tests/chart
@@ -162,16 +162,26 @@ push: oci
 	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=registry.example.com/kube-oidc-discovery:0.1.0" >&2; exit 2; }
 	skopeo copy $(PUSH_FLAGS) oci:$(DIST)/oci:latest docker://$(IMAGE)
 
+# ---------------------------------------------------------------- soak
+# Load on both documents, the 404 path and another host while the API server goes down, the
+# JWKS and the token rotate (tests/soak); figures in dist/soak.md. make test runs a short one.
+SOAK_SECONDS ?= 1800
+SOAK_SMOKE_SECONDS ?= 120
+.PHONY: soak
+soak: build tools-apt tools-py
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) -q -s tests/soak
+
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 test: lint tools unit wasm-test fuzz-smoke build
-	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PYTEST) -q tests/e2e tests/real tests/chart tests/image
+	KOD_KUBE_BIN=$(KUBE_CACHE)/bin SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
+	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/soak
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.
 KUBE ?= fake
 run: build tools-py $(if $(filter real,$(KUBE)),kube-tools)
-	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PY) tests/harness/run_local.py --kube $(KUBE)
+	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PY) tools/run_local.py --kube $(KUBE)
 
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor

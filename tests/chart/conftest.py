@@ -1,4 +1,5 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# tools/helm.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))

@@ -585,15 +585,22 @@ def test_readme_static_mode_snippets_match_the_notes_and_the_rendered_secret():
 
 
 def test_schema_ranges_and_defaults_are_the_filters_own():
-    """values.schema.json's limits and values.yaml's defaults equal the constants in src/config.rs."""
-    import re
+    """values.schema.json's limits are the ranges the filter accepts and values.yaml's defaults
+    are its defaults, as the filter's own parser (examples/check_config.rs) tells: it accepts
+    each bound, refuses one past it naming the key, and compiles the chart's defaults to the
+    same configuration as an empty one."""
     import yaml
-    rust = (REPO / "src" / "config.rs").read_text()
     schema = json.loads((helm.CHART / "values.schema.json").read_text())["properties"]["plugin"]["properties"]
     defaults = yaml.safe_load((helm.CHART / "values.yaml").read_text())["plugin"]
-    for value, const in (("timeoutMs", "TIMEOUT_MS"), ("refreshIntervalS", "REFRESH_INTERVAL_S"),
-                         ("maxStaleS", "MAX_STALE_S")):
-        lo, hi = re.search(rf"^const {const}: \(u64, u64\) = \(([\d_]+), ([\d_]+)\);", rust, re.M).groups()
-        assert (schema[value]["minimum"], schema[value]["maximum"]) == (int(lo), int(hi)), value
-        default = re.search(rf"^pub const DEFAULT_{const}: u64 = ([\d_]+);", rust, re.M).group(1)
-        assert defaults[value] == int(default), value
+    keys = {"timeoutMs": "timeout_ms", "refreshIntervalS": "refresh_interval_s", "maxStaleS": "max_stale_s"}
+    for bound in ("minimum", "maximum"):
+        r = check_config({key: schema[value][bound] for value, key in keys.items()}, {})
+        assert r.returncode == 0, (bound, r.stderr)
+    for value, key in keys.items():
+        for past in (schema[value]["minimum"] - 1, schema[value]["maximum"] + 1):
+            r = check_config({key: past}, {})
+            assert r.returncode == 1 and key in r.stderr, (key, past, r.stdout, r.stderr)
+    empty = check_config({}, {})
+    charted = check_config({key: defaults[value] for value, key in keys.items()}, {})
+    assert (empty.returncode, charted.returncode) == (0, 0), empty.stderr + charted.stderr
+    assert charted.stdout == empty.stdout

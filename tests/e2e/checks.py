@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -49,6 +50,9 @@ def assert_generic_error(r: Response, status: int, forbidden: list[str] = ()) ->
     assert r.status == status, f"want {status}, got {r.status}: {r.body[:300]!r}"
     assert r.body == ERROR_BODIES[status], r.body[:300]
     assert r.header("content-type") == "application/json", r.headers
+    assert r.header("x-content-type-options") == "nosniff", r.headers
+    # an error answer is never cached downstream, a 404/405 may be
+    assert r.header("cache-control") == ("no-store" if status >= 500 else None), r.headers
     assert_no_upstream_headers(r)
     raw = r.raw()
     for word in forbidden:
@@ -77,6 +81,17 @@ def assert_exact_upstream_request(rec: Recorded, token: str) -> None:
     assert rec.header("host") == "kubernetes.default.svc", rec.headers
     assert rec.header("accept") == MEDIA_TYPES[rec.path], rec.headers
     assert rec.header_all("authorization") == [f"Bearer {token}"], rec.headers
+
+
+def served_discovery(fake, jwks_uri: str | None) -> bytes:
+    """The discovery document as the filter serves it: the API server's bytes, with only the
+    ``jwks_uri`` value replaced when the plugin configures one."""
+    upstream = fake.discovery_body()
+    if jwks_uri is None:
+        return upstream
+    old = json.dumps(fake.jwks_uri).encode()
+    assert upstream.count(old) == 1, upstream
+    return upstream.replace(old, json.dumps(jwks_uri).encode())
 
 
 def poll(fn, timeout: float, interval: float = 0.1, what: str = "condition"):

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# tools/helm.py (the chart, rendered) and tools/run_local.py (`make run`)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 from harness import REPO_ROOT, pki as _pki  # noqa: E402
 from harness.backend import Backend  # noqa: E402

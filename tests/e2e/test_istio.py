@@ -78,10 +78,7 @@ def test_token_never_in_the_trace_log(make_stack):
 
 # ---------------------------------------------------------------------- tied to the Helm chart
 def _chart():
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-    import helm
+    import helm  # tools/helm.py
     return helm
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,7 @@ from harness.fake_apiserver import FakeApiServer
 from harness.stack import new_token
 from harness.tokendir import TokenDir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-import helm  # noqa: E402
+import helm  # noqa: E402  (tools/helm.py, on sys.path through conftest)
 
 ISTIO = "istio-gateway.yaml"
 SDS_MOUNT = "/etc/kube-oidc-discovery"

@@ -29,10 +29,7 @@ ISTIO = "istio-gateway.yaml"
 
 
 def _chart_scope() -> dict:
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-    import helm
+    import helm  # tools/helm.py
     (ef,) = [o for o in helm.render(values={"publicGateway": {"create": True}})
              if o["kind"] == "EnvoyFilter" and o["metadata"]["name"].endswith("-scope")]
     return ef["spec"]

@@ -1,4 +1,4 @@
-"""`make run` (tests/harness/run_local.py): starts, serves what its curl lines promise, and stops
+"""`make run` (tools/run_local.py): starts, serves what its curl lines promise, and stops
 both processes on SIGINT (Ctrl-C) and on SIGTERM. It uses fixed ports (8080, 9901, 6443) and
 the repository's .run/ directory."""
 
@@ -14,9 +14,9 @@ import time
 import pytest
 
 from harness import REPO_ROOT, client
-from harness.run_local import PORTS, port_busy
+from run_local import PORTS, port_busy
 
-RUN_LOCAL = REPO_ROOT / "tests" / "harness" / "run_local.py"
+RUN_LOCAL = REPO_ROOT / "tools" / "run_local.py"
 
 
 @pytest.fixture

@@ -186,9 +186,6 @@ class Envoy:
     def admin_get(self, path: str, timeout: float = 5) -> tuple[int, str]:
         return self.admin("GET", path, timeout)
 
-    def admin_post(self, path: str, timeout: float = 5) -> tuple[int, str]:
-        return self.admin("POST", path, timeout)
-
     def stats(self, filter: str | None = None) -> dict[str, int]:
         """Counters and gauges of admin /stats (histograms are left out)."""
         path = "/stats"
@@ -224,14 +221,6 @@ class Envoy:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def wait_log(self, needle: str, timeout: float = 10) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.log_text():
-                return True
-            time.sleep(0.05)
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

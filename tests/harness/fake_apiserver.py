@@ -9,9 +9,9 @@ kube-apiserver. It adds a few distinctive headers (``Server:
 fake-kube-apiserver``, ``Set-Cookie``) so tests can prove they are not relayed.
 
 Tests control it: the expected token, a failure mode per path or for every path
-(ok | fail(status) | hang | garbage | oversize | custom), the JWKS keys, stop/start on the same
-port. It records every request (method, path, headers, body) and counts requests per path,
-TLS handshakes and failed handshakes.
+(ok | fail(status) | hang | garbage | oversize | custom | delay), key rotation, stop/start on the
+same port. It records every request (method, path, headers, body) and counts requests per path
+as they arrive (before a ``delay``), TLS handshakes and failed handshakes.
 
 CLI (for `make run` and the benchmark)::
 
@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -55,10 +54,6 @@ DEFAULT_JWKS_URI = "https://10.0.0.1:6443/openid/v1/jwks"
 CACHE_CONTROL = "public, max-age=3600"
 SERVER_HEADER = "fake-kube-apiserver"
 SET_COOKIE = "fake-apiserver-session=c00k1e-from-upstream; Path=/; HttpOnly"
-
-# Texts in failure bodies that must never reach a client of the filter.
-FAILURE_MARKERS = ("Unauthorized", "forbidden", "Forbidden", "InternalError", "Internal error",
-                   "system:serviceaccount", "kind", "Status", "fake-kube-apiserver", "<html")
 
 MAX_HANG_S = 60.0
 
@@ -256,6 +251,7 @@ class FakeApiServer:
         self._ctx: ssl.SSLContext | None = None
         self._token = token
         self._token_file = Path(token_file) if token_file else None
+        self._still_valid: set[str] = set()
         self.issuer = issuer
         self.jwks_uri = jwks_uri
         self._keys = keys if keys is not None else [make_jwk()]
@@ -309,10 +305,6 @@ class FakeApiServer:
         if thread is not None:
             thread.join(5)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     @property
     def running(self) -> bool:
         return self._server is not None
@@ -328,12 +320,6 @@ class FakeApiServer:
         return f"{self.host}:{self.port}"
 
     # ------------------------------------------------------------------ controls
-    def set_certificate(self, cert: Path | str, key: Path | str) -> None:
-        """Serves another certificate from the next handshake on (e.g. the wrong-CA variant)."""
-        with self._lock:
-            self._cert = (str(cert), str(key))
-            self._ctx = None
-
     @property
     def token(self) -> str:
         if self._token_file is not None:
@@ -343,9 +329,12 @@ class FakeApiServer:
                 return ""
         return self._token or ""
 
-    def set_token(self, token: str) -> None:
+    def set_token(self, token: str, *still_valid: str) -> None:
+        """Expects ``token`` from now on; ``still_valid`` tokens are accepted too, as the real
+        server accepts a rotated-out token until it expires."""
         with self._lock:
             self._token, self._token_file = token, None
+            self._still_valid = set(still_valid)
 
     def set_mode(self, kind: str = "ok", path: str | None = None, status: int = 500,
                  body: bytes | str = b"", content_type: str = "application/json",
@@ -428,16 +417,6 @@ class FakeApiServer:
         with self._lock:
             reqs = self.requests if path is None else [r for r in self.requests if r.path == path]
             return reqs[-1] if reqs else None
-
-    def wait_for(self, pred: Callable[["FakeApiServer"], bool], timeout: float = 10.0,
-                 interval: float = 0.05) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            if pred(self):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(interval)
 
     # ------------------------------------------------------------------ internals
     def _ssl_context(self) -> ssl.SSLContext:
@@ -538,7 +517,8 @@ class FakeApiServer:
         # ok: authenticate, then route like the API server
         auth = h.headers.get("Authorization") or ""
         expected = self.token
-        if not expected or auth != f"Bearer {expected}":
+        valid = {f"Bearer {tok}" for tok in (expected, *self._still_valid) if tok}
+        if auth not in valid:
             self._send(h, 401, status_body(401, "Unauthorized", details=False, accept=accept),
                        "application/json", head, private)
             return

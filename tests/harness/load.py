@@ -1,8 +1,6 @@
-"""Load and timing helpers for the cache tests (tests/e2e/test_cache.py) and the benchmark
+"""Load helpers for the cache tests (tests/e2e/test_cache.py) and the benchmark
 (tests/bench/bench.py), on top of the shared harness:
 
-- ``SlowFakeApiServer``: the fake kube-apiserver with a response delay (a slow prefetch), and
-  the arrival time of every request, recorded before the delay;
 - ``raise_nofile``: lifts the soft RLIMIT_NOFILE of this process (1000 concurrent sockets);
 - ``burst``: N requests sent at once over N raw HTTP/1.1 connections (asyncio);
 - ``wrk``: runs wrk with a Lua reporter and returns requests, errors and latency percentiles.
@@ -15,38 +13,9 @@ import json
 import resource
 import shutil
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from .fake_apiserver import FakeApiServer
-
-
-class SlowFakeApiServer(FakeApiServer):
-    """The fake kube-apiserver, answering every request ``delay_s`` seconds late (0: at once).
-
-    ``arrivals`` holds (monotonic time, path) of each request as it arrives, before the delay
-    (the base class records a request only once it is handled, i.e. after the delay).
-    """
-
-    def __init__(self, *args, delay_s: float = 0.0, **kwargs):
-        self.delay_s = delay_s
-        self.arrivals: list[tuple[float, str]] = []
-        self._arrivals_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def arrival_count(self, path: str | None = None) -> int:
-        with self._arrivals_lock:
-            return sum(1 for _, p in self.arrivals if path is None or p == path)
-
-    def _handle(self, h, head: bool) -> None:  # noqa: D401 - extends the base class
-        with self._arrivals_lock:
-            self.arrivals.append((time.monotonic(), h.path))
-        delay = self.delay_s
-        if delay > 0:
-            time.sleep(delay)
-        super()._handle(h, head)
 
 
 def raise_nofile(wanted: int) -> int:
@@ -167,6 +136,29 @@ done = function(summary, latency, requests)
 end
 """
 
+# Per-status counts (summed over wrk's threads in `done`), for runs whose every status matters.
+WRK_STATUSES = r"""
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+statuses = {}
+response = function(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
+local report = done
+done = function(summary, latency, requests)
+  report(summary, latency, requests)
+  local total, parts = {}, {}
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("statuses")) do total[status] = (total[status] or 0) + n end
+  end
+  for status, n in pairs(total) do table.insert(parts, string.format('"%d":%d', status, n)) end
+  io.write('WRK_STATUS {' .. table.concat(parts, ",") .. '}\n')
+end
+"""
+
+# A pause before each request on each connection: a steady, bounded load instead of saturation.
+WRK_DELAY = r"""
+delay = function() return {delay_ms} end
+"""
+
 
 @dataclass
 class WrkResult:
@@ -181,6 +173,7 @@ class WrkResult:
     max_ms: float
     mean_ms: float
     output: str
+    statuses: dict[int, int] | None = None  # with ``statuses=True``: requests by status
 
     @property
     def rps(self) -> float:
@@ -198,19 +191,28 @@ def wrk_bin() -> str:
     return found
 
 
-def _reporter(workdir: Path) -> Path:
-    p = Path(workdir) / "wrk_report.lua"
-    if not p.exists() or p.read_text() != WRK_REPORTER:
-        p.write_text(WRK_REPORTER)
+def _reporter(workdir: Path, statuses: bool = False, delay_ms: int = 0) -> Path:
+    script = WRK_REPORTER + (WRK_STATUSES if statuses else "")
+    if delay_ms:
+        script += WRK_DELAY.replace("{delay_ms}", str(int(delay_ms)))
+    name = "wrk_report.lua"
+    if script != WRK_REPORTER:
+        name = f"wrk_report{'_statuses' if statuses else ''}_delay{int(delay_ms)}.lua"
+    p = Path(workdir) / name
+    if not p.exists() or p.read_text() != script:
+        p.write_text(script)
     return p
 
 
 def wrk_start(url: str, workdir: Path | str, *, duration_s: float = 10, connections: int = 50,
               threads: int = 2, host: str | None = "oidc.example.com",
-              headers: dict[str, str] | None = None, timeout_s: float = 5) -> subprocess.Popen:
-    """Starts wrk in the background; finish it with ``wrk_finish``."""
+              headers: dict[str, str] | None = None, timeout_s: float = 5,
+              statuses: bool = False, delay_ms: int = 0) -> subprocess.Popen:
+    """Starts wrk in the background; finish it with ``wrk_finish``. ``statuses``: count the
+    requests by status; ``delay_ms``: each connection pauses this long before each request."""
+    script = _reporter(Path(workdir), statuses, delay_ms)
     args = [wrk_bin(), "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s",
-            "--timeout", f"{timeout_s:g}s", "-s", str(_reporter(Path(workdir)))]
+            "--timeout", f"{timeout_s:g}s", "-s", str(script)]
     if host:
         args += ["-H", f"Host: {host}"]
     for k, v in (headers or {}).items():
@@ -231,12 +233,15 @@ def wrk_finish(proc: subprocess.Popen, timeout: float = 60) -> WrkResult:
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed (exit {proc.returncode}):\n{out}")
     j = json.loads(line[len("WRK_JSON "):])
+    status_line = next((l for l in out.splitlines() if l.startswith("WRK_STATUS ")), None)
+    statuses = ({int(k): v for k, v in json.loads(status_line[len("WRK_STATUS "):]).items()}
+                if status_line else None)
     return WrkResult(
         requests=j["requests"], duration_s=j["duration_us"] / 1e6, bytes=j["bytes"],
         errors={k: j[k] for k in ("connect", "read", "write", "timeout")},
         non_2xx_3xx=j["status"], p50_ms=j["p50_us"] / 1000, p90_ms=j["p90_us"] / 1000,
         p99_ms=j["p99_us"] / 1000, max_ms=j["max_us"] / 1000, mean_ms=j["mean_us"] / 1000,
-        output=out,
+        output=out, statuses=statuses,
     )
 
 

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
-from pathlib import Path
 
 import yaml
 
+import helm  # tools/helm.py
 from e2e.checks import poll
 from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY, JWKS_PATH as JWKS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-import helm  # noqa: E402
 
 NAMESPACE = "istio-ingress"
 ACCOUNT_KINDS = ("ServiceAccount", "Secret", "ClusterRoleBinding")

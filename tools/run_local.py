@@ -19,7 +19,8 @@ import sys
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the test harness (PKI, fake and real API server, Envoy launcher) is what `make run` runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from harness import REPO_ROOT, pki  # noqa: E402
 from harness.envoy import Envoy, EnvoyError  # noqa: E402

@@ -1,9 +1,9 @@
 """`helm lint --strict` and `helm template` without a helm binary (Helm 4's engine, helm-python-sdk).
 
-    python tests/chart/helm.py lint charts/kube-oidc-discovery
-    python tests/chart/helm.py template charts/kube-oidc-discovery [-f values.yaml]... [--set k=v]...
+    python tools/helm.py lint charts/kube-oidc-discovery       (make chart-lint)
+    python tools/helm.py template charts/kube-oidc-discovery [-f values.yaml]... [--set k=v]...
 
-Importable (stable; the chart tests and the Istio e2e test use it):
+Importable (stable; the chart tests and the Istio e2e tests use it, tools/ on their sys.path):
 
     render(chart_dir=CHART, values=None, *, release="kod", namespace="istio-ingress") -> list[dict]
         the objects an install would create, NOTES.txt excluded; `values` are user values merged
@@ -23,7 +23,7 @@ from typing import Any
 import helm_python as helm
 import yaml
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "kube-oidc-discovery"
+CHART = Path(__file__).resolve().parents[1] / "charts" / "kube-oidc-discovery"
 KUBE_VERSION = "v1.33.0"
 RELEASE = "kod"
 NAMESPACE = "istio-ingress"
