@@ -10,7 +10,7 @@ import pytest
 
 from e2e.checks import poll
 from e2e.issuers import DISCOVERY, JWKS, P, cluster_pkis, fleet, host_of, public_path  # noqa: F401
-from harness.load import SlowFakeApiServer, burst, raise_nofile, request_bytes
+from harness.load import burst, raise_nofile, request_bytes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,12 +59,12 @@ def test_a_cold_burst_on_one_issuer_makes_one_upstream_call_for_that_issuer(flee
     delay = 2.0
 
     def slow_prod(clusters):
-        clusters["prod"].fake.delay_s = delay
+        clusters["prod"].fake.set_mode("delay", delay_s=delay)
 
-    f, clusters = fleet(server=SlowFakeApiServer, before_envoy=slow_prod, concurrency=2)
+    f, clusters = fleet(before_envoy=slow_prod, concurrency=2)
     prod, dev = clusters["prod"], clusters["dev"]
     poll(lambda: get(f, "dev", JWKS).status == 200, 5, what="dev warm")
-    assert prod.fake.arrival_count() == 2, "prod's prefetch is in flight"
+    assert prod.fake.count() == 2, "prod's prefetch is in flight"  # counted on arrival
     n = 400
     reqs = [request_bytes(public_path("prod", JWKS if i % 2 else DISCOVERY)) for i in range(n)]
     t = time.monotonic()
@@ -72,7 +72,7 @@ def test_a_cold_burst_on_one_issuer_makes_one_upstream_call_for_that_issuer(flee
     assert r.status == 200 and time.monotonic() - t < 1, "dev is not held up by prod"
     res = burst(f.port, reqs, timeout=delay + 8)
     assert not res.errors, res.errors[:3]
-    assert res.all_sent < prod.fake.arrivals[0][0] + delay, "the burst came too late to coalesce"
+    assert res.all_sent < prod.fake.requests[0].time + delay, "the burst came too late to coalesce"
     for req, resp in zip(reqs, res.responses):
         want = prod.fake.jwks_body() if b"/jwks " in req else None
         assert resp.status == 200, (req, resp.status, resp.body[:200])
@@ -80,8 +80,8 @@ def test_a_cold_burst_on_one_issuer_makes_one_upstream_call_for_that_issuer(flee
             assert resp.body == want
     time.sleep(1.5)  # a late duplicate fetch would show up here
     for path in (DISCOVERY, JWKS):
-        assert prod.fake.arrival_count(path) == 1, f"{path}: {prod.fake.arrival_count(path)} calls"
-        assert dev.fake.arrival_count(path) == 1
+        assert prod.fake.count(path) == 1, f"{path}: {prod.fake.count(path)} calls"
+        assert dev.fake.count(path) == 1
     assert f.metric(f"{P}.prod.upstream.jwks.ok") == 1
     assert f.metric(f"{P}.prod.requests.jwks.fresh") == n // 2
     assert f.metric(f"{P}.prod.requests.discovery.fresh") == n // 2
