@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import REPO_ROOT, client, config, pki  # noqa: E402
+from harness.child import rss_kib  # noqa: E402
 from harness.fake_apiserver import DISCOVERY_PATH, JWKS_PATH  # noqa: E402
 from harness.load import wrk, wrk_bin  # noqa: E402
 from harness.stack import Stack  # noqa: E402
@@ -39,13 +40,6 @@ KINDS = [(JWKS_PATH, "oidc.example.com"), (DISCOVERY_PATH, "oidc.example.com"),
 WARM_ROUNDS = 200
 GUARD_MIN = 4 << 30  # a V8 Wasm memory reservation is ~8 GiB; nothing else in Envoy is near that
 _MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ")
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @dataclass
@@ -102,7 +96,7 @@ def rss_rows(wasm: Path, workdir: Path, concurrencies: tuple[int, ...] = (2, 8))
                     for path, host in KINDS:
                         client.get(s.port, path, host=host)
                 time.sleep(0.5)
-                rss[with_filter] = rss_kb(s.envoy.proc.pid)
+                rss[with_filter] = rss_kib(s.envoy.proc.pid)
                 mems = wasm_memories(s.envoy.proc.pid)
             finally:
                 s.stop()
@@ -145,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 wrk(f"http://127.0.0.1:{s.port}{path}", WORKDIR, duration_s=args.burst, host=host,
                     connections=8, threads=1)
             t = time.monotonic() - t0
-            samples.append((t, rss_kb(pid), wasm_memories(pid), s.fake.count()))
+            samples.append((t, rss_kib(pid), wasm_memories(pid), s.fake.count()))
             size = sum(m.size_kb for m in samples[-1][2])
             print(f"  {t:6.0f} s  RSS {samples[-1][1] / 1024:7.1f} MiB  Wasm linear memory {size} KiB "
                   f"(resident {sum(m.rss_kb for m in samples[-1][2])} KiB)  API calls {samples[-1][3]}", flush=True)

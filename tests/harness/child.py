@@ -42,3 +42,11 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10) -> int | None:
         except ProcessLookupError:
             pass
     return proc.returncode
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident set size (VmRSS), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")

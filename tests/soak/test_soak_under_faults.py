@@ -20,12 +20,12 @@ import os
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from e2e.checks import DISCOVERY, HOST, JWKS
 from harness import REPO_ROOT, client
+from harness.child import rss_kib
 from harness.load import WrkResult, wrk_finish, wrk_start
 from harness.stack import new_token
 
@@ -83,13 +83,6 @@ def max_failed_attempts(outage_s: float) -> int:
         n += 1
         t += max(1.0, min(2.0 ** (n - 1), REFRESH_S) / 2)
     return n + 1
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 @dataclass
