@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import helm
-from test_chart import (DISCOVERY_ROLE, ISTIO_CLUSTER, K8S_VERSION, README, VARIANTS, _notes_patch, by_kind,
+from test_chart import (DISCOVERY_ROLE, check_config, ISTIO_CLUSTER, K8S_VERSION, README, VARIANTS, _notes_patch, by_kind,
                         injected_credential, one, scope_patches)
 
 FORMS = ["issuers", "issuers-remote"]
@@ -258,9 +258,21 @@ def test_issuers_example_in_values_yaml_is_valid():
 
 
 def test_schema_limits_of_issuers_are_the_filters_own():
-    """maxItems and the name's length in values.schema.json equal the constants in src/config.rs."""
-    rust = (helm.CHART.parents[1] / "src" / "config.rs").read_text()
+    """maxItems and the name's length in values.schema.json are where the filter's own parser
+    (examples/check_config.rs) draws the line: it accepts the schema's bound and refuses one past
+    it, naming the key."""
     schema = json.loads((helm.CHART / "values.schema.json").read_text())["properties"]["issuers"]
-    const = {n: int(v) for n, v in re.findall(r"^pub const (MAX_ISSUERS|MAX_NAME_LEN): usize = (\d+);", rust, re.M)}
-    assert schema["maxItems"] == const["MAX_ISSUERS"]
-    assert schema["items"]["properties"]["name"]["pattern"] == f"^[a-z0-9_-]{{1,{const['MAX_NAME_LEN']}}}$"
+    max_items = schema["maxItems"]
+    max_name = int(re.fullmatch(r"\^\[a-z0-9_-\]\{1,(\d+)\}\$", schema["items"]["properties"]["name"]["pattern"]).group(1))
+
+    def issuers(n: int, name_len: int = 1) -> dict:
+        return {"issuers": [{"name": f"{i:0{name_len}d}"[-name_len:] if n > 1 else "n" * name_len,
+                             "issuer": f"https://oidc.example.com/c{i}", "cluster": f"c{i}"}
+                            for i in range(n)]}
+
+    assert check_config(issuers(max_items, 2), {}).returncode == 0
+    past = check_config(issuers(max_items + 1, 2), {})
+    assert past.returncode != 0 and "issuers" in past.stderr + past.stdout
+    assert check_config(issuers(1, max_name), {}).returncode == 0
+    long = check_config(issuers(1, max_name + 1), {})
+    assert long.returncode != 0 and "issuers[0].name" in long.stderr + long.stdout

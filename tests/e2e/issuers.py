@@ -91,18 +91,18 @@ def cluster_pkis(tmp_path_factory) -> dict[str, pkimod.Pki]:
 
 @pytest.fixture
 def fleet(tmp_path, wasm, cluster_pkis):
-    """``fleet(server=FakeApiServer, before_envoy=None, **plugin_globals)`` -> (Fleet, {name:
+    """``fleet(before_envoy=None, **plugin_globals)`` -> (Fleet, {name:
     Cluster}): three fake API servers started, Envoy started with the three issuers."""
     started: list = []
 
-    def make(server=FakeApiServer, before_envoy=None, backend_port=None, concurrency=1,
+    def make(before_envoy=None, backend_port=None, concurrency=1,
              wasm_trace=False, **plugin_globals):
         clusters: dict[str, Cluster] = {}
         upstreams: dict[str, Upstream] = {}
         for name, (issuer, cluster, cert_name) in CLUSTERS.items():
             pki = cluster_pkis[cert_name]
             token = new_token()
-            fake = server(pki.server_cert, pki.server_key, token=token, issuer=issuer)
+            fake = FakeApiServer(pki.server_cert, pki.server_key, token=token, issuer=issuer)
             fake.start()
             started.append(fake)
             clusters[name] = Cluster(name, issuer, fake, token)
