@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 
 from e2e.checks import DISCOVERY, HOST, JWKS, plugin_log_lines, poll, served_discovery
 from harness import client, config
+from harness.child import free_port
 from harness.fake_apiserver import FakeApiServer, make_jwk
 from harness.load import wrk_finish, wrk_start
 from harness.stack import new_token
@@ -32,12 +32,6 @@ REFRESH_S = 5
 # Envoy reads a moved-in LDS file at once; the new listener's plugin then prefetches.
 IN_EFFECT_S = 5
 LOAD_S = 12
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lds:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -26,6 +27,14 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None,
             env=dict(os.environ if env is None else env), cwd=str(cwd) if cwd else None,
             preexec_fn=_die_with_parent, close_fds=True,
         )
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a child to listen on (another process may still take it
+    first; callers that cannot retry keep that window short)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop(proc: subprocess.Popen | None, timeout: float = 10) -> int | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import ssl
 import subprocess
 import time
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import child
+from .child import free_port
 from .pki import Pki, make_ca, make_client
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -57,12 +57,6 @@ def missing_binaries(bin_dir: Path | None = None) -> list[str]:
     return [b for b in BINARIES if not os.access(d / b, os.X_OK)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _rsa_key_pem() -> tuple[bytes, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -70,6 +64,30 @@ def _rsa_key_pem() -> tuple[bytes, bytes]:
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return private, public
+
+
+def https_request(port: int, ca: Path, method: str, path: str, *, token: str | None = None,
+                  headers: dict[str, str] | None = None, body: bytes | None = None,
+                  cert: tuple[Path, Path] | None = None,
+                  timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """One HTTPS request to an API server (real or fake) on 127.0.0.1, its certificate checked
+    against ``ca``; a bearer ``token`` and a client ``cert`` (cert, key) are optional. Returns
+    (status, lower-cased headers, body)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    h = dict(headers or {})
+    if token is not None:
+        h["Authorization"] = f"Bearer {token}"
+    if body is not None:
+        h.setdefault("Content-Type", "application/json")
+    try:
+        conn.request(method, path, body=body, headers=h)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
 
 
 class Kube:
@@ -222,30 +240,13 @@ class Kube:
         return "\n".join(p.read_text(errors="replace").splitlines()[-lines:]) if p.exists() else ""
 
     # ------------------------------------------------------------------ requests
-    def _context(self, admin: bool) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
-        if admin:
-            ctx.load_cert_chain(str(self.admin_cert), str(self.admin_key))
-        return ctx
-
     def request(self, method: str, path: str, *, token: str | None = None, admin: bool = False,
                 headers: dict[str, str] | None = None, body: bytes | None = None,
                 timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-        """One request, as the admin (client certificate) or with a bearer token (or neither).
-        Returns (status, lower-cased headers, body)."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
-                                           context=self._context(admin))
-        h = dict(headers or {})
-        if token is not None:
-            h["Authorization"] = f"Bearer {token}"
-        if body is not None:
-            h.setdefault("Content-Type", "application/json")
-        try:
-            conn.request(method, path, body=body, headers=h)
-            r = conn.getresponse()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-        finally:
-            conn.close()
+        """One request, as the admin (client certificate) or with a bearer token (or neither)."""
+        cert = (self.admin_cert, self.admin_key) if admin else None
+        return https_request(self.port, self.pki.ca_cert, method, path, token=token,
+                             headers=headers, body=body, cert=cert, timeout=timeout)
 
     def api(self, method: str, path: str, obj: dict | None = None) -> tuple[int, dict]:
         """An admin API call with a JSON body; returns (status, decoded body)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "charts" / "image"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from harness import child  # noqa: E402  (free ports, stopping by PID)
 
 WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 INSTALL_HINT = "run `make tools-apt` (apt-get install -y docker-registry skopeo)"
@@ -50,22 +52,6 @@ def skopeo_bin() -> str:
     return _tool("skopeo")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the test process dies, even if pytest is killed
     before its finalizers run (Linux prctl PR_SET_PDEATHSIG; elsewhere a no-op)."""
@@ -79,7 +65,7 @@ def _die_with_parent() -> None:
 
 def _start_registry(binary: str, work: Path) -> tuple[subprocess.Popen, str]:
     """One attempt on a fresh port; the caller stops the process whatever happens."""
-    port = _free_port()
+    port = child.free_port()
     data = work / f"data-{port}"
     cfg = work / f"config-{port}.yml"
     cfg.write_text(
@@ -125,11 +111,11 @@ def registry(tmp_path_factory):
             procs.append(proc)
             if _wait_up(proc, addr, 20):
                 break
-            _stop(proc)
+            child.stop(proc)
         else:
             logs = "\n".join(p.read_text(errors="replace") for p in sorted(work.glob("registry-*.log")))
             pytest.fail(f"docker-registry did not answer on /v2/:\n{logs}")
         yield addr
     finally:
         for proc in procs:
-            _stop(proc)
+            child.stop(proc)

@@ -7,14 +7,13 @@ request with 406.)"""
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import ssl
 
 import pytest
 
 from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY, JWKS_PATH as JWKS, FakeApiServer
+from harness.kube import https_request
 
 SA = "sa"  # the test service account's token
 # (id, method, path, request headers, credential, the status the real API server answers)
@@ -43,24 +42,14 @@ IDS = [c[0] for c in CASES]
 
 
 def _ask(port: int, ca, method: str, path: str, headers: dict, token: str | None):
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
-                                       context=ssl.create_default_context(cafile=str(ca)))
-    h = dict(headers)
-    if token is not None:
-        h["Authorization"] = f"Bearer {token}"
-    try:
-        conn.request(method, path, headers=h)
-        r = conn.getresponse()
-        body = r.read()
-    finally:
-        conn.close()
-    if r.status == 200:
+    status, h, body = https_request(port, ca, method, path, token=token, headers=headers)
+    if status == 200:
         body = sorted(json.loads(body))  # the documents' members (their values are per cluster)
     else:
         # error bodies byte for byte, but for the user a 403 names
         body = re.sub(rb'system:serviceaccount:[a-z0-9-]+:[a-z0-9-]+', b"USER", body)
-    return {"status": r.status, "content-type": r.getheader("content-type"),
-            "cache-control": r.getheader("cache-control"), "body": body}
+    return {"status": status, "content-type": h.get("content-type"),
+            "cache-control": h.get("cache-control"), "body": body}
 
 
 @pytest.fixture(scope="module")
