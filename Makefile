@@ -73,6 +73,8 @@ tools-wbg:
 # from Debian's kubernetes source package (about 5 minutes, once), kubectl and etcd from Debian,
 # cached outside the work tree ($(KUBE_CACHE)); a no-op while the pinned version is unchanged.
 KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
+# where tests/harness/kube.py and tools/run_local.py find the binaries
+export KOD_KUBE_BIN := $(KUBE_CACHE)/bin
 kube-tools:
 	@tools/kube/build.sh $(KUBE_CACHE) >/dev/null
 
@@ -117,7 +119,7 @@ e2e: build tools-py
 
 # The filter in real Envoy against a real kube-apiserver (and the fake held to it).
 real-test: build tools-py kube-tools
-	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PYTEST) -q tests/real
+	$(PYTEST) -q tests/real
 
 # ---------------------------------------------------------------- fuzzing
 # Each target reads the committed seeds (fuzz/corpus/<target>) and crash regressions
@@ -174,14 +176,14 @@ soak: build tools-apt tools-py
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 test: lint tools unit wasm-test fuzz-smoke build
-	KOD_KUBE_BIN=$(KUBE_CACHE)/bin SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
+	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
 	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/soak
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.
 KUBE ?= fake
 run: build tools-py $(if $(filter real,$(KUBE)),kube-tools)
-	KOD_KUBE_BIN=$(KUBE_CACHE)/bin $(PY) tools/run_local.py --kube $(KUBE)
+	$(PY) tools/run_local.py --kube $(KUBE)
 
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor
