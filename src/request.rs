@@ -261,6 +261,26 @@ mod tests {
     }
 
     #[test]
+    fn a_served_request_copies_nothing_from_shared_data() {
+        let p = Process::at(1_000_000);
+        let vm = warm(&p);
+        vm.request(4, HOST, "GET", JWKS_PATH); // this VM decodes the copy once
+        let (gets, bytes) = (p.data().gets.get(), p.data().read_bytes.get());
+        for id in 5..8 {
+            vm.request(id, HOST, "GET", JWKS_PATH);
+        }
+        assert_eq!(
+            vm.host().take_answers(),
+            [(4, 200), (5, 200), (6, 200), (7, 200)]
+        );
+        assert_eq!(
+            (p.data().gets.get() - gets, p.data().read_bytes.get() - bytes),
+            (3, 0),
+            "one read of the (empty) version key each"
+        );
+    }
+
+    #[test]
     fn an_expired_copy_waits_for_a_due_fetch_then_gets_503_when_it_fails() {
         let p = Process::at(1_000_000);
         let vm = warm(&p);

@@ -20,8 +20,9 @@ pub struct ProxyWasm;
 
 impl SharedStore for ProxyWasm {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        // An empty value comes back as no bytes, with its CAS: the key exists.
         match hostcalls::get_shared_data(key) {
-            Ok((Some(bytes), Some(cas))) => Some((bytes, cas)),
+            Ok((bytes, Some(cas))) => Some((bytes.unwrap_or_default(), cas)),
             _ => None,
         }
     }
