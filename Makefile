@@ -11,6 +11,8 @@ WASM_TGT   := wasm32-wasip1
 WASM_OUT   := target/$(WASM_TGT)/release/$(CRATE).wasm
 DIST       := dist
 DIST_WASM  := $(DIST)/$(CRATE).wasm
+# The module without the proxy-wasm callbacks it does not implement (tools/wasm_exports.py).
+WASM_KEPT  := target/$(WASM_TGT)/release/$(CRATE).kept.wasm
 VENV       := .venv
 PY         := $(VENV)/bin/python
 PYTEST     := $(VENV)/bin/pytest
@@ -89,9 +91,8 @@ tools-fuzz:
 build: tools-rust tools-apt
 	cargo build --release --target $(WASM_TGT)
 	mkdir -p $(DIST)
-	if command -v wasm-opt >/dev/null; then \
-	  wasm-opt $(WASM_OPT_FLAGS) $(WASM_OUT) -o $(DIST_WASM); \
-	else cp $(WASM_OUT) $(DIST_WASM); fi
+	python3 tools/wasm_exports.py $(WASM_OUT) $(WASM_KEPT) --keep filter
+	wasm-opt $(WASM_OPT_FLAGS) $(WASM_KEPT) -o $(DIST_WASM)
 	@ls -l $(DIST_WASM)
 
 # ---------------------------------------------------------------- checks

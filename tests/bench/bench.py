@@ -41,6 +41,9 @@ from harness.envoy import envoy_bin  # noqa: E402
 from harness.fake_apiserver import CACHE_CONTROL, DISCOVERY_PATH, JWKS_PATH  # noqa: E402
 from harness.load import WrkResult, wrk, wrk_bin  # noqa: E402
 from harness.stack import Stack  # noqa: E402
+
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import wasm_exports  # noqa: E402  (tools/wasm_exports.py)
 from memory import KINDS, WARM_ROUNDS, rss_rows, without_filter  # noqa: E402  (tests/bench/memory.py)
 
 WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
@@ -128,24 +131,29 @@ def add_unscoped_listener(cfg: dict) -> None:
         f.pop("disabled", None)
 
 
-def add_floor_listener(cfg: dict, wasm: Path, body: bytes, headers: dict[str, str]) -> None:
-    """Appends listener ``floor``: a copy of listener 0 whose Wasm filter is examples/floor.rs,
+def add_floor_listener(cfg: dict, wasm: Path, body: bytes, headers: dict[str, str], name: str = "floor") -> None:
+    """Appends listener ``name``: a copy of listener 0 whose Wasm filter is examples/floor.rs,
     answering every request with ``body`` and ``headers``: the least any Wasm filter costs."""
-    add_twin_listener(cfg, "floor")
+    add_twin_listener(cfg, name)
     plugin = config.wasm_plugin(cfg, -1)
-    plugin["name"] = plugin["vm_config"]["vm_id"] = "floor"
+    plugin["name"] = plugin["vm_config"]["vm_id"] = name
     plugin["vm_config"].pop("environment_variables", None)
     config.set_wasm_file(cfg, wasm, -1)
     head = "".join(f"{k}: {v}\n" for k, v in headers.items())
     config.set_plugin_config(cfg, head + "\n" + body.decode(), -1)
 
 
-def add_compare_listener(cfg: dict, wasm: Path) -> None:
-    """Appends listener ``compare``: a copy of listener 0 running another build of the filter
-    (--compare-wasm), in a VM of its own, so that two builds are measured side by side."""
-    add_twin_listener(cfg, "compare")
+def compare_names(count: int) -> list[str]:
+    """The listeners (and VM ids) of --compare-wasm's builds: ``compare``, ``compare2``, ..."""
+    return ["compare" if i == 0 else f"compare{i + 1}" for i in range(count)]
+
+
+def add_compare_listener(cfg: dict, wasm: Path, name: str) -> None:
+    """Appends listener ``name``: a copy of listener 0 running another build of the filter
+    (--compare-wasm), in a VM of its own, so that builds are measured side by side."""
+    add_twin_listener(cfg, name)
     plugin = config.wasm_plugin(cfg, -1)
-    plugin["vm_config"]["vm_id"] = "compare"
+    plugin["vm_config"]["vm_id"] = name
     config.set_wasm_file(cfg, wasm, -1)
     # its copy is prefetched once and never refreshed, so the API-server calls counted in the
     # run stay those of the filter under test
@@ -250,9 +258,10 @@ def check_answers(ports: dict[str, int], jwks: bytes) -> list[str]:
         app = client.get(ports[listener], APP_PATH, host=APP_HOST)
         if app.status != 200 or app.body != APP_BODY.encode():
             raise SystemExit(f"{APP_HOST} on listener {listener} did not reach its route: {app.status}")
-    fl = client.get(ports["floor"], JWKS_PATH, host=HOST)
-    if fl.status != 200 or fl.body != f.body or fl.header_names() != f.header_names():
-        raise SystemExit(f"the floor filter's answer differs from the filter's: {fl.status} {fl.headers}")
+    for floor in ("floor", "floor_kept"):
+        fl = client.get(ports[floor], JWKS_PATH, host=HOST)
+        if fl.status != 200 or fl.body != f.body or fl.header_names() != f.header_names():
+            raise SystemExit(f"the {floor} filter's answer differs from the filter's: {fl.status} {fl.headers}")
     if n.status != 404:
         raise SystemExit(f"{NOT_FOUND_PATH} answered {n.status}, not 404")
     if f.header("etag") != d.header("etag"):
@@ -289,7 +298,11 @@ def table(scenarios: list[Scenario], run_s: float, run_calls: dict[str, int], re
     delta("other_scoped", "other_none", SCOPED_TARGET_US, "another host, scoped filter - no filter")
     delta("other_unscoped", "other_none", None, "another host, unscoped filter - no filter")
     delta("filter_jwks", "floor", FLOOR_TARGET_US, "cached JWKS - do-nothing Wasm filter")
-    delta("filter_jwks", "compare_jwks", None, "cached JWKS, this build - the compared build")
+    delta("filter_jwks", "floor_kept", None, "cached JWKS - do-nothing filter built as the filter is")
+    delta("floor", "floor_kept", None, "do-nothing filter: SDK's callbacks - only its own")
+    for name in (s.listener for s in scenarios if s.key.startswith("compare")):
+        delta("filter_jwks", f"{name}_jwks", None, f"cached JWKS, this build - {name}")
+        delta(f"{name}_jwks", "floor", None, f"{name} - do-nothing Wasm filter")
     delta("floor", "direct", None, "do-nothing Wasm filter - direct_response")
     if "filter_jwks" in by_key:
         ratio = by_key["filter_jwks"].rps / direct.rps
@@ -320,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated scenario keys (profiling runs); "
                     "besides the default ones: direct_404")
     ap.add_argument("--memory", default="2,8", help="--concurrency values of the RSS table ('' skips it)")
-    ap.add_argument("--compare-wasm", default="", help="another build of the filter, measured beside "
-                    "this one (scenario compare_jwks; e.g. dist/ of the previous commit)")
+    ap.add_argument("--compare-wasm", default="", help="other builds of the filter, comma-separated, "
+                    "measured beside this one (scenarios compare_jwks, compare2_jwks, ...; e.g. dist/ of "
+                    "the previous commit)")
     args = ap.parse_args(argv)
 
     wasm = Path(args.wasm)
@@ -346,8 +360,12 @@ def main(argv: list[str] | None = None) -> int:
         add_unscoped_listener(stack.cfg)
         add_direct_listener(stack.cfg, jwks, headers)
         add_floor_listener(stack.cfg, Path(args.floor_wasm), jwks, headers)
-        if args.compare_wasm:
-            add_compare_listener(stack.cfg, Path(args.compare_wasm))
+        floor_kept = WORKDIR / "floor.kept.wasm"
+        wasm_exports.strip(Path(args.floor_wasm), floor_kept, wasm_exports.FLOOR)
+        add_floor_listener(stack.cfg, floor_kept, jwks, headers, "floor_kept")
+        compared = [Path(w) for w in args.compare_wasm.split(",") if w]
+        for name, path in zip(compare_names(len(compared)), compared):
+            add_compare_listener(stack.cfg, path, name)
         config.dump(stack.cfg, stack.envoy.config_path)
         t_start = time.monotonic()
         stack.start()
@@ -368,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                      headers=b),
             Scenario("floor", "JWKS by a do-nothing Wasm filter (examples/floor.rs, constant answer)",
                      "floor", JWKS_PATH, 200, headers=b),
+            Scenario("floor_kept", "JWKS by the do-nothing filter without the callbacks it does not implement "
+                     "(built as the filter is)", "floor_kept", JWKS_PATH, 200, headers=b),
             Scenario("direct", "JWKS by Envoy direct_response (same bytes, no filter)", "direct", JWKS_PATH, 200,
                      headers=b),
             Scenario("other_scoped", "another host, filter scoped to the OIDC host (shipped configs)", "public",
@@ -379,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         extra = [Scenario("direct_404", "404 by direct_response (no filter)", "direct", NOT_FOUND_PATH, 404,
                           headers=b)]
-        if args.compare_wasm:
-            scenarios.insert(1, Scenario("compare_jwks", f"JWKS through the compared build ({args.compare_wasm})",
-                                         "compare", JWKS_PATH, 200, headers=b))
+        for i, (name, path) in enumerate(zip(compare_names(len(compared)), compared)):
+            scenarios.insert(1 + i, Scenario(f"{name}_jwks", f"JWKS through {name} ({path})",
+                                             name, JWKS_PATH, 200, headers=b))
         if args.only:
             keys = args.only.split(",")
             scenarios = [s for s in scenarios + extra if s.key in keys]
