@@ -274,7 +274,10 @@ mod tests {
             [(4, 200), (5, 200), (6, 200), (7, 200)]
         );
         assert_eq!(
-            (p.data().gets.get() - gets, p.data().read_bytes.get() - bytes),
+            (
+                p.data().gets.get() - gets,
+                p.data().read_bytes.get() - bytes
+            ),
             (3, 0),
             "one read of the (empty) version key each"
         );
