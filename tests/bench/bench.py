@@ -300,9 +300,10 @@ def table(scenarios: list[Scenario], run_s: float, run_calls: dict[str, int], re
     delta("filter_jwks", "floor", FLOOR_TARGET_US, "cached JWKS - do-nothing Wasm filter")
     delta("filter_jwks", "floor_kept", None, "cached JWKS - do-nothing filter built as the filter is")
     delta("floor", "floor_kept", None, "do-nothing filter: SDK's callbacks - only its own")
-    for name in (s.listener for s in scenarios if s.key.startswith("compare")):
+    for name in dict.fromkeys(s.listener for s in scenarios if s.key.startswith("compare")):
         delta("filter_jwks", f"{name}_jwks", None, f"cached JWKS, this build - {name}")
         delta(f"{name}_jwks", "floor", None, f"{name} - do-nothing Wasm filter")
+        delta("filter_404", f"{name}_404", None, f"404, this build - {name}")
     delta("floor", "direct", None, "do-nothing Wasm filter - direct_response")
     if "filter_jwks" in by_key:
         ratio = by_key["filter_jwks"].rps / direct.rps
@@ -334,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                     "besides the default ones: direct_404")
     ap.add_argument("--memory", default="2,8", help="--concurrency values of the RSS table ('' skips it)")
     ap.add_argument("--compare-wasm", default="", help="other builds of the filter, comma-separated, "
-                    "measured beside this one (scenarios compare_jwks, compare2_jwks, ...; e.g. dist/ of "
-                    "the previous commit)")
+                    "measured beside this one (scenarios compare_jwks, compare2_jwks, ...; with --only also "
+                    "compare_404, ...; e.g. dist/ of the previous commit)")
     args = ap.parse_args(argv)
 
     wasm = Path(args.wasm)
@@ -402,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, (name, path) in enumerate(zip(compare_names(len(compared)), compared)):
             scenarios.insert(1 + i, Scenario(f"{name}_jwks", f"JWKS through {name} ({path})",
                                              name, JWKS_PATH, 200, headers=b))
+            extra.append(Scenario(f"{name}_404", f"404 through {name} ({path})", name, NOT_FOUND_PATH, 404,
+                                  headers=b))
         if args.only:
             keys = args.only.split(",")
             scenarios = [s for s in scenarios + extra if s.key in keys]
