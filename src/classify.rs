@@ -72,12 +72,14 @@ pub fn serves_host<'a>(scopes: impl IntoIterator<Item = &'a Scope>, authority: &
 /// Classifies a request. The path must be exactly one of the two document paths of an issuer
 /// served on the request's host; a query string is ignored, and nothing is decoded or
 /// normalised, so `/openid/v1/jwk%73`, `//openid/v1/jwks` or `/openid/v1/../v1/jwks` are not
-/// found. The configuration guarantees that no two issuers on one host share a path.
-pub fn classify<'a>(
+/// found. The configuration guarantees that no two issuers on one host share a path. `method`
+/// is asked for only when the path is a document's: any other path is 404 whatever the method,
+/// and each header read costs the host a call into the VM.
+pub fn classify<'a, M: AsRef<str>>(
     scopes: impl IntoIterator<Item = &'a Scope>,
     authority: &str,
-    method: &str,
     path: &str,
+    method: impl FnOnce() -> M,
 ) -> Route {
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     let found = scopes
@@ -85,10 +87,12 @@ pub fn classify<'a>(
         .enumerate()
         .filter(|(_, s)| host_matches(&s.hosts, authority))
         .find_map(|(i, s)| s.document(path).map(|d| (i, d)));
-    match (found, method) {
-        (None, _) => Route::NotFound,
-        (Some((i, doc)), "GET" | "HEAD") => Route::Serve(i, doc),
-        (Some(_), _) => Route::MethodNotAllowed,
+    let Some((i, doc)) = found else {
+        return Route::NotFound;
+    };
+    match method().as_ref() {
+        "GET" | "HEAD" => Route::Serve(i, doc),
+        _ => Route::MethodNotAllowed,
     }
 }
 
@@ -98,7 +102,7 @@ mod tests {
 
     /// The single-issuer form without `hosts`: the root paths on every host.
     fn classify(method: &str, path: &str) -> Route {
-        super::classify(&[Scope::default()], "any.example", method, path)
+        super::classify(&[Scope::default()], "any.example", path, || method)
     }
 
     fn scope(hosts: &[&str], prefix: &str) -> Scope {
@@ -193,7 +197,7 @@ mod tests {
     fn each_issuer_is_served_at_its_prefix_on_its_host() {
         let f = fleet();
         let route = |authority: &str, method: &str, path: &str| {
-            super::classify(&f, authority, method, path)
+            super::classify(&f, authority, path, || method)
         };
         assert_eq!(
             route(
@@ -270,7 +274,7 @@ mod tests {
             scope(&["oidc.example.com"], "/clusters/prod"),
             scope(&["oidc.example.com"], ""),
         ];
-        let route = |path: &str| super::classify(&f, "oidc.example.com", "GET", path);
+        let route = |path: &str| super::classify(&f, "oidc.example.com", path, || "GET");
         assert_eq!(route("/openid/v1/jwks"), Route::Serve(1, Document::Jwks));
         assert_eq!(
             route("/clusters/prod/openid/v1/jwks"),

@@ -10,28 +10,6 @@ use crate::plugin::Plugin;
 use crate::refresh::KICK_TICK;
 use crate::waiters::{self, Waiter};
 
-/// The rest of a served host's request: the three headers it needs, each read by name. Not the
-/// whole header map: copying that into the VM costs with every cookie a browser sends, and
-/// only the OIDC host's requests are read at all. Other hosts never pay for it: they pass after
-/// the `:authority` lookup alone (and in the shipped configs never enter the filter).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RequestHead {
-    pub method: String,
-    pub path: String,
-    pub if_none_match: Option<String>,
-}
-
-impl RequestHead {
-    /// `header` returns a request header's value by its (lower-case) name.
-    pub fn read(header: impl Fn(&str) -> Option<String>) -> RequestHead {
-        RequestHead {
-            method: header(":method").unwrap_or_default(),
-            path: header(":path").unwrap_or_default(),
-            if_none_match: header("if-none-match"),
-        }
-    }
-}
-
 /// What the copy could do for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lookup {
@@ -42,19 +20,25 @@ pub(crate) enum Lookup {
 }
 
 impl<H: Host> Plugin<H> {
-    /// A request's headers, in its own (effective) context. `read_head` is called only for a
-    /// served host.
+    /// A request's headers, in its own (effective) context. `header` reads one by its
+    /// (lower-case) name, and only as far as the answer needs: each read is a host call, and
+    /// for a header that is there also a call back into the VM to allocate its value (the
+    /// costliest step of a served request). Not the whole header map, which grows with every
+    /// cookie a browser sends. Another host: `:authority` alone (and in the shipped configs it
+    /// never enters the filter); then `:path`; `:method` only for a document's path (any other
+    /// is 404 whatever the method); `if-none-match` only for a document served.
     pub fn on_request_headers(
         &self,
         context_id: u32,
-        authority: &str,
-        read_head: impl FnOnce() -> RequestHead,
+        header: impl Fn(&str) -> Option<String>,
     ) -> Action {
-        if !classify::serves_host(self.scopes(), authority) {
+        let authority = header(":authority").unwrap_or_default();
+        if !classify::serves_host(self.scopes(), &authority) {
             return Action::Continue;
         }
-        let head = read_head();
-        match classify::classify(self.scopes(), authority, &head.method, &head.path) {
+        let path = header(":path").unwrap_or_default();
+        let method = || header(":method").unwrap_or_default();
+        match classify::classify(self.scopes(), &authority, &path, method) {
             Route::NotFound => {
                 self.host.send(&answer::error(404));
                 self.routing.not_found(&self.host);
@@ -63,7 +47,9 @@ impl<H: Host> Plugin<H> {
                 self.host.send(&answer::error(405));
                 self.routing.method_not_allowed(&self.host);
             }
-            Route::Serve(issuer, doc) => self.serve(context_id, issuer, doc, head.if_none_match),
+            Route::Serve(issuer, doc) => {
+                self.serve(context_id, issuer, doc, header("if-none-match"))
+            }
         }
         Action::Pause
     }
@@ -183,41 +169,42 @@ mod tests {
     }
 
     #[test]
-    fn head_reads_exactly_the_three_headers_it_needs() {
-        let asked = std::cell::RefCell::new(Vec::new());
-        let head = RequestHead::read(|name| {
-            asked.borrow_mut().push(name.to_string());
-            match name {
-                ":method" => Some("HEAD".into()),
-                ":path" => Some("/p?q".into()),
-                "if-none-match" => Some("\"e\"".into()),
-                _ => Some("unexpected".into()),
-            }
-        });
+    fn each_request_reads_only_the_headers_its_answer_needs() {
+        let vm = warm(&Process::at(1_000_000));
+        let reads = |method, host, path| {
+            vm.request(5, host, method, path);
+            vm.host().take_replies();
+            vm.host().take_header_reads()
+        };
         assert_eq!(
-            head,
-            RequestHead {
-                method: "HEAD".into(),
-                path: "/p?q".into(),
-                if_none_match: Some("\"e\"".into()),
-            }
+            reads("GET", "app.example.com", JWKS_PATH),
+            [":authority"],
+            "another host"
         );
-        assert_eq!(*asked.borrow(), [":method", ":path", "if-none-match"]);
-        assert_eq!(RequestHead::read(|_| None), RequestHead::default());
+        assert_eq!(reads("POST", HOST, "/x"), [":authority", ":path"], "404");
+        assert_eq!(
+            reads("POST", HOST, JWKS_PATH),
+            [":authority", ":path", ":method"],
+            "405"
+        );
+        assert_eq!(
+            reads("GET", HOST, JWKS_PATH),
+            [":authority", ":path", ":method", "if-none-match"],
+            "served"
+        );
     }
 
     #[test]
-    fn another_host_passes_without_its_head_being_read() {
+    fn another_host_passes_untouched() {
         let vm = Process::at(1_000_000).vm(CONFIG);
         let action = vm.request(5, "app.example.com", "GET", JWKS_PATH);
         assert_eq!(action, Action::Continue);
-        assert_eq!(vm.host().head_reads.get(), 0);
         assert!(vm.host().take_replies().is_empty());
         assert_eq!(
             vm.request(6, "OIDC.example.com:8443", "GET", "/x"),
             Action::Pause
         );
-        assert_eq!(vm.host().head_reads.get(), 1);
+        assert_eq!(vm.host().take_answers(), [(6, 404)]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ fn serves_exactly_the_two_paths_on_the_public_host() {
         prefix: String::new(),
     }];
     let classify = |method: &str, path: &str| {
-        kube_oidc_discovery::classify::classify(&single, "oidc.example.com", method, path)
+        kube_oidc_discovery::classify::classify(&single, "oidc.example.com", path, || method)
     };
     assert_eq!(
         classify("GET", "/openid/v1/jwks?x=1"),
@@ -65,7 +65,7 @@ fn serves_path_prefixed_issuers_at_their_prefix() {
     assert!(serves_host(&fleet, "OIDC.example.com:443"));
     assert!(!serves_host(&fleet, "app.example.com"));
     let classify = |path: &str| {
-        kube_oidc_discovery::classify::classify(&fleet, "oidc.example.com", "GET", path)
+        kube_oidc_discovery::classify::classify(&fleet, "oidc.example.com", path, || "GET")
     };
     assert_eq!(
         classify("/clusters/dev/openid/v1/jwks"),

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The root paths on every host: the single-issuer form without `hosts`.
     let document = Document::ALL.into_iter().find(|d| d.path() == bare);
-    match classify(&[Scope::default()], &authority, &method, &path) {
+    match classify(&[Scope::default()], &authority, &path, || method.as_str()) {
         Route::Serve(i, doc) => {
             assert!(safe, "served for {method:?}");
             assert_eq!((i, document), (0, Some(doc)), "served {path:?} as {doc}");
@@ -108,7 +108,7 @@ fn issuers(urls: &[String], authority: &str, method: &str, path: &str) {
         on_host.len() <= 1,
         "two issuers share a document path: {urls:?}"
     );
-    match classify(scopes.iter().copied(), authority, method, path) {
+    match classify(scopes.iter().copied(), authority, path, || method) {
         Route::Serve(i, doc) => {
             assert!(safe, "served for {method:?}");
             assert_eq!(

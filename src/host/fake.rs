@@ -8,7 +8,6 @@ use crate::cache::{CasMismatch, SharedStore};
 use crate::document::Document;
 use crate::plugin::{Plugin, StartError};
 use crate::refresh::ResponseHead;
-use crate::request::RequestHead;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
@@ -88,7 +87,7 @@ impl Process {
             refuse_dispatch: Cell::new(false),
             missing_clusters: RefCell::default(),
             next_token: Cell::new(root_id * 10),
-            head_reads: Cell::new(0),
+            header_reads: RefCell::default(),
             replies: RefCell::default(),
             calls: RefCell::default(),
             ticks: RefCell::default(),
@@ -155,8 +154,8 @@ pub struct FakeHost {
     /// Clusters this host does not have: dispatch to them fails (Envoy's BadArgument).
     pub missing_clusters: RefCell<Vec<String>>,
     next_token: Cell<u32>,
-    /// How often the plugin read a request's header map.
-    pub head_reads: Cell<usize>,
+    /// The request headers the plugin read, by name, in order.
+    header_reads: RefCell<Vec<String>>,
     replies: RefCell<Vec<Reply>>,
     calls: RefCell<Vec<Call>>,
     ticks: RefCell<Vec<Duration>>,
@@ -260,6 +259,11 @@ impl FakeHost {
         std::mem::take(&mut self.replies.borrow_mut())
     }
 
+    /// The request headers read so far, by name, taken out of the record.
+    pub fn take_header_reads(&self) -> Vec<String> {
+        std::mem::take(&mut self.header_reads.borrow_mut())
+    }
+
     /// Every reply sent so far as (context, status), taken out of the record.
     pub fn take_answers(&self) -> Vec<(u32, u32)> {
         let replies = self.take_replies();
@@ -312,12 +316,14 @@ impl Plugin<FakeHost> {
         let host = self.host();
         host.live.borrow_mut().insert(id);
         host.effective.set(id);
-        let action = self.on_request_headers(id, authority, || {
-            host.head_reads.set(host.head_reads.get() + 1);
-            RequestHead {
-                method: method.into(),
-                path: path.into(),
-                if_none_match: if_none_match.map(str::to_string),
+        let action = self.on_request_headers(id, |name| {
+            host.header_reads.borrow_mut().push(name.to_string());
+            match name {
+                ":authority" => Some(authority.into()),
+                ":method" => Some(method.into()),
+                ":path" => Some(path.into()),
+                "if-none-match" => if_none_match.map(str::to_string),
+                _ => None,
             }
         });
         host.effective.set(host.root_id);

@@ -7,7 +7,6 @@ use crate::answer::Answer;
 use crate::cache::{self, CasMismatch, SharedStore};
 use crate::plugin::Plugin;
 use crate::refresh::ResponseHead;
-use crate::request::RequestHead;
 use log::error;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -185,9 +184,7 @@ impl HttpContext for Http {
                 .ok()
                 .flatten()
         };
-        let authority = header(":authority").unwrap_or_default();
-        let head = || RequestHead::read(header);
-        match plugin.on_request_headers(self.id, &authority, head) {
+        match plugin.on_request_headers(self.id, header) {
             Action::Continue => types::Action::Continue,
             Action::Pause => types::Action::Pause,
         }
