@@ -53,7 +53,8 @@ pub fn etag(body: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     pub copy: String,
-    pub version: String, // (its CAS is the version, see the module's doc)
+    /// Its CAS is the copy's version (see the module's doc).
+    pub version: String,
     pub schedule: String,
 }
 

@@ -2,7 +2,7 @@
 //! work is split by concern: [`crate::request`] (a client request), [`crate::waiters`] (requests
 //! waiting for a fetch), [`crate::refresh`] (the tick, the lease and the upstream calls).
 
-use crate::cache::{self, Keys, LocalCopy, Shared};
+use crate::cache::{self, Keys, LocalCopy, Shared, SharedStore, StoredCopy};
 use crate::classify::Scope;
 use crate::config::{Config, ConfigError, Issuer};
 use crate::document::Document;
@@ -58,6 +58,19 @@ impl IssuerState {
             metrics: metrics::Ids::define(host, &names)?,
             local: RefCell::new(Document::ALL.iter().map(|_| LocalCopy::default()).collect()),
         })
+    }
+
+    /// `f` of this VM's copy of a document, first brought up to the shared one
+    /// ([`LocalCopy::current`]); `None` when there is no copy.
+    pub(crate) fn with_copy<S: SharedStore, R>(
+        &self,
+        shared: &Shared<'_, S>,
+        doc: Document,
+        f: impl FnOnce(&StoredCopy) -> R,
+    ) -> Option<R> {
+        let keys = self.keys.get(doc.index())?;
+        let mut local = self.local.try_borrow_mut().ok()?;
+        local.get_mut(doc.index())?.current(shared, keys).map(f)
     }
 }
 

@@ -51,7 +51,8 @@ impl<H: Host> Plugin<H> {
                 if self.shared().try_lease(keys, now, lease) {
                     self.fetch(issuer, doc, now);
                 }
-                if let Some(fetched_at) = self.fetched_at(state, doc) {
+                let fetched_at = state.with_copy(&self.shared(), doc, |c| c.fetched_at_ms);
+                if let Some(fetched_at) = fetched_at {
                     state
                         .metrics
                         .age(&self.host, doc, now.saturating_sub(fetched_at) / 1000);
@@ -69,14 +70,6 @@ impl<H: Host> Plugin<H> {
             (false, true) => WAIT_TICK,
             (false, false) => IDLE_TICK,
         });
-    }
-
-    /// When the current copy of a document was fetched (this VM's copy, brought up to date).
-    fn fetched_at(&self, state: &IssuerState, doc: Document) -> Option<u64> {
-        let keys = state.keys.get(doc.index())?;
-        let mut local = state.local.try_borrow_mut().ok()?;
-        let copy = local.get_mut(doc.index())?.current(&self.shared(), keys)?;
-        Some(copy.fetched_at_ms)
     }
 
     /// The response to one of our calls. `head` and `read_body(max)` read it from the host, and

@@ -64,8 +64,11 @@ impl<H: Host> Plugin<H> {
     fn serve(&self, context_id: u32, issuer: usize, doc: Document, inm: Option<String>) {
         let now = self.host.now_ms();
         let lookup = self.answer_from_copy(issuer, doc, now, inm.as_deref());
+        if lookup == Lookup::Served {
+            return;
+        }
         let deadline_ms = waiters::deadline(&self.cfg, now);
-        if lookup == Lookup::Served || self.answer_cold(issuer, doc, lookup, now, deadline_ms) {
+        if self.answer_cold(issuer, doc, lookup, now, deadline_ms) {
             return;
         }
         if let Ok(mut w) = self.waiters.try_borrow_mut() {
@@ -94,26 +97,17 @@ impl<H: Host> Plugin<H> {
         let Some(state) = self.issuers.get(issuer) else {
             return Lookup::Missing;
         };
-        let (Some(keys), Ok(mut local)) =
-            (state.keys.get(doc.index()), state.local.try_borrow_mut())
-        else {
-            return Lookup::Missing;
-        };
-        let shared = self.shared();
-        let Some(copy) = local
-            .get_mut(doc.index())
-            .and_then(|l| l.current(&shared, keys))
-        else {
-            return Lookup::Missing;
-        };
-        let freshness = cache::freshness(&self.cfg, copy.fetched_at_ms, now);
-        if freshness == Freshness::Expired {
-            return Lookup::Expired;
-        }
-        let (answer, outcome) = answer::document(copy, freshness, now, if_none_match);
-        self.host.send(&answer);
-        state.metrics.request(&self.host, doc, outcome);
-        Lookup::Served
+        let answered = state.with_copy(&self.shared(), doc, |copy| {
+            let freshness = cache::freshness(&self.cfg, copy.fetched_at_ms, now);
+            if freshness == Freshness::Expired {
+                return Lookup::Expired;
+            }
+            let (answer, outcome) = answer::document(copy, freshness, now, if_none_match);
+            self.host.send(&answer);
+            state.metrics.request(&self.host, doc, outcome);
+            Lookup::Served
+        });
+        answered.unwrap_or(Lookup::Missing)
     }
 
     /// Answers a request the copy could not serve, or returns false if it must wait for a fetch.
