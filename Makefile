@@ -11,15 +11,10 @@ WASM_TGT   := wasm32-wasip1
 WASM_OUT   := target/$(WASM_TGT)/release/$(CRATE).wasm
 DIST       := dist
 DIST_WASM  := $(DIST)/$(CRATE).wasm
-# The module without the proxy-wasm callbacks it does not implement (tools/wasm_exports.py).
-WASM_KEPT  := target/$(WASM_TGT)/release/$(CRATE).kept.wasm
 VENV       := .venv
 PY         := $(VENV)/bin/python
 PYTEST     := $(VENV)/bin/pytest
 APT_PKGS   := binaryen wrk skopeo docker-registry openssl nodejs
-# wasm-opt (binaryen 108) rejects a stripped module unless the features are named.
-WASM_OPT_FLAGS := -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-                  --enable-mutable-globals --enable-reference-types --enable-multivalue
 # wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
 WBG_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
 IMAGE ?=
@@ -91,8 +86,8 @@ tools-fuzz:
 build: tools-rust tools-apt
 	cargo build --release --target $(WASM_TGT)
 	mkdir -p $(DIST)
-	python3 tools/wasm_exports.py $(WASM_OUT) $(WASM_KEPT) --keep filter
-	wasm-opt $(WASM_OPT_FLAGS) $(WASM_KEPT) -o $(DIST_WASM)
+	# without the callbacks the filter does not implement, then wasm-opt -Oz
+	python3 tools/wasm_exports.py $(WASM_OUT) $(DIST_WASM) --keep filter
 	@ls -l $(DIST_WASM)
 
 # ---------------------------------------------------------------- checks

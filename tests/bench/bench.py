@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         add_direct_listener(stack.cfg, jwks, headers)
         add_floor_listener(stack.cfg, Path(args.floor_wasm), jwks, headers)
         floor_kept = WORKDIR / "floor.kept.wasm"
-        wasm_exports.strip(Path(args.floor_wasm), floor_kept, wasm_exports.FLOOR)
+        wasm_exports.finish(Path(args.floor_wasm), floor_kept, wasm_exports.FLOOR)
         add_floor_listener(stack.cfg, floor_kept, jwks, headers, "floor_kept")
         compared = [Path(w) for w in args.compare_wasm.split(",") if w]
         for name, path in zip(compare_names(len(compared)), compared):
