@@ -12,7 +12,7 @@ use crate::waiters::{self, Waiter};
 
 /// What the copy could do for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lookup {
+enum Lookup {
     Served,
     /// A copy exists but is older than refresh interval + max_stale.
     Expired,
@@ -63,12 +63,8 @@ impl<H: Host> Plugin<H> {
 
     fn serve(&self, context_id: u32, issuer: usize, doc: Document, inm: Option<String>) {
         let now = self.host.now_ms();
-        let lookup = self.answer_from_copy(issuer, doc, now, inm.as_deref());
-        if lookup == Lookup::Served {
-            return;
-        }
         let deadline_ms = waiters::deadline(&self.cfg, now);
-        if self.answer_cold(issuer, doc, lookup, now, deadline_ms) {
+        if self.answer_now(issuer, doc, now, inm.as_deref(), deadline_ms) {
             return;
         }
         if let Ok(mut w) = self.waiters.try_borrow_mut() {
@@ -86,8 +82,23 @@ impl<H: Host> Plugin<H> {
         }
     }
 
+    /// Answers a request now if it can be: from a usable copy, or with the error the schedule
+    /// gives; false when it must wait for a fetch (until `deadline_ms`). For a new request and
+    /// for a waiting one alike.
+    pub(crate) fn answer_now(
+        &self,
+        issuer: usize,
+        doc: Document,
+        now: u64,
+        if_none_match: Option<&str>,
+        deadline_ms: u64,
+    ) -> bool {
+        let lookup = self.answer_from_copy(issuer, doc, now, if_none_match);
+        lookup == Lookup::Served || self.answer_cold(issuer, doc, lookup, now, deadline_ms)
+    }
+
     /// Answers from the issuer's copy if there is a usable one.
-    pub(crate) fn answer_from_copy(
+    fn answer_from_copy(
         &self,
         issuer: usize,
         doc: Document,
@@ -111,7 +122,7 @@ impl<H: Host> Plugin<H> {
     }
 
     /// Answers a request the copy could not serve, or returns false if it must wait for a fetch.
-    pub(crate) fn answer_cold(
+    fn answer_cold(
         &self,
         issuer: usize,
         doc: Document,

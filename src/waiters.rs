@@ -8,7 +8,6 @@ use crate::document::Document;
 use crate::host::Host;
 use crate::plugin::Plugin;
 use crate::refresh::LEASE_MARGIN;
-use crate::request::Lookup;
 
 /// Most waiters answered in one tick. Envoy defers a local reply sent from the tick until the tick
 /// returns and runs the deferred replies nested in one another's filter callbacks, so stack use
@@ -55,9 +54,8 @@ impl<H: Host> Plugin<H> {
             if self.host.set_effective_context(w.context_id).is_err() {
                 continue; // the request is gone
             }
-            let lookup = self.answer_from_copy(w.issuer, w.doc, now, w.if_none_match.as_deref());
-            let cold = |l| self.answer_cold(w.issuer, w.doc, l, now, w.deadline_ms);
-            if lookup == Lookup::Served || cold(lookup) {
+            let inm = w.if_none_match.as_deref();
+            if self.answer_now(w.issuer, w.doc, now, inm, w.deadline_ms) {
                 answered += 1;
             } else {
                 still.push(w);
