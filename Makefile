@@ -26,7 +26,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
-        e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
+        e2e shipped-test real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
         clean tools-fuzz fuzz fuzz-smoke
 
 # ---------------------------------------------------------------- tools
@@ -110,8 +110,14 @@ wasm-test: tools-rust tools-wbg
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --test wasm_logic
 
+# The filter's behaviour in real Envoy, against the fake API server.
 e2e: build tools-py
 	$(PYTEST) -q tests/e2e
+
+# What the repository ships, checked as such: the Envoy configs of envoy/, the built module's
+# exports (tools/wasm_exports.py), `make run`.
+shipped-test: build tools-py
+	$(PYTEST) -q tests/shipped
 
 # The filter in real Envoy against a real kube-apiserver (and the fake held to it).
 real-test: build tools-py kube-tools
@@ -171,9 +177,9 @@ soak: build tools-apt tools-py
 
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
+# pytest with no paths runs every folder of pytest.ini's testpaths (tests/README.md: the tiers).
 test: lint tools unit wasm-test fuzz-smoke build
-	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
-	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/soak
+	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) $(PYTEST) -q
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.

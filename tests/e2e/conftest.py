@@ -1,69 +1,54 @@
-"""Fixtures of the end-to-end tests: the real filter (dist/kube_oidc_discovery.wasm) in a real
-Envoy (.venv/bin/envoy) running the shipped configs of envoy/, against the fake kube-apiserver."""
+"""Fixtures of the end-to-end tests in real Envoy against fake API servers. The shared ones
+(``wasm``, ``pki``, ``backend``, ``make_stack``) are in tests/conftest.py; here are those of the
+`issuers` form: three fake API servers of different clusters behind one Envoy (issuers.py)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-# tools/helm.py (the chart, rendered) and tools/run_local.py (`make run`)
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-
-from harness import REPO_ROOT, pki as _pki  # noqa: E402
-from harness.backend import Backend  # noqa: E402
-from harness.stack import Stack  # noqa: E402
-
-WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
-DEFAULT_TIMEOUT_S = 60
-
-
-def default_timeout(items, directory: Path, seconds: float) -> None:
-    """pytest-timeout for the tests under ``directory`` that set none: a hang in Envoy, an API
-    server or a test fails that test instead of blocking CI, whatever ini file (or none) the run
-    picked up."""
-    for item in items:
-        if Path(str(item.fspath)).is_relative_to(directory) and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(seconds))
-
-
-def pytest_collection_modifyitems(config, items):
-    default_timeout(items, Path(__file__).parent, DEFAULT_TIMEOUT_S)
+from e2e.issuers import CLUSTERS, Cluster, plugin_config, three_clusters
+from harness import pki as pkimod
+from harness.fake_apiserver import FakeApiServer
+from harness.fleet import Fleet, Upstream
+from harness.stack import new_token
 
 
 @pytest.fixture(scope="session")
-def wasm() -> Path:
-    if not WASM.exists():
-        pytest.fail(f"{WASM} is missing: run `make build` (make e2e does)")
-    return WASM
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    return _pki.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="session")
-def backend():
-    b = Backend().start()
-    yield b
-    b.stop()
+def cluster_pkis(tmp_path_factory) -> dict[str, pkimod.Pki]:
+    """A PKI per certificate name: prod's (also edge's) and dev's, each with its own CA."""
+    names = {n for _, _, n in CLUSTERS.values()}
+    return {n: pkimod.generate(tmp_path_factory.mktemp(n), [n]) for n in sorted(names)}
 
 
 @pytest.fixture
-def make_stack(tmp_path, pki, wasm):
-    """Starts Stacks for one test and stops them all at teardown."""
-    stacks: list[Stack] = []
+def fleet(tmp_path, wasm, cluster_pkis):
+    """``fleet(before_envoy=None, **plugin_globals)`` -> (Fleet, {name:
+    Cluster}): three fake API servers started, Envoy started with the three issuers."""
+    started: list = []
 
-    def make(config: str = "pod.yaml", start: bool = True, **kw) -> Stack:
-        s = Stack(tmp_path / f"stack{len(stacks)}", pki, wasm, config, **kw)
-        stacks.append(s)
-        if start:
-            s.start()
-        return s
+    def make(before_envoy=None, backend_port=None, concurrency=1,
+             wasm_trace=False, **plugin_globals):
+        clusters: dict[str, Cluster] = {}
+        upstreams: dict[str, Upstream] = {}
+        for name, (issuer, cluster, cert_name) in CLUSTERS.items():
+            pki = cluster_pkis[cert_name]
+            token = new_token()
+            fake = FakeApiServer(pki.server_cert, pki.server_key, token=token, issuer=issuer)
+            fake.start()
+            started.append(fake)
+            clusters[name] = Cluster(name, issuer, fake, token)
+            upstreams[cluster] = Upstream(fake, pki.ca_cert, token)
+        if before_envoy:
+            before_envoy(clusters)
+        f = Fleet(tmp_path / "fleet", wasm, upstreams, cfg=three_clusters(),
+                  plugin=plugin_config(**plugin_globals), backend_port=backend_port,
+                  concurrency=concurrency, wasm_trace=wasm_trace)
+        started.append(f)
+        f.start()
+        return f, clusters
 
     yield make
-    for s in stacks:
+    for s in reversed(started):
+        if isinstance(s, Fleet):
+            print(f"---- Envoy log (tail) ----\n{s.envoy.tail(30)}")
         s.stop()

@@ -1,42 +1,28 @@
-"""Fixtures of the image tests: the built filter, the tools, and Debian's docker-registry on
-127.0.0.1 (plain HTTP, no auth, storage in a temp dir), started for the session and always
-stopped."""
+"""Fixtures of the image tests: the built filter's bytes, the tools, and Debian's docker-registry
+on 127.0.0.1 (plain HTTP, no auth, storage in a temp dir), started for the session and always
+stopped. ``wasm`` (its path) is tests/conftest.py's."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "charts" / "image"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
+from harness import child  # free ports, stopping by PID
 
-from harness import child  # noqa: E402  (free ports, stopping by PID)
-
-WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 INSTALL_HINT = "run `make tools-apt` (apt-get install -y docker-registry skopeo)"
 
 
 @pytest.fixture(scope="session")
-def wasm_path() -> Path:
-    if not WASM.is_file():
-        pytest.fail(f"{WASM} is missing: run `make build` first (`make oci-test` and `make test` do)")
-    return WASM
-
-
-@pytest.fixture(scope="session")
-def wasm(wasm_path) -> bytes:
-    data = wasm_path.read_bytes()
+def wasm_bytes(wasm: Path) -> bytes:
+    data = wasm.read_bytes()
     if data[:4] != b"\0asm":
-        pytest.fail(f"{wasm_path} is not a Wasm module: run `make build`")
+        pytest.fail(f"{wasm} is not a Wasm module: run `make build`")
     return data
 
 
