@@ -187,9 +187,11 @@ KUBE ?= fake
 run: build tools-py $(if $(filter real,$(KUBE)),kube-tools)
 	$(PY) tools/run_local.py --kube $(KUBE)
 
+# BENCH_FLAGS: more options of tests/bench/bench.py, e.g. --rounds 5 (tests/bench/README.md).
+BENCH_FLAGS ?=
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor
-	$(PY) tests/bench/bench.py
+	$(PY) tests/bench/bench.py $(BENCH_FLAGS)
 
 # The filter's Wasm VM memory over a long run (refresh every 5 s), DURATION seconds; not part of
 # make test. Exits 1 if it grows after the warm-up.
