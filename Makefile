@@ -115,7 +115,7 @@ e2e: build tools-py
 	$(PYTEST) -q tests/e2e
 
 # What the repository ships, checked as such: the Envoy configs of envoy/, the built module's
-# exports (tools/wasm_exports.py), `make run`.
+# exports (tools/wasm_exports.py), `make run`, docs/configuration.md against the parser.
 shipped-test: build tools-py
 	$(PYTEST) -q tests/shipped
 
