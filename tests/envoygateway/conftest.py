@@ -64,7 +64,9 @@ def registry(tmp_path_factory):
     d = tmp_path_factory.mktemp("registry-pki")
     ca = _pki.make_ca("registry CA")
     cert, key = _pki.make_leaf(ca, "registry", ["localhost"], ["127.0.0.1"])
-    paths = {n: d / n for n in ("ca.crt", "tls.crt", "tls.key")}
+    # the CA alone in a directory: skopeo's --dest-cert-dir reads *.crt as CAs, *.key as client keys
+    (d / "trust").mkdir()
+    paths = {"ca.crt": d / "trust" / "ca.crt", "tls.crt": d / "tls.crt", "tls.key": d / "tls.key"}
     paths["ca.crt"].write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
     paths["tls.crt"].write_bytes(cert)
     paths["tls.key"].write_bytes(key)

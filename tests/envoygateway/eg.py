@@ -79,7 +79,8 @@ class EnvoyGateway:
             "provider": {"type": "Custom", "custom": {
                 "resource": {"type": "File", "file": {"paths": [str(self.resources.parent)]}},
                 "infrastructure": {"type": "Host", "host": host}}},
-            "logging": {"level": {"default": "info"}},
+            # JSON: statuses() reads the status lines back
+            "logging": {"level": {"default": "info"}, "encoder": "JSON"},
             "extensionApis": {"enableBackend": True},
         }
         path = self.work / "envoy-gateway.yaml"

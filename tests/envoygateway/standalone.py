@@ -5,6 +5,7 @@ one YAML file."""
 
 from __future__ import annotations
 
+import base64
 import copy
 from dataclasses import dataclass
 
@@ -73,6 +74,12 @@ def to_standalone(objs: list[dict], services: list[ServiceAddress]) -> list[dict
     return out
 
 
+def _b64(data: dict[str, str]) -> dict[str, str]:
+    # `data`, not `stringData`: the file provider decodes objects as they are, and only the API
+    # server turns stringData into data
+    return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+
 def cluster_objects(*, ca_pem: str, secrets: dict[tuple[str, str], dict[str, str]],
                     configmaps: dict[tuple[str, str], dict[str, str]] | None = None) -> list[dict]:
     """What the cluster holds that the chart refers to: the ConfigMap `kube-root-ca.crt` in
@@ -85,7 +92,7 @@ def cluster_objects(*, ca_pem: str, secrets: dict[tuple[str, str], dict[str, str
                      "data": data})
     for (ns, name), data in secrets.items():
         objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
-                     "type": "Opaque", "stringData": data})
+                     "type": "Opaque", "data": _b64(data)})
     return objs
 
 
@@ -114,7 +121,7 @@ def gateway_objects(*, namespace: str, gateway: str, port: int, admin_port: int,
                   "listeners": [{"name": "http", "protocol": "HTTP", "port": port,
                                  "allowedRoutes": {"namespaces": {"from": "All"}}}]}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "envoy", "namespace": EG_NAMESPACE},
-         "type": "kubernetes.io/tls", "stringData": {"tls.crt": envoy_tls[0], "tls.key": envoy_tls[1]}},
+         "type": "kubernetes.io/tls", "data": _b64({"tls.crt": envoy_tls[0], "tls.key": envoy_tls[1]})},
     ]
 
 

@@ -7,6 +7,8 @@ is in the listener disabled and enabled only on the chart's route."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import xds
@@ -37,8 +39,12 @@ def test_the_token_is_injected_on_that_cluster(dump):
     cluster = xds.clusters(dump)[CLUSTER]
     (inj,) = [f for f in xds.upstream_filters(cluster) if f.get("typed_config", {}).get("@type") == xds.CRED_TYPE]
     assert inj["typed_config"]["overwrite"] is True
-    tls = cluster["transport_socket"]["typed_config"]
-    assert tls["sni"] == "kubernetes.default.svc"
+    # the BackendTLSPolicy: a transport socket match per backend, SNI and SAN from its hostname
+    (match,) = cluster["transport_socket_matches"]
+    tls = match["transport_socket"]["typed_config"]
+    assert tls.get("sni") == "kubernetes.default.svc", json.dumps(match, indent=1)
+    validation = json.dumps(tls["common_tls_context"])
+    assert "kubernetes.default.svc" in validation and "validation_context" in validation, validation
 
 
 def test_the_filter_runs_only_on_the_charts_route(dump):

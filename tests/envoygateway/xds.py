@@ -10,7 +10,7 @@ CRED_TYPE = "type.googleapis.com/envoy.extensions.filters.http.credential_inject
 
 
 def _section(dump: dict, suffix: str) -> dict:
-    (sec,) = [c for c in dump["configs"] if c["@type"].endswith(suffix)]
+    (sec,) = [c for c in dump["configs"] if c["@type"].rsplit(".", 1)[-1] == suffix]
     return sec
 
 
