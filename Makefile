@@ -90,7 +90,7 @@ tools-envoy-gateway:
 	if [ ! -x "$$bin" ]; then \
 	  echo "building envoy-gateway $$v (once, several minutes)"; \
 	  mkdir -p "$$(dirname "$$bin")"; \
-	  (cd $(EG_MOD) && GOFLAGS=-mod=readonly go build -trimpath -o "$$bin.tmp" github.com/envoyproxy/gateway/cmd/envoy-gateway); \
+	  (cd $(EG_MOD) && GOFLAGS=-mod=readonly go build -o "$$bin.tmp" github.com/envoyproxy/gateway/cmd/envoy-gateway); \
 	  mv "$$bin.tmp" "$$bin"; \
 	fi
 

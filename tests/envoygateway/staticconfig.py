@@ -47,15 +47,22 @@ def to_static(dump: dict, ports: dict[int, int]) -> dict:
     (boot_sec,) = [c for c in dump["configs"] if c["@type"].endswith("BootstrapConfigDump")]
     boot = copy.deepcopy(boot_sec["bootstrap"])
     boot.pop("dynamic_resources", None)
+    # the node as the bootstrap and command line set it, not what this Envoy build reports about
+    # itself (version, extensions)
+    boot["node"] = {k: v for k, v in boot.get("node", {}).items() if k in ("id", "cluster", "locality")}
+    # Envoy Gateway passes these as --service-node/--service-cluster; a route configuration needs them
+    boot["node"].setdefault("id", "envoy-gateway-proxy")
+    boot["node"].setdefault("cluster", "envoy-gateway-proxy")
     routes = xds.route_configs(dump)
     eps = xds.endpoints(dump)
     listeners = sorted(copy.deepcopy(xds.listeners(dump)), key=lambda l: l["name"])
     for l in listeners:
-        for chain in l.get("filter_chains", []):
+        for chain in l.get("filter_chains", []) + [l[k] for k in ("default_filter_chain",) if k in l]:
             for f in chain.get("filters", []):
                 hcm = f.get("typed_config", {})
                 if "rds" in hcm:
                     hcm["route_config"] = copy.deepcopy(routes[hcm.pop("rds")["route_config_name"]])
+                    hcm["route_config"].pop("@type", None)
     clusters = []
     for name, c in sorted(xds.clusters(dump).items()):
         if name in DROP_CLUSTERS:
@@ -80,6 +87,10 @@ def to_static(dump: dict, ports: dict[int, int]) -> dict:
             used.add(node.get("name"))
         if "port_value" in node and node["port_value"] in ports:
             node["port_value"] = ports[node["port_value"]]
+        # Envoy Gateway's stat prefix names the listener's port: http-<port>
+        prefix, _, port = node.get("stat_prefix", "").rpartition("-")
+        if prefix and port.isdigit() and int(port) in ports:
+            node["stat_prefix"] = f"{prefix}-{ports[int(port)]}"
         if "trusted_ca" in node and "inline_bytes" in node["trusted_ca"]:
             node["trusted_ca"] = {"filename": SA_CA}
         if node.get("@type", "").endswith("generic.v3.Generic") or "generic_secret" in node:
@@ -92,6 +103,8 @@ def to_static(dump: dict, ports: dict[int, int]) -> dict:
     _walk(listeners, fix)
     _walk(clusters, fix)
     _walk(secrets, fix)
+    for res in listeners + clusters + secrets:
+        res.pop("@type", None)  # the dump's Any wrapper; a static resource is the message itself
     boot["static_resources"] = {
         "listeners": listeners,
         "clusters": [c for c in boot.get("static_resources", {}).get("clusters", []) if c["name"] not in DROP_CLUSTERS]
