@@ -110,8 +110,9 @@ class EnvoyGateway:
         return self
 
     def envoy_pids(self) -> set[int]:
-        """The Envoy processes Envoy Gateway started (func-e puts each in a process group of its
-        own), remembered so stop() can make sure they are gone."""
+        """The Envoy processes Envoy Gateway started, remembered so stop() can make sure they are
+        gone. func-e starts Envoy in Envoy Gateway's process group with PDEATHSIG SIGKILL
+        (func-e internal/envoy/proc_attr_linux.go, v1.6.0)."""
         if self.proc is None:
             return set()
         for d in Path("/proc").iterdir():
@@ -127,8 +128,9 @@ class EnvoyGateway:
         return {p for p in self._envoy_pids if Path(f"/proc/{p}").exists()}
 
     def stop(self) -> None:
-        """SIGTERM to Envoy Gateway's process group (it stops its Envoy and waits for it), then
-        SIGKILL to any Envoy process group still there."""
+        """SIGTERM to Envoy Gateway's process group (Envoy Gateway, which stops its Envoy, and
+        that Envoy, which is in the group too), then SIGKILL to the group and to any Envoy still
+        there."""
         envoys = self.envoy_pids()
         if self.proc is not None and self.proc.poll() is None:
             try:
@@ -146,7 +148,7 @@ class EnvoyGateway:
                 time.sleep(0.1)
             else:
                 try:
-                    os.killpg(pid, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 
