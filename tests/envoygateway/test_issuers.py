@@ -63,6 +63,9 @@ def test_every_route_is_accepted_with_resolved_refs(env):
     for name in ("prod", "rogue", "wrongsan"):
         for anc in st[("BackendTLSPolicy", f"{NAMESPACE}/{ROUTE}-{name}")]["ancestors"]:
             assert condition(anc, "Accepted")["status"] == "True", (name, anc)
+        assert condition(st[("Backend", f"{NAMESPACE}/{ROUTE}-{name}")], "Accepted")["status"] == "True"
+    ancestors = st[("EnvoyExtensionPolicy", f"{NAMESPACE}/{ROUTE}")]["ancestors"]
+    assert ancestors and all(condition(a, "Accepted")["status"] == "True" for a in ancestors), ancestors
 
 
 def test_each_issuers_cluster_is_named_as_the_chart_says(env):

@@ -46,6 +46,9 @@ def test_every_object_is_accepted_with_resolved_refs(env):
     for anc in tls["ancestors"]:
         for ctype in ("Accepted", "ResolvedRefs"):
             assert condition(anc, ctype)["status"] == "True", (ctype, anc)
+    # the Backend standing in for the `kubernetes` Service (standalone.to_standalone)
+    assert condition(st[("Backend", "default/kubernetes")], "Accepted")["status"] == "True"
+    # (Programmed stays False: standalone mode has no Service to give the Gateway an address)
     gw = st[("Gateway", f"{NAMESPACE}/eg")]
     assert condition(gw, "Accepted")["status"] == "True", gw
 
