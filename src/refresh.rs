@@ -9,7 +9,7 @@ use crate::cache::{self, StoredCopy};
 use crate::document::{Document, Expect};
 use crate::host::Host;
 use crate::plugin::{IssuerState, Plugin};
-use crate::upstream::{self, FetchError, FetchResult, UpstreamAnswer};
+use crate::upstream::{self, FetchError, FetchResult, ResponseHead};
 use log::{debug, warn};
 use std::time::Duration;
 
@@ -28,15 +28,6 @@ pub(crate) struct InFlight {
     pub(crate) issuer: usize,
     pub(crate) doc: Document,
     pub(crate) started_ms: u64,
-}
-
-/// The head of an upstream call's response, as the host reports it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
-    pub status: Option<String>,
-    pub content_type: Option<String>,
-    pub cache_control: Option<String>,
-    pub body_size: usize,
 }
 
 impl<H: Host> Plugin<H> {
@@ -102,17 +93,11 @@ impl<H: Host> Plugin<H> {
             .metrics
             .latency(&self.host, doc, now.saturating_sub(started_ms));
         let head = head();
-        let answer = UpstreamAnswer {
-            status: head.status.as_deref(),
-            content_type: head.content_type.as_deref(),
-            cache_control: head.cache_control.as_deref(),
-            body_size: head.body_size,
-        };
         let expect = Expect {
             issuer: cfg.url.as_deref(),
             jwks_uri: cfg.jwks_uri.as_deref(),
         };
-        let (result, excerpt) = match upstream::accept(doc, &answer, read_body, &expect) {
+        let (result, excerpt) = match upstream::accept(doc, &head, read_body, &expect) {
             Ok(_) if doc == Document::Jwks && self.shared().mismatched(&state.mismatch) => {
                 (Err(FetchError::Unverified), String::new())
             }

@@ -8,7 +8,7 @@ use kube_oidc_discovery::answer::{self, Outcome};
 use kube_oidc_discovery::cache::{Freshness, StoredCopy};
 use kube_oidc_discovery::classify::{host_matches, serves_host, Route, Scope};
 use kube_oidc_discovery::document::{Document, Expect};
-use kube_oidc_discovery::upstream::{self, FetchResult, UpstreamAnswer};
+use kube_oidc_discovery::upstream::{self, FetchResult, ResponseHead};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 fn hosts() -> Vec<String> {
@@ -109,9 +109,9 @@ fn builds_document_and_error_answers() {
 
 #[wasm_bindgen_test]
 fn validates_upstream_answers() {
-    let ok = UpstreamAnswer {
-        status: Some("200"),
-        content_type: Some("application/json"),
+    let ok = ResponseHead {
+        status: Some("200".into()),
+        content_type: Some("application/json".into()),
         cache_control: None,
         body_size: 20,
     };
@@ -139,8 +139,8 @@ fn validates_upstream_answers() {
     };
     let err = upstream::accept(Document::Discovery, &ok, |_| body.to_vec(), &other).unwrap_err();
     assert_eq!(err.error.result(), FetchResult::IssuerMismatch);
-    let denied = UpstreamAnswer {
-        status: Some("401"),
+    let denied = ResponseHead {
+        status: Some("401".into()),
         ..ok
     };
     assert_eq!(

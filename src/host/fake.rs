@@ -7,7 +7,7 @@ use crate::answer::Answer;
 use crate::cache::{CasMismatch, SharedStore};
 use crate::document::Document;
 use crate::plugin::{Plugin, StartError};
-use crate::refresh::ResponseHead;
+use crate::upstream::ResponseHead;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;

@@ -6,7 +6,7 @@ use super::{Action, Host, HostError, MetricKind};
 use crate::answer::Answer;
 use crate::cache::{self, CasMismatch, SharedStore};
 use crate::plugin::Plugin;
-use crate::refresh::ResponseHead;
+use crate::upstream::ResponseHead;
 use log::error;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
