@@ -2,13 +2,14 @@
 //! work is split by concern: [`crate::request`] (a client request), [`crate::waiters`] (requests
 //! waiting for a fetch), [`crate::refresh`] (the tick, the lease and the upstream calls).
 
-use crate::cache::{self, Keys, LocalCopy, Shared, SharedStore, StoredCopy};
 use crate::classify::Scope;
 use crate::config::{Config, ConfigError, Issuer};
 use crate::document::Document;
+use crate::host::SharedStore;
 use crate::host::{Host, HostError};
 use crate::metrics;
 use crate::refresh::{InFlight, KICK_TICK};
+use crate::shared::{self, Keys, LocalCopy, Shared, StoredCopy};
 use crate::startup;
 use crate::waiters::Waiter;
 use log::info;
@@ -54,7 +55,7 @@ impl IssuerState {
                 .into_iter()
                 .map(|d| Keys::new(issuer, d))
                 .collect(),
-            mismatch: cache::mismatch_key(issuer),
+            mismatch: shared::mismatch_key(issuer),
             metrics: metrics::Ids::define(host, &names)?,
             local: RefCell::new(Document::ALL.iter().map(|_| LocalCopy::default()).collect()),
         })

@@ -5,10 +5,12 @@
 //! that disconnects never cancels a fetch other requests are waiting for. A request that finds no
 //! usable copy registers as a waiter and shortens the tick so that the fetch starts at once.
 
-use crate::cache::{self, StoredCopy};
+use crate::clock;
 use crate::document::{Document, Expect};
 use crate::host::Host;
 use crate::plugin::{IssuerState, Plugin};
+use crate::policy;
+use crate::shared::{self, StoredCopy};
 use crate::upstream::{self, FetchError, FetchResult, ResponseHead};
 use log::{debug, warn};
 use std::time::Duration;
@@ -19,8 +21,6 @@ pub const IDLE_TICK: Duration = Duration::from_millis(1000);
 pub const WAIT_TICK: Duration = Duration::from_millis(20);
 /// Tick that starts a fetch right after a request found no copy (or after plugin start).
 pub const KICK_TICK: Duration = Duration::from_millis(1);
-/// A lease outlives the call it covers by this much, then another VM may fetch.
-pub const LEASE_MARGIN: Duration = Duration::from_millis(1000);
 
 /// An upstream call in flight: which issuer and document, and when it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl<H: Host> Plugin<H> {
     /// period.
     pub fn on_tick(&self) {
         let now = self.host.now_ms();
-        let lease = self.cfg.timeout.saturating_add(LEASE_MARGIN);
+        let lease = policy::lease(&self.cfg);
         for (issuer, state) in self.issuers.iter().enumerate() {
             for (doc, keys) in Document::ALL.into_iter().zip(&state.keys) {
                 if self.shared().try_lease(keys, now, lease) {
@@ -46,7 +46,7 @@ impl<H: Host> Plugin<H> {
                 if let Some(fetched_at) = fetched_at {
                     state
                         .metrics
-                        .age(&self.host, doc, now.saturating_sub(fetched_at) / 1000);
+                        .age(&self.host, doc, clock::age_s(fetched_at, now));
                 }
             }
         }
@@ -193,10 +193,10 @@ impl<H: Host> Plugin<H> {
                         "; upstream body: "
                     }
                 );
-                let jitter = cache::fnv1a64(&[&now.to_le_bytes(), &self.root_id.to_le_bytes()]);
+                let jitter = shared::fnv1a64(&[&now.to_le_bytes(), &self.root_id.to_le_bytes()]);
                 self.shared()
                     .finish(keys, now, Err(e.client_status()), |f| {
-                        cache::backoff(f, interval, jitter)
+                        policy::backoff(f, interval, jitter)
                     });
             }
         }

@@ -2,13 +2,13 @@
 //! when there is no usable copy, answer the error the schedule gives or wait for a fetch.
 
 use crate::answer::{self, Outcome};
-use crate::cache::{self, Cold, Freshness};
 use crate::classify::{self, Route};
 use crate::document::Document;
 use crate::host::{Action, Host};
 use crate::plugin::Plugin;
+use crate::policy::{self, Cold, Freshness};
 use crate::refresh::KICK_TICK;
-use crate::waiters::{self, Waiter};
+use crate::waiters::Waiter;
 
 /// What the copy could do for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl<H: Host> Plugin<H> {
 
     fn serve(&self, context_id: u32, issuer: usize, doc: Document, inm: Option<String>) {
         let now = self.host.now_ms();
-        let deadline_ms = waiters::deadline(&self.cfg, now);
+        let deadline_ms = policy::deadline(&self.cfg, now);
         if self.answer_now(issuer, doc, now, inm.as_deref(), deadline_ms) {
             return;
         }
@@ -109,7 +109,7 @@ impl<H: Host> Plugin<H> {
             return Lookup::Missing;
         };
         let answered = state.with_copy(&self.shared(), doc, |copy| {
-            let freshness = cache::freshness(&self.cfg, copy.fetched_at_ms, now);
+            let freshness = policy::freshness(&self.cfg, copy.fetched_at_ms, now);
             if freshness == Freshness::Expired {
                 return Lookup::Expired;
             }
@@ -134,7 +134,7 @@ impl<H: Host> Plugin<H> {
             .keys(issuer, doc)
             .map(|k| self.shared().schedule(k).0)
             .unwrap_or_default();
-        match cache::cold(&schedule, now, lookup == Lookup::Expired, deadline_ms) {
+        match policy::cold(&schedule, now, lookup == Lookup::Expired, deadline_ms) {
             Cold::Fail(status) => self.answer_error(issuer, doc, status),
             Cold::Wait => return false,
         }

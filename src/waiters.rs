@@ -2,12 +2,9 @@
 //! fate is known. The waiters of the fetching VM are settled from its response, those of other
 //! worker VMs from the shared copy on their next (fast) tick.
 
-use crate::cache;
-use crate::config::Config;
 use crate::document::Document;
 use crate::host::Host;
 use crate::plugin::Plugin;
-use crate::refresh::LEASE_MARGIN;
 
 /// Most waiters answered in one tick. Envoy defers a local reply sent from the tick until the tick
 /// returns and runs the deferred replies nested in one another's filter callbacks, so stack use
@@ -23,14 +20,6 @@ pub(crate) struct Waiter {
     pub(crate) doc: Document,
     pub(crate) if_none_match: Option<String>,
     pub(crate) deadline_ms: u64,
-}
-
-/// When a request that starts waiting at `now_ms` gives up (504): the lease of the fetch it
-/// waits for has run out by then.
-pub(crate) fn deadline(cfg: &Config, now_ms: u64) -> u64 {
-    now_ms
-        .saturating_add(cache::millis(cfg.timeout))
-        .saturating_add(cache::millis(LEASE_MARGIN))
 }
 
 impl<H: Host> Plugin<H> {
@@ -172,13 +161,6 @@ mod tests {
         vm.tick_now();
         assert!(vm.host().take_replies().is_empty());
         assert_eq!(vm.host().tick(), Some(IDLE_TICK), "no waiter left behind");
-    }
-
-    #[test]
-    fn the_deadline_covers_the_call_and_the_lease_margin() {
-        let cfg = crate::config::Config::from_json(br#"{"timeout_ms":2000}"#, |_| None).unwrap();
-        assert_eq!(deadline(&cfg, 10), 3010);
-        assert_eq!(deadline(&cfg, u64::MAX), u64::MAX);
     }
 
     #[test]

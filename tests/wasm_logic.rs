@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use kube_oidc_discovery::answer::{self, Outcome};
-use kube_oidc_discovery::cache::{Freshness, StoredCopy};
 use kube_oidc_discovery::classify::{host_matches, serves_host, Route, Scope};
 use kube_oidc_discovery::document::{Document, Expect};
+use kube_oidc_discovery::policy::Freshness;
+use kube_oidc_discovery::shared::StoredCopy;
 use kube_oidc_discovery::upstream::{self, FetchResult, ResponseHead};
 use wasm_bindgen_test::wasm_bindgen_test;
 

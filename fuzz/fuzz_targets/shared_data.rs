@@ -3,7 +3,8 @@
 //! whatever decodes encodes back to the same bytes.
 #![no_main]
 
-use kube_oidc_discovery::cache::{Schedule, StoredCopy};
+use kube_oidc_discovery::policy::Schedule;
+use kube_oidc_discovery::shared::StoredCopy;
 use kube_oidc_discovery::document::{Document, Expect};
 use kube_oidc_discovery::upstream::{self, Fetched, ResponseHead};
 use libfuzzer_sys::arbitrary::Unstructured;

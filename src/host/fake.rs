@@ -2,9 +2,8 @@
 //! clock its VMs see; each VM's [`FakeHost`] records what the plugin asked of it; and
 //! `Plugin<FakeHost>` gets the calls Envoy would make (a request, a tick, a call's response).
 
-use super::{Action, Host, HostError, MetricKind};
+use super::{Action, CasMismatch, Host, HostError, MetricKind, SharedStore};
 use crate::answer::Answer;
-use crate::cache::{CasMismatch, SharedStore};
 use crate::document::Document;
 use crate::plugin::{Plugin, StartError};
 use crate::upstream::ResponseHead;

@@ -77,7 +77,7 @@ RELAYED = ("cache-control", "etag", "age", "x-content-type-options", "content-ty
 
 # ---------------------------------------------------------------------- Envoy configuration
 def filter_etag(body: bytes) -> str:
-    """The entity tag the filter computes (src/cache.rs: FNV-1a 64 of the body, then its length)."""
+    """The entity tag the filter computes (src/shared.rs: FNV-1a 64 of the body, then its length)."""
     h = 0xCBF29CE484222325
     for b in body + b"\xff":
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
