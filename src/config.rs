@@ -7,7 +7,7 @@
 //! `refresh_interval_s` and `max_stale_s` are global in both. Every error names its key, in the
 //! `issuers` form with its entry: `issuers[2].cluster`.
 
-use crate::classify::{strip_port, Scope};
+use crate::classify::{strip_port, IssuerId, Scope};
 use crate::issuer::{self, IssuerUrl};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -373,6 +373,11 @@ impl RawConfig {
 }
 
 impl Config {
+    /// The issuer at this position.
+    pub fn issuer(&self, id: IssuerId) -> Option<&Issuer> {
+        self.issuers.get(id.0)
+    }
+
     /// Parses and compiles in one step.
     pub fn from_json(
         bytes: &[u8],

@@ -20,12 +20,9 @@ pub mod issuer;
 pub mod metrics;
 pub mod plugin;
 pub mod policy;
-pub mod refresh;
-pub mod request;
 pub mod shared;
 pub mod startup;
 pub mod upstream;
-pub mod waiters;
 
 #[cfg(target_os = "wasi")]
 proxy_wasm::main! {{

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use kube_oidc_discovery::answer::{self, Outcome};
-use kube_oidc_discovery::classify::{host_matches, serves_host, Route, Scope};
+use kube_oidc_discovery::classify::{host_matches, serves_host, IssuerId, Route, Scope};
 use kube_oidc_discovery::document::{Document, Expect};
 use kube_oidc_discovery::policy::Freshness;
 use kube_oidc_discovery::shared::StoredCopy;
@@ -30,11 +30,11 @@ fn serves_exactly_the_two_paths_on_the_public_host() {
     };
     assert_eq!(
         classify("GET", "/openid/v1/jwks?x=1"),
-        Route::Serve(0, Document::Jwks)
+        Route::Serve(IssuerId(0), Document::Jwks)
     );
     assert_eq!(
         classify("HEAD", "/.well-known/openid-configuration"),
-        Route::Serve(0, Document::Discovery)
+        Route::Serve(IssuerId(0), Document::Discovery)
     );
     for p in [
         "/openid/v1/jwks/",
@@ -70,11 +70,11 @@ fn serves_path_prefixed_issuers_at_their_prefix() {
     };
     assert_eq!(
         classify("/clusters/dev/openid/v1/jwks"),
-        Route::Serve(1, Document::Jwks)
+        Route::Serve(IssuerId(1), Document::Jwks)
     );
     assert_eq!(
         classify("/clusters/prod/.well-known/openid-configuration?x"),
-        Route::Serve(0, Document::Discovery)
+        Route::Serve(IssuerId(0), Document::Discovery)
     );
     for p in [
         "/openid/v1/jwks",

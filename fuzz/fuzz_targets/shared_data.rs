@@ -3,9 +3,9 @@
 //! whatever decodes encodes back to the same bytes.
 #![no_main]
 
+use kube_oidc_discovery::document::{Document, Expect};
 use kube_oidc_discovery::policy::Schedule;
 use kube_oidc_discovery::shared::StoredCopy;
-use kube_oidc_discovery::document::{Document, Expect};
 use kube_oidc_discovery::upstream::{self, Fetched, ResponseHead};
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
@@ -48,12 +48,7 @@ fuzz_target!(|data: &[u8]| {
         cache_control,
         body_size: JWKS.len(),
     };
-    let accepted = upstream::accept(
-        Document::Jwks,
-        &head,
-        |_| JWKS.to_vec(),
-        &Expect::default(),
-    );
+    let accepted = upstream::accept(Document::Jwks, &head, |_| JWKS.to_vec(), &Expect::default());
     let fetched = Fetched {
         body,
         ..accepted.expect("a valid JWKS is accepted")

@@ -5,29 +5,24 @@
 //! that disconnects never cancels a fetch other requests are waiting for. A request that finds no
 //! usable copy registers as a waiter and shortens the tick so that the fetch starts at once.
 
+use super::tick::Cause;
+use super::{IssuerState, Plugin};
+use crate::classify::IssuerId;
 use crate::clock;
+use crate::config::Issuer;
 use crate::document::{Document, Expect};
 use crate::host::Host;
-use crate::plugin::{IssuerState, Plugin};
 use crate::policy;
 use crate::shared::{self, StoredCopy};
 use crate::upstream::{self, FetchError, FetchResult, ResponseHead};
 use log::{debug, warn};
-use std::time::Duration;
-
-/// Tick while nothing waits: refresh times and backoff are whole seconds.
-pub const IDLE_TICK: Duration = Duration::from_millis(1000);
-/// Tick while requests wait for a fetch made by another worker VM.
-pub const WAIT_TICK: Duration = Duration::from_millis(20);
-/// Tick that starts a fetch right after a request found no copy (or after plugin start).
-pub const KICK_TICK: Duration = Duration::from_millis(1);
 
 /// An upstream call in flight: which issuer and document, and when it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct InFlight {
-    pub(crate) issuer: usize,
-    pub(crate) doc: Document,
-    pub(crate) started_ms: u64,
+pub(super) struct InFlight {
+    issuer: IssuerId,
+    doc: Document,
+    started_ms: u64,
 }
 
 impl<H: Host> Plugin<H> {
@@ -37,10 +32,10 @@ impl<H: Host> Plugin<H> {
     pub fn on_tick(&self) {
         let now = self.host.now_ms();
         let lease = policy::lease(&self.cfg);
-        for (issuer, state) in self.issuers.iter().enumerate() {
+        for (i, state) in self.issuers.iter().enumerate() {
             for (doc, keys) in Document::ALL.into_iter().zip(&state.keys) {
                 if self.shared().try_lease(keys, now, lease) {
-                    self.fetch(issuer, doc, now);
+                    self.fetch(IssuerId(i), doc, now);
                 }
                 let fetched_at = state.with_copy(&self.shared(), doc, |c| c.fetched_at_ms);
                 if let Some(fetched_at) = fetched_at {
@@ -51,16 +46,8 @@ impl<H: Host> Plugin<H> {
             }
         }
         let more = self.settle_waiters(now);
-        let waiting = self
-            .waiters
-            .try_borrow()
-            .map(|w| !w.is_empty())
-            .unwrap_or(true);
-        self.set_tick(match (more, waiting) {
-            (true, _) => KICK_TICK,
-            (false, true) => WAIT_TICK,
-            (false, false) => IDLE_TICK,
-        });
+        let waiting = self.waiters.any();
+        self.tick.set(&self.host, Cause::Ticked { more, waiting });
     }
 
     /// The response to one of our calls. `head` and `read_body(max)` read it from the host, and
@@ -84,8 +71,7 @@ impl<H: Host> Plugin<H> {
         else {
             return;
         };
-        let (Some(cfg), Some(state)) = (self.cfg.issuers.get(issuer), self.issuers.get(issuer))
-        else {
+        let Some((cfg, state)) = self.issuer(issuer) else {
             return;
         };
         let now = self.host.now_ms();
@@ -120,7 +106,7 @@ impl<H: Host> Plugin<H> {
             Err(e) if e.result() == FetchResult::IssuerMismatch => true,
             Err(_) => return, // says nothing of whom the cluster reaches
         };
-        let Some(jwks) = state.keys.get(Document::Jwks.index()) else {
+        let Some(jwks) = state.keys(Document::Jwks) else {
             return;
         };
         if self.shared().set_mismatched(&state.mismatch, mismatched) {
@@ -131,8 +117,8 @@ impl<H: Host> Plugin<H> {
         }
     }
 
-    fn fetch(&self, issuer: usize, doc: Document, now: u64) {
-        let Some(cfg) = self.cfg.issuers.get(issuer) else {
+    fn fetch(&self, issuer: IssuerId, doc: Document, now: u64) {
+        let Some(cfg) = self.cfg.issuer(issuer) else {
             return;
         };
         let headers = upstream::request_headers(cfg, doc);
@@ -156,21 +142,20 @@ impl<H: Host> Plugin<H> {
     /// be answered.
     fn complete(
         &self,
-        issuer: usize,
+        issuer: IssuerId,
         doc: Document,
         now: u64,
         result: Result<StoredCopy, FetchError>,
         excerpt: &str,
     ) {
-        let (Some(cfg), Some(state)) = (self.cfg.issuers.get(issuer), self.issuers.get(issuer))
-        else {
+        let Some((cfg, state)) = self.issuer(issuer) else {
             return;
         };
-        let Some(keys) = state.keys.get(doc.index()) else {
+        let Some(keys) = state.keys(doc) else {
             return;
         };
         let interval = self.cfg.refresh_interval;
-        let label = self.label(issuer);
+        let label = label(cfg);
         match result {
             Ok(copy) => {
                 state.metrics.fetch(&self.host, doc, FetchResult::Ok);
@@ -204,6 +189,14 @@ impl<H: Host> Plugin<H> {
     }
 }
 
+/// `issuer <name>: ` for an `issuers` entry, to begin its log lines; empty otherwise.
+fn label(issuer: &Issuer) -> String {
+    match &issuer.name {
+        Some(name) => format!("issuer {name}: "),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +205,8 @@ mod tests {
         jwks_of, logs, warm_fleet, Call, Process, DEV, FLEET, JWKS, PROD, TOKEN,
     };
     use crate::metrics;
+    use crate::plugin::tick::{IDLE_TICK, KICK_TICK, WAIT_TICK};
+    use std::time::Duration;
 
     const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"token_env":"T","timeout_ms":2000,
         "refresh_interval_s":60,"cluster":"api"}"#;
