@@ -8,7 +8,7 @@
 //! `issuers` form with its entry: `issuers[2].cluster`.
 
 use crate::classify::{strip_port, IssuerId, Scope};
-use crate::issuer::{self, IssuerUrl};
+use crate::issuer_url::{self, IssuerUrl};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -167,7 +167,7 @@ impl fmt::Debug for Token {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// One entry in the single-issuer form; the `issuers` entries, in order, otherwise.
-    pub issuers: Vec<Issuer>,
+    pub issuers: Vec<IssuerConfig>,
     pub timeout: Duration,
     pub refresh_interval: Duration,
     pub max_stale: Duration,
@@ -175,7 +175,7 @@ pub struct Config {
 
 /// One API server and where its documents are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issuer {
+pub struct IssuerConfig {
     /// The entry's name, in its metric names and log lines; None in the single-issuer form.
     pub name: Option<String>,
     /// The issuer URL: a fetched discovery document must name exactly this `issuer`. None (the
@@ -190,10 +190,10 @@ pub struct Issuer {
     pub jwks_uri: Option<String>,
 }
 
-impl Default for Issuer {
+impl Default for IssuerConfig {
     /// The single-issuer form's defaults.
     fn default() -> Self {
-        Issuer {
+        IssuerConfig {
             name: None,
             url: None,
             scope: Scope::default(),
@@ -208,7 +208,7 @@ impl Default for Issuer {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            issuers: vec![Issuer::default()],
+            issuers: vec![IssuerConfig::default()],
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
             refresh_interval: Duration::from_secs(DEFAULT_REFRESH_INTERVAL_S),
             max_stale: Duration::from_secs(DEFAULT_MAX_STALE_S),
@@ -374,7 +374,7 @@ impl RawConfig {
 
 impl Config {
     /// The issuer at this position.
-    pub fn issuer(&self, id: IssuerId) -> Option<&Issuer> {
+    pub fn issuer(&self, id: IssuerId) -> Option<&IssuerConfig> {
         self.issuers.get(id.0)
     }
 
@@ -444,7 +444,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn compile(self, env: &impl Fn(&str) -> Option<String>) -> Result<Issuer, ConfigError> {
+    fn compile(self, env: &impl Fn(&str) -> Option<String>) -> Result<IssuerConfig, ConfigError> {
         let entry = self.entry;
         let key = |name| Key { entry, name };
         let in_issuers = entry.is_some();
@@ -500,10 +500,10 @@ impl Entry {
         let jwks_uri = match (self.jwks_uri, &url) {
             (Some(uri), _) => Some(compile_jwks_uri(key("jwks_uri"), uri)?),
             // where this filter serves the key set, not the API server's private address
-            (None, Some(url)) if in_issuers => Some(issuer::default_jwks_uri(url)),
+            (None, Some(url)) if in_issuers => Some(issuer_url::default_jwks_uri(url)),
             (None, _) => None,
         };
-        Ok(Issuer {
+        Ok(IssuerConfig {
             name,
             url,
             scope,
@@ -518,11 +518,11 @@ impl Entry {
 fn compile_issuers(
     entries: Vec<RawIssuer>,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<Vec<Issuer>, ConfigError> {
+) -> Result<Vec<IssuerConfig>, ConfigError> {
     if !(1..=MAX_ISSUERS).contains(&entries.len()) {
         return Err(ConfigError::IssuerCount(entries.len()));
     }
-    let mut issuers: Vec<Issuer> = Vec::with_capacity(entries.len());
+    let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(entries.len());
     for (i, raw) in entries.into_iter().enumerate() {
         let entry = Entry {
             entry: Some(i),
@@ -546,7 +546,7 @@ fn compile_issuers(
 /// The first earlier entry `new` (at position `i`) cannot stand next to: the same name, the
 /// same issuer, or the same document paths (same host, any port, same path but for one
 /// trailing slash).
-fn conflict(earlier: &[Issuer], i: usize, new: &Issuer) -> Option<ConfigError> {
+fn conflict(earlier: &[IssuerConfig], i: usize, new: &IssuerConfig) -> Option<ConfigError> {
     // Prometheus shows `-` as `_`: `prod-a` and `prod_a` would give the same metric names.
     let metric_name = |n: &Option<String>| n.as_deref().map(|n| n.replace('-', "_"));
     earlier.iter().enumerate().find_map(|(other, old)| {
@@ -675,7 +675,7 @@ mod tests {
     }
 
     /// The only issuer of a single-issuer configuration.
-    fn single(cfg: &Config) -> &Issuer {
+    fn single(cfg: &Config) -> &IssuerConfig {
         assert_eq!(cfg.issuers.len(), 1);
         &cfg.issuers[0]
     }

@@ -3,7 +3,7 @@
 //! API server itself stays private.
 //!
 //! The logic never touches the host ABI and is all tested natively: the pure modules
-//! [`config`], [`issuer`], [`classify`], [`document`], [`upstream`], [`answer`], [`clock`], [`shared`], [`policy`], [`metrics`],
+//! [`config`], [`issuer_url`], [`classify`], [`document`], [`upstream`], [`answer`], [`clock`], [`shared`], [`policy`], [`metrics`],
 //! [`startup`]; and the host decisions, [`plugin`], [`request`], [`waiters`], [`refresh`], which
 //! make their host calls through [`host::Host`] (a recording fake in tests). [`classify`],
 //! [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`). The proxy-wasm glue is
@@ -16,7 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod document;
 pub mod host;
-pub mod issuer;
+pub mod issuer_url;
 pub mod metrics;
 pub mod plugin;
 pub mod policy;

@@ -10,7 +10,7 @@ mod tick;
 mod waiters;
 
 use crate::classify::{IssuerId, Scope};
-use crate::config::{Config, ConfigError, Issuer};
+use crate::config::{Config, ConfigError, IssuerConfig};
 use crate::document::Document;
 use crate::host::{Host, HostError, SharedStore};
 use crate::metrics;
@@ -30,7 +30,7 @@ pub struct Plugin<H: Host> {
     root_id: u32,
     cfg: Config,
     /// What this VM keeps of each issuer, by [`IssuerId`].
-    issuers: Vec<IssuerState>,
+    issuers: Vec<LocalIssuer>,
     /// The 404 and 405 counters, which belong to no issuer.
     routing: metrics::Routing,
     waiters: Waiters,
@@ -42,7 +42,7 @@ pub struct Plugin<H: Host> {
 /// One issuer in this VM: its shared-data keys and metric ids, and this VM's decoded copies.
 /// Nothing here is shared with another issuer, so one issuer's copies, schedule, lease and
 /// backoff never depend on another's.
-struct IssuerState {
+struct LocalIssuer {
     /// Shared-data keys, by [`Document::index`].
     keys: Vec<Keys>,
     /// The shared-data key of its mismatch flag.
@@ -52,10 +52,10 @@ struct IssuerState {
     local: RefCell<Vec<LocalCopy>>,
 }
 
-impl IssuerState {
-    fn new(host: &impl Host, issuer: &Issuer) -> Result<IssuerState, HostError> {
+impl LocalIssuer {
+    fn new(host: &impl Host, issuer: &IssuerConfig) -> Result<LocalIssuer, HostError> {
         let names = metrics::Names::new(issuer.name.as_deref());
-        Ok(IssuerState {
+        Ok(LocalIssuer {
             keys: Document::ALL
                 .into_iter()
                 .map(|d| Keys::new(issuer, d))
@@ -117,7 +117,7 @@ impl<H: Host> Plugin<H> {
         let issuers = cfg
             .issuers
             .iter()
-            .map(|i| IssuerState::new(&host, i))
+            .map(|i| LocalIssuer::new(&host, i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Metrics)?;
         let plugin = Plugin {
@@ -141,12 +141,12 @@ impl<H: Host> Plugin<H> {
     }
 
     /// What this VM keeps of an issuer.
-    fn state(&self, id: IssuerId) -> Option<&IssuerState> {
+    fn state(&self, id: IssuerId) -> Option<&LocalIssuer> {
         self.issuers.get(id.0)
     }
 
     /// An issuer's configuration and what this VM keeps of it.
-    fn issuer(&self, id: IssuerId) -> Option<(&Issuer, &IssuerState)> {
+    fn issuer(&self, id: IssuerId) -> Option<(&IssuerConfig, &LocalIssuer)> {
         Some((self.cfg.issuer(id)?, self.state(id)?))
     }
 

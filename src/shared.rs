@@ -17,7 +17,7 @@
 //! another issuer (see [`Shared::set_mismatched`]); and per plugin configuration `started/...`
 //! ([`start_key`]): when a VM of the process last logged the start line.
 
-use crate::config::{Config, Issuer};
+use crate::config::{Config, IssuerConfig};
 use crate::document::Document;
 use crate::host::SharedStore;
 use crate::policy::Schedule;
@@ -56,7 +56,7 @@ pub struct Keys {
 impl Keys {
     /// Two issuers, or two plugin configurations, that fetch, check or publish differently never
     /// share a copy, even in one VM id.
-    pub fn new(issuer: &Issuer, doc: Document) -> Keys {
+    pub fn new(issuer: &IssuerConfig, doc: Document) -> Keys {
         let base = format!("{}/{}", issuer_prefix(issuer), doc.name());
         Keys {
             copy: format!("{base}/copy"),
@@ -67,11 +67,11 @@ impl Keys {
 }
 
 /// The shared-data key of an issuer's mismatch flag ([`Shared::mismatched`]).
-pub fn mismatch_key(issuer: &Issuer) -> String {
+pub fn mismatch_key(issuer: &IssuerConfig) -> String {
     format!("{}/issuer_mismatch", issuer_prefix(issuer))
 }
 
-fn issuer_prefix(issuer: &Issuer) -> String {
+fn issuer_prefix(issuer: &IssuerConfig) -> String {
     let fp = fnv1a64(&[
         issuer.cluster.as_bytes(),
         issuer.authority.as_bytes(),
@@ -363,7 +363,7 @@ mod tests {
         assert_ne!(a, etag(b"{\"keys\":[2]}"));
     }
 
-    fn issuer(json: &str) -> Issuer {
+    fn issuer(json: &str) -> IssuerConfig {
         Config::from_json(json.as_bytes(), |_| None)
             .unwrap()
             .issuers

@@ -2,7 +2,7 @@
 //! hook that logs before the VM dies (clippy denies panics; the hook is for the one we missed).
 
 use crate::clock;
-use crate::config::{Config, Issuer};
+use crate::config::{Config, IssuerConfig};
 use crate::host::SharedStore;
 use crate::shared;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 /// (`issuer ...;` after the cluster when one is checked). `issuers` form: `issuers prod
 /// https://oidc.example.com/clusters/prod (cluster "prod-api", token from VM env T), ...; ...`.
 pub fn start_line(cfg: &Config) -> String {
-    let token = |i: &Issuer| match &i.token {
+    let token = |i: &IssuerConfig| match &i.token {
         Some(t) => format!("token from VM env {}", t.var()),
         None => "no token (the cluster may inject one)".to_string(),
     };

@@ -1,6 +1,6 @@
 //! The upstream call: the request sent to the API server, and what its answer means.
 
-use crate::config::Issuer;
+use crate::config::IssuerConfig;
 use crate::document::{Document, Expect, InvalidBody};
 use std::fmt;
 
@@ -10,7 +10,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// The headers of the upstream request to one issuer's API server. Built only from constants
 /// and configuration: nothing of the client's request is an input here, and the path is the
 /// API server's root path whatever the issuer's public path.
-pub fn request_headers(cfg: &Issuer, doc: Document) -> Vec<(&'static str, String)> {
+pub fn request_headers(cfg: &IssuerConfig, doc: Document) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (":method", "GET".to_string()),
         (":path", doc.path().to_string()),
@@ -256,7 +256,7 @@ fn header_value_ok(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Issuer};
+    use crate::config::{Config, IssuerConfig};
     use std::cell::Cell;
 
     const AS_IS: Expect<'static> = Expect {
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(get("accept"), Some("application/jwk-set+json"));
         assert_eq!(get("authorization"), Some("Bearer tok"));
         assert_eq!(h.len(), 7);
-        let without = request_headers(&Issuer::default(), Document::Discovery);
+        let without = request_headers(&IssuerConfig::default(), Document::Discovery);
         assert!(without.iter().all(|(n, _)| *n != "authorization"));
         assert!(without
             .iter()

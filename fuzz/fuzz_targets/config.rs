@@ -6,7 +6,7 @@
 #![no_main]
 
 use kube_oidc_discovery::classify;
-use kube_oidc_discovery::config::{Config, Issuer, RawConfig, MAX_ISSUERS, MAX_NAME_LEN};
+use kube_oidc_discovery::config::{Config, IssuerConfig, RawConfig, MAX_ISSUERS, MAX_NAME_LEN};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
@@ -60,7 +60,7 @@ fn holds_its_limits(cfg: &Config) {
     for (n, issuer) in cfg.issuers.iter().enumerate() {
         entry_holds_its_limits(issuer);
         for other in cfg.issuers.iter().take(n) {
-            let metric = |i: &Issuer| i.name.as_ref().map(|n| n.replace('-', "_"));
+            let metric = |i: &IssuerConfig| i.name.as_ref().map(|n| n.replace('-', "_"));
             assert_ne!(
                 metric(issuer),
                 metric(other),
@@ -76,7 +76,7 @@ fn holds_its_limits(cfg: &Config) {
     }
 }
 
-fn entry_holds_its_limits(i: &Issuer) {
+fn entry_holds_its_limits(i: &IssuerConfig) {
     assert!(!i.cluster.trim().is_empty());
     assert!(!i.authority.trim().is_empty());
     assert!(!i

@@ -6,10 +6,10 @@
 //! usable copy registers as a waiter and shortens the tick so that the fetch starts at once.
 
 use super::tick::Cause;
-use super::{IssuerState, Plugin};
+use super::{LocalIssuer, Plugin};
 use crate::classify::IssuerId;
 use crate::clock;
-use crate::config::Issuer;
+use crate::config::IssuerConfig;
 use crate::document::{Document, Expect};
 use crate::host::Host;
 use crate::policy;
@@ -100,7 +100,7 @@ impl<H: Host> Plugin<H> {
     /// vouches for it. While that names another issuer (a misrouted cluster, another API
     /// server), the issuer's key set is dropped and none is stored; once it names the right one
     /// again, the key set is fetched at once.
-    fn vouch(&self, state: &IssuerState, now: u64, discovery: &Result<StoredCopy, FetchError>) {
+    fn vouch(&self, state: &LocalIssuer, now: u64, discovery: &Result<StoredCopy, FetchError>) {
         let mismatched = match discovery {
             Ok(_) => false,
             Err(e) if e.result() == FetchResult::IssuerMismatch => true,
@@ -190,7 +190,7 @@ impl<H: Host> Plugin<H> {
 }
 
 /// `issuer <name>: ` for an `issuers` entry, to begin its log lines; empty otherwise.
-fn label(issuer: &Issuer) -> String {
+fn label(issuer: &IssuerConfig) -> String {
     match &issuer.name {
         Some(name) => format!("issuer {name}: "),
         None => String::new(),
