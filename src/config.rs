@@ -99,9 +99,10 @@ const KEYS: [(&str, Place, Setter); 11] = [
     }),
 ];
 
-/// The keys that may stand in an `issuers` entry (`entry`), or at the top level.
-fn keys_of(entry: bool) -> impl Iterator<Item = &'static (&'static str, Place, Setter)> {
-    KEYS.iter().filter(move |(_, place, _)| {
+/// The keys that may stand in an `issuers` entry (`entry`), or at the top level, with their
+/// positions in [`KEYS`].
+fn keys_of(entry: bool) -> impl Iterator<Item = (usize, &'static (&'static str, Place, Setter))> {
+    KEYS.iter().enumerate().filter(move |(_, (_, place, _))| {
         if entry {
             place.in_entry()
         } else {
@@ -112,12 +113,12 @@ fn keys_of(entry: bool) -> impl Iterator<Item = &'static (&'static str, Place, S
 
 /// The top-level keys, in the order the docs list them.
 pub fn keys() -> impl Iterator<Item = &'static str> {
-    keys_of(false).map(|(key, _, _)| *key)
+    keys_of(false).map(|(_, (key, _, _))| *key)
 }
 
 /// The keys of an `issuers` entry, in the order the docs list them.
 pub fn entry_keys() -> impl Iterator<Item = &'static str> {
-    keys_of(true).map(|(key, _, _)| *key)
+    keys_of(true).map(|(_, (key, _, _))| *key)
 }
 
 /// A key as errors name it: `cluster` at the top level, `issuers[2].cluster` in an entry
@@ -316,7 +317,14 @@ impl fmt::Display for ConfigError {
             ConfigError::Missing(key) => write!(f, "`{key}` is required"),
             ConfigError::Empty(key) => write!(f, "`{key}` must not be empty"),
             ConfigError::OutOfRange { key, min, max, got } => {
-                write!(f, "`{key}` must be an integer in {min}..={max}, got {got}")
+                write!(f, "`{key}` must be an integer in {min}..={max}, got ")?;
+                // core's formatting: serde_json's own would add two number formatters to the
+                // filter
+                match (got.as_u64(), got.as_i64(), got.as_f64()) {
+                    (Some(n), _, _) => write!(f, "{n}"),
+                    (_, Some(n), _) => write!(f, "{n}"),
+                    (_, _, n) => write!(f, "{}", n.unwrap_or_default()),
+                }
             }
             ConfigError::Invalid { key, why } => write!(f, "`{key}` {why}"),
             ConfigError::Name(key) => write!(
@@ -352,16 +360,7 @@ impl RawConfig {
         }
         let map: Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        let given = |key: &str| map.get(key).is_some_and(|v| !v.is_null());
-        let misplaced = KEYS
-            .iter()
-            .find(|(key, place, _)| place.single_form() && given(key) && given("issuers"));
-        let misplaced = misplaced.map(|(key, _, _)| *key);
-        let raw = record(map, None)?;
-        match misplaced {
-            Some(key) => Err(ConfigError::NotWithIssuers(key)),
-            None => Ok(raw),
-        }
+        record(map, None)
     }
 
     /// Validates every field and resolves the tokens through `env` (the VM environment).
@@ -491,16 +490,28 @@ impl Config {
 
 /// Fills a raw record from a JSON object key by key, so that every type error names its key
 /// (serde's own messages give only a line and column).
+/// At the top level, a key of the single-issuer form next to `issuers` is an error (the first
+/// such key in the table's order is named).
 fn record(map: Map<String, Value>, entry: Option<usize>) -> Result<RawConfig, ConfigError> {
     let mut raw = RawConfig::default();
+    // the position in KEYS of the first single-form key given a value
+    let mut single_form = KEYS.len();
     for (key, value) in map {
-        let found = keys_of(entry.is_some()).find(|(name, _, _)| *name == key);
-        let Some((name, _, set)) = found else {
+        let found = keys_of(entry.is_some()).find(|(_, (name, _, _))| *name == key);
+        let Some((i, (name, place, set))) = found else {
             return Err(ConfigError::UnknownKey { entry, key });
         };
+        if place.single_form() && !value.is_null() {
+            single_form = single_form.min(i);
+        }
         set(&mut raw, Key { entry, name }, value)?;
     }
-    Ok(raw)
+    match KEYS.get(single_form) {
+        Some((key, _, _)) if entry.is_none() && raw.issuers.is_some() => {
+            Err(ConfigError::NotWithIssuers(key))
+        }
+        _ => Ok(raw),
+    }
 }
 
 /// One value; `null` means absent, as if the key were not there.
@@ -1172,7 +1183,7 @@ mod tests {
             ),
             (
                 r#"{"max_stale_s":-1.0}"#,
-                "`max_stale_s` must be an integer in 1..=31536000, got -1.0",
+                "`max_stale_s` must be an integer in 1..=31536000, got -1",
             ),
             (
                 r#"{"max_stale_s":3.1536000001e+07}"#,
@@ -1180,11 +1191,7 @@ mod tests {
             ),
             (
                 r#"{"max_stale_s":3.1536001e+07}"#,
-                "`max_stale_s` must be an integer in 1..=31536000, got 31536001.0",
-            ),
-            (
-                r#"{"timeout_ms":1e300}"#,
-                "`timeout_ms` must be an integer in 1..=60000, got 1e+300",
+                "`max_stale_s` must be an integer in 1..=31536000, got 31536001",
             ),
             (
                 r#"{"timeout_ms":18446744073709551615}"#,
@@ -1192,19 +1199,19 @@ mod tests {
             ),
             (
                 r#"{"timeout_ms":6.0001e4}"#,
-                "`timeout_ms` must be an integer in 1..=60000, got 60001.0",
+                "`timeout_ms` must be an integer in 1..=60000, got 60001",
             ),
             (
                 r#"{"refresh_interval_s":4.0}"#,
-                "`refresh_interval_s` must be an integer in 5..=86400, got 4.0",
+                "`refresh_interval_s` must be an integer in 5..=86400, got 4",
             ),
             (
                 r#"{"timeout_ms":0.0}"#,
-                "`timeout_ms` must be an integer in 1..=60000, got 0.0",
+                "`timeout_ms` must be an integer in 1..=60000, got 0",
             ),
             (
                 r#"{"timeout_ms":-0.0}"#,
-                "`timeout_ms` must be an integer in 1..=60000, got -0.0",
+                "`timeout_ms` must be an integer in 1..=60000, got -0",
             ),
         ] {
             assert_eq!(
@@ -1213,6 +1220,8 @@ mod tests {
                 "{json}"
             );
         }
+        let far = format!("got 1{}", "0".repeat(300));
+        assert!(err(r#"{"timeout_ms":1e300}"#).ends_with(&far));
         let fractional = Config::from_json(br#"{"timeout_ms":2.5}"#, no_env);
         assert!(matches!(
             fractional,
