@@ -95,7 +95,7 @@ def crd_errors(obj: dict) -> list[str]:
 
 
 def check_config(config: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """The filter's own parser (examples/check_config.rs) on the rendered configuration."""
+    """The filter's own parser (tools/check_config.rs, the example check_config) on the rendered configuration."""
     return subprocess.run(["cargo", "run", "-q", "--example", "check_config"], cwd=REPO, input=json.dumps(config),
                           capture_output=True, text=True, timeout=600,
                           env={k: v for k, v in os.environ.items() if not k.startswith("KUBE_OIDC_TOKEN")} | env)
