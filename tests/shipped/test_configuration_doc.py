@@ -1,6 +1,6 @@
 """docs/configuration.md says what the filter's parser does: its two key tables list exactly the
 keys the parser takes, in the parser's order, and the limits it states are the parser's. The
-parser is asked through `check_config` (examples/check_config.rs), whose errors are the ones the
+parser is asked through `check_config` (tools/check_config.rs), whose errors are the ones the
 filter logs."""
 
 from __future__ import annotations
