@@ -27,10 +27,10 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke
+        clean tools-fuzz fuzz fuzz-smoke tools-prometheus monitoring-rules monitoring-test
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-prometheus
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -74,6 +74,13 @@ KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
 export KOD_KUBE_BIN := $(KUBE_CACHE)/bin
 kube-tools:
 	@tools/kube/build.sh $(KUBE_CACHE) >/dev/null
+
+# Prometheus and promtool 2.42 from Debian's package, unpacked into a cache (installing the package
+# would start a Prometheus service); where tests/harness/prometheus.py finds them.
+PROM_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/prometheus
+export KOD_PROMETHEUS_BIN := $(PROM_CACHE)/bin
+tools-prometheus:
+	@tools/prometheus/install.sh $(PROM_CACHE) >/dev/null
 
 tools-fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -160,6 +167,17 @@ push: oci
 	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=registry.example.com/kube-oidc-discovery:0.1.0" >&2; exit 2; }
 	skopeo copy $(PUSH_FLAGS) oci:$(DIST)/oci:latest docker://$(IMAGE)
 
+# ---------------------------------------------------------------- monitoring
+# monitoring/kube-oidc-discovery.rules.yaml is the chart's PrometheusRule rendered: regenerate it
+# after editing charts/kube-oidc-discovery/templates/prometheusrule.yaml.
+monitoring-rules: tools-py
+	$(PY) tools/monitoring_rules.py
+
+# promtool on the rules, the PrometheusRule's schema, the dashboard, and a real Prometheus
+# scraping the real filter (tests/monitoring).
+monitoring-test: build tools-py tools-npm tools-prometheus
+	$(PYTEST) -q tests/monitoring
+
 # ---------------------------------------------------------------- soak
 # Load on both documents, the 404 path and another host while the API server goes down, the
 # JWKS and the token rotate (tests/soak); figures in dist/soak.md. make test runs a short one.
@@ -173,7 +191,7 @@ soak: build tools-apt tools-py
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 test: lint tools unit wasm-test fuzz-smoke build
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
-	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/soak
+	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/monitoring tests/soak
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.
