@@ -27,10 +27,10 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke tools-prometheus monitoring-rules monitoring-test
+        clean tools-fuzz fuzz fuzz-smoke tools-prometheus tools-istio-stats monitoring-rules monitoring-test
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-prometheus
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-prometheus tools-istio-stats
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -81,6 +81,12 @@ PROM_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/prometh
 export KOD_PROMETHEUS_BIN := $(PROM_CACHE)/bin
 tools-prometheus:
 	@tools/prometheus/install.sh $(PROM_CACHE) >/dev/null
+
+# Istio's own bootstrap code generating a gateway's stats_config (tests/monitoring/istio_stats,
+# modules pinned by its go.mod and go.sum), for tests/monitoring/test_istio_stats.py.
+export KOD_ISTIO_STATS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/istio-stats/istio_stats
+tools-istio-stats:
+	@cd tests/monitoring/istio_stats && go build -o $(KOD_ISTIO_STATS_BIN) .
 
 tools-fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -175,7 +181,7 @@ monitoring-rules: tools-py
 
 # promtool on the rules, the PrometheusRule's schema, the dashboard, and a real Prometheus
 # scraping the real filter (tests/monitoring).
-monitoring-test: build tools-py tools-npm tools-prometheus
+monitoring-test: build tools-py tools-npm tools-prometheus tools-istio-stats
 	$(PYTEST) -q tests/monitoring
 
 # ---------------------------------------------------------------- soak
