@@ -27,10 +27,11 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke tools-prometheus tools-istio-stats monitoring-rules monitoring-test
+        clean tools-fuzz fuzz fuzz-smoke tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
+        tools-release deny sbom release release-push release-test
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-prometheus tools-istio-stats
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-prometheus tools-istio-stats tools-release
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -87,6 +88,19 @@ tools-prometheus:
 export KOD_ISTIO_STATS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/istio-stats/istio_stats
 tools-istio-stats:
 	@cd tests/monitoring/istio_stats && go build -o $(KOD_ISTIO_STATS_BIN) .
+
+# The release's tools from crates.io, at pinned versions (once, several minutes each).
+CARGO_CYCLONEDX_VERSION := 0.5.9
+CARGO_DENY_VERSION := 0.20.2
+tools-release:
+	@if ! cargo cyclonedx --version 2>/dev/null | grep -q " $(CARGO_CYCLONEDX_VERSION)$$"; then \
+	  echo "installing cargo-cyclonedx $(CARGO_CYCLONEDX_VERSION)"; \
+	  cargo install -q --locked cargo-cyclonedx --version $(CARGO_CYCLONEDX_VERSION); \
+	fi
+	@if ! cargo deny --version 2>/dev/null | grep -q " $(CARGO_DENY_VERSION)$$"; then \
+	  echo "installing cargo-deny $(CARGO_DENY_VERSION)"; \
+	  cargo install -q --locked cargo-deny --version $(CARGO_DENY_VERSION); \
+	fi
 
 tools-fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -184,6 +198,36 @@ monitoring-rules: tools-py
 monitoring-test: build tools-py tools-npm tools-prometheus tools-istio-stats
 	$(PYTEST) -q tests/monitoring
 
+# ---------------------------------------------------------------- release
+# docs/release.md. The version is the crate's; tools/release.py first checks (tools/versions.py)
+# that every other place names it, and that CHANGELOG.md has its entry.
+RELEASE_IMAGE ?= ghcr.io/kube-oidc-discovery/kube-oidc-discovery
+RELEASE_DIR   ?= $(DIST)/release
+RELEASE_PUSH_FLAGS ?=
+SBOM          := $(DIST)/kube-oidc-discovery.cdx.json
+
+# Licenses, bans and sources of every dependency (deny.toml). Offline once the crates are fetched;
+# advisories need the RustSec database, which this machine cannot fetch.
+deny: tools-release
+	cargo fetch --locked -q
+	cargo deny --offline check licenses bans sources
+
+# CycloneDX SBOM of the crates the filter is built from (wasm32-wasip1, no dev-dependencies).
+sbom: tools-release
+	cargo cyclonedx --format json --target $(WASM_TGT) --override-filename kube-oidc-discovery.cdx --spec-version 1.5 -q
+	mkdir -p $(DIST) && mv kube-oidc-discovery.cdx.json $(SBOM)
+
+release: build tools-py deny sbom
+	$(PY) tools/release.py --wasm $(DIST_WASM) --sbom $(SBOM) --image $(RELEASE_IMAGE) --out $(RELEASE_DIR) \
+	  --revision "$$(git rev-parse HEAD)$$(git diff --quiet HEAD -- || echo -dirty)"
+
+# The image, its SBOM artifact and the referrers index; e.g. RELEASE_PUSH_FLAGS=--plain-http.
+release-push: tools-py
+	$(PY) tools/release.py push --out $(RELEASE_DIR) --image $(RELEASE_IMAGE) $(RELEASE_PUSH_FLAGS)
+
+release-test: build tools-apt tools-py tools-release
+	$(PYTEST) -q tests/release
+
 # ---------------------------------------------------------------- soak
 # Load on both documents, the 404 path and another host while the API server goes down, the
 # JWKS and the token rotate (tests/soak); figures in dist/soak.md. make test runs a short one.
@@ -197,7 +241,7 @@ soak: build tools-apt tools-py
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 test: lint tools unit wasm-test fuzz-smoke build
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
-	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/monitoring tests/soak
+	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/monitoring tests/release tests/soak
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.

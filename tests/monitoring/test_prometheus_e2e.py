@@ -50,7 +50,10 @@ class AlertWatch:
 
     def _run(self):
         while not self._stop.wait(0.3):
-            alerts = self.prom.alerts()
+            try:
+                alerts = self.prom.alerts()
+            except OSError:  # a slow answer on a loaded machine: the next poll catches up
+                continue
             self.now = {key(a): a["state"] for a in alerts}
             for k, state in self.now.items():
                 self.seen[state].add(k)
