@@ -27,11 +27,13 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
+        clean tools-fuzz fuzz fuzz-smoke tools-envoy-gateway eg-test envoy-gateway-config \
+        tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
         tools-release tools-cosign deny sbom release release-push release-sign release-test
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-prometheus tools-istio-stats tools-release tools-cosign
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-envoy-gateway \
+       tools-prometheus tools-istio-stats tools-release tools-cosign
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -75,6 +77,25 @@ KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
 export KOD_KUBE_BIN := $(KUBE_CACHE)/bin
 kube-tools:
 	@tools/kube/build.sh $(KUBE_CACHE) >/dev/null
+
+# Envoy Gateway for tests/envoygateway (standalone mode): cmd/envoy-gateway built from the Go
+# module github.com/envoyproxy/gateway at the version tests/envoygateway/go.mod pins (go.sum
+# committed; module cache and build cache reused), into $(EG_CACHE)/<version>/, outside the work
+# tree; a no-op while the pin is unchanged.
+EG_MOD   := tests/envoygateway
+EG_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/envoy-gateway
+EG_PIN    = $(shell awk '$$1=="github.com/envoyproxy/gateway"{print $$2}' $(EG_MOD)/go.mod)
+# where tests/envoygateway/eg.py finds the binary
+export KOD_ENVOY_GATEWAY_BIN = $(EG_CACHE)/$(EG_PIN)/envoy-gateway
+tools-envoy-gateway:
+	@v="$(EG_PIN)"; test -n "$$v" || { echo "no github.com/envoyproxy/gateway in $(EG_MOD)/go.mod" >&2; exit 1; }; \
+	bin="$(EG_CACHE)/$$v/envoy-gateway"; \
+	if [ ! -x "$$bin" ]; then \
+	  echo "building envoy-gateway $$v (once, several minutes)"; \
+	  mkdir -p "$$(dirname "$$bin")"; \
+	  (cd $(EG_MOD) && GOFLAGS=-mod=readonly go build -o "$$bin.tmp" github.com/envoyproxy/gateway/cmd/envoy-gateway); \
+	  mv "$$bin.tmp" "$$bin"; \
+	fi
 
 # Prometheus and promtool 2.42 from Debian's package, unpacked into a cache (installing the package
 # would start a Prometheus service); where tests/harness/prometheus.py finds them.
@@ -154,6 +175,16 @@ e2e: build tools-py
 real-test: build tools-py kube-tools
 	$(PYTEST) -q tests/real
 
+# The chart charts/kube-oidc-discovery-envoy-gateway run by Envoy Gateway itself (standalone
+# mode, private network namespace; tests/envoygateway), and its kinds against the CRDs.
+eg-test: build tools-apt tools-py tools-envoy-gateway
+	$(PYTEST) -q tests/envoygateway
+
+# envoy/envoy-gateway.yaml: the config Envoy Gateway produces for the chart, from its Envoy's
+# config dump (tests/envoygateway/test_shipped_config.py checks it for drift).
+envoy-gateway-config: build tools-apt tools-py tools-envoy-gateway
+	KOD_WRITE_ENVOY_GATEWAY_CONFIG=1 $(PYTEST) -q tests/envoygateway/test_shipped_config.py
+
 # ---------------------------------------------------------------- fuzzing
 # Each target reads the committed seeds (fuzz/corpus/<target>) and crash regressions
 # (fuzz/regressions/<target>); what it finds goes to target/fuzz-corpus, never into the tree.
@@ -179,6 +210,7 @@ fuzz-smoke: tools-fuzz
 # ---------------------------------------------------------------- chart and image
 chart-lint: tools-py
 	$(PY) tools/helm.py lint charts/kube-oidc-discovery
+	$(PY) tools/helm.py lint charts/kube-oidc-discovery-envoy-gateway
 
 chart-template: tools-py
 	$(PY) tools/helm.py template charts/kube-oidc-discovery $(if $(VALUES),-f $(VALUES))
@@ -258,6 +290,8 @@ soak: build tools-apt tools-py
 test: lint tools unit wasm-test fuzz-smoke build
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
 	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/monitoring tests/release tests/soak
+	# a session of its own: it moves into private network and mount namespaces
+	$(PYTEST) -q tests/envoygateway
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.
