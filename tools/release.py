@@ -10,7 +10,8 @@ and that CHANGELOG.md has its entry.
                                                 <v>.sbom), and the referrers index of the tag
                                                 schema (tag sha256-<image digest hex>)
       kube-oidc-discovery-<v>-oci.tar           that layout as one reproducible tar
-      values-image.yaml                         chart values pinning the image by its digest
+      values-image.yaml                         the Istio chart's values pinning the image by its digest
+      values-image-envoy-gateway.yaml           the same for the Envoy Gateway chart
       SHA256SUMS                                sha256sum -c format, of the files above
 
     python tools/release.py --wasm dist/kube_oidc_discovery.wasm --sbom SBOM.json \
@@ -157,10 +158,12 @@ def release(wasm_path: Path, sbom_path: Path, out: Path, image: str, revision: s
     (out / WASM_NAME).write_bytes(wasm)
     (out / sbom_name).write_bytes(sbom)
     (out / f"kube-oidc-discovery-{version}-oci.tar").write_bytes(layout_tar(layout))
-    (out / "values-image.yaml").write_text(
-        f"# kube-oidc-discovery {version}: the image of this release, pinned by its manifest digest\n"
-        f"# (helm install ... -f values-image.yaml). Istio refuses any other image at this url.\n"
-        f"image:\n  url: oci://{image}:{version}\n  sha256: \"{hex_}\"\n")
+    for name, url, gateway in (("values-image.yaml", f"oci://{image}:{version}", "Istio"),
+                               ("values-image-envoy-gateway.yaml", f"{image}:{version}", "Envoy Gateway")):
+        (out / name).write_text(
+            f"# kube-oidc-discovery {version}: the image of this release, pinned by its manifest digest\n"
+            f"# (helm install ... -f {name}). {gateway} refuses any other image at this url.\n"
+            f"image:\n  url: {url}\n  sha256: \"{hex_}\"\n")
     sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n"
                    for p in sorted(out.iterdir()) if p.is_file())
     (out / "SHA256SUMS").write_text(sums)

@@ -4,7 +4,7 @@
                                       place says another
 
 Places: the crate (Cargo.toml, and its entry in Cargo.lock), every chart's `version` and
-`appVersion` (charts/*/Chart.yaml), and the image tag of every oci:// url of the filter in a
+`appVersion` (charts/*/Chart.yaml), and the image tag of every url of the filter's image in a
 chart's values.yaml. The filter's start line prints the crate's version (env!("CARGO_PKG_VERSION"),
 src/startup.rs); tests/release/test_versions.py reads it from real Envoy.
 
@@ -23,7 +23,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CRATE = "kube-oidc-discovery"
-IMAGE_URL = re.compile(r"oci://[^\s\"']*/kube-oidc-discovery:([0-9A-Za-z._+-]+)")
+# with oci:// (Istio's WasmPlugin) or without (Envoy Gateway's image code source)
+IMAGE_URL = re.compile(r"[^\s\"'#]*/kube-oidc-discovery:([0-9A-Za-z._+-]+)")
 
 
 def crate_version() -> str:

@@ -82,14 +82,20 @@ def test_the_image_carries_the_standard_annotations_and_the_module(released, was
     assert desc["digest"] in printed
 
 
-def test_the_values_file_pins_the_image_and_the_chart_takes_it(released):
+def test_the_values_files_pin_the_image_and_the_charts_take_them(released):
     out, image, _ = released
     v = versions.crate_version()
-    digest = tagged(out / "oci")[v]["digest"]
+    hex_ = tagged(out / "oci")[v]["digest"].split(":", 1)[1]
     values = yaml.safe_load((out / "values-image.yaml").read_text())
-    assert values == {"image": {"url": f"oci://{image}:{v}", "sha256": digest.split(":", 1)[1]}}
+    assert values == {"image": {"url": f"oci://{image}:{v}", "sha256": hex_}}
     (plugin,) = [o for o in helm.render(values=values) if o["kind"] == "WasmPlugin"]
-    assert (plugin["spec"]["url"], plugin["spec"]["sha256"]) == (values["image"]["url"], values["image"]["sha256"])
+    assert (plugin["spec"]["url"], plugin["spec"]["sha256"]) == (values["image"]["url"], hex_)
+    values = yaml.safe_load((out / "values-image-envoy-gateway.yaml").read_text())
+    assert values == {"image": {"url": f"{image}:{v}", "sha256": hex_}}
+    (policy,) = [o for o in helm.render(REPO / "charts/kube-oidc-discovery-envoy-gateway", values=values)
+                 if o["kind"] == "EnvoyExtensionPolicy"]
+    (code,) = [w["code"]["image"] for w in policy["spec"]["wasm"]]
+    assert (code["url"], code["sha256"]) == (values["image"]["url"], hex_)
 
 
 def test_the_sbom_lists_the_crates_the_filter_is_built_from(released):

@@ -1,5 +1,5 @@
 """One version everywhere: the crate (Cargo.toml, Cargo.lock), every chart's version and
-appVersion (charts/*/Chart.yaml: the Istio chart and any other), the image tag of every oci://
+appVersion (charts/*/Chart.yaml: the Istio chart and any other), the image tag of every image
 url in a chart's values, and the filter's start line in real Envoy. tools/versions.py finds the
 places; a place that differs fails here (and stops `make release`)."""
 
