@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import build_oci
-from ocicheck import (CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, LAYER, MANIFEST, Rejected, istio_extract,
+from harness.ocicheck import (CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, LAYER, MANIFEST, Rejected, istio_extract,
                       read_layout, sha256, verify_image)
 
 pytestmark = pytest.mark.timeout(120)

@@ -15,7 +15,7 @@ import pytest
 
 import build_oci
 from harness import REPO_ROOT
-from ocicheck import CONFIG, LAYER, MANIFEST, istio_extract, read_layout, sha256, verify_image
+from harness.ocicheck import CONFIG, LAYER, MANIFEST, istio_extract, read_layout, sha256, verify_image
 
 pytestmark = pytest.mark.timeout(180)
 TIMEOUT = 60
