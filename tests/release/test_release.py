@@ -137,14 +137,14 @@ def registry_get(registry: str, path: str, accept: str = MANIFEST) -> tuple[byte
         return r.read(), r.headers.get("Docker-Content-Digest", "")
 
 
-def test_release_push_puts_image_and_sbom_where_clients_find_them(released, registry, wasm):
+def test_release_push_puts_image_and_sbom_where_clients_find_them(released, registry, wasm_bytes):
     out, image, _ = released
     make("release-push", f"RELEASE_DIR={out}", f"RELEASE_IMAGE={image}", "RELEASE_PUSH_FLAGS=--plain-http")
     v = versions.crate_version()
     tags = tagged(out / "oci")
     manifest, digest = registry_get(registry, f"manifests/{v}")
     assert digest == tags[v]["digest"], "the registry's digest is the one in values-image.yaml"
-    assert istio_extract(manifest, lambda d: registry_get(registry, f"blobs/{d}", "*/*")[0]) == wasm
+    assert istio_extract(manifest, lambda d: registry_get(registry, f"blobs/{d}", "*/*")[0]) == wasm_bytes
     # a referrers client on a registry without the referrers API: the tag schema's index
     index, _ = registry_get(registry, f"manifests/sha256-{digest.split(':')[1]}", INDEX)
     (ref,) = json.loads(index)["manifests"]
@@ -157,11 +157,11 @@ def test_release_push_puts_image_and_sbom_where_clients_find_them(released, regi
 
 
 @pytest.fixture
-def inputs(tmp_path, wasm_path):
+def inputs(tmp_path, wasm):
     sbom = tmp_path / "sbom.json"
     sbom.write_text(json.dumps({"bomFormat": "CycloneDX", "metadata": {"component": {
         "name": versions.CRATE, "version": versions.crate_version()}}}))
-    return {"wasm_path": wasm_path, "sbom_path": sbom, "out": tmp_path / "out",
+    return {"wasm_path": wasm, "sbom_path": sbom, "out": tmp_path / "out",
             "image": "registry.example.com/kod", "revision": "0" * 40}
 
 
