@@ -26,7 +26,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
-        e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
+        e2e shipped-test real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
         clean tools-fuzz fuzz fuzz-smoke tools-envoy-gateway eg-test envoy-gateway-config \
         tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
         tools-release tools-cosign deny sbom release release-push release-sign release-test
@@ -168,8 +168,14 @@ wasm-test: tools-rust tools-wbg
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --target wasm32-unknown-unknown --test wasm_logic
 
+# The filter's behaviour in real Envoy, against the fake API server.
 e2e: build tools-py
 	$(PYTEST) -q tests/e2e
+
+# What the repository ships, checked as such: the Envoy configs of envoy/, the built module's
+# exports (tools/wasm_exports.py), `make run`, docs/configuration.md against the parser.
+shipped-test: build tools-py
+	$(PYTEST) -q tests/shipped
 
 # The filter in real Envoy against a real kube-apiserver (and the fake held to it).
 real-test: build tools-py kube-tools
@@ -287,9 +293,9 @@ soak: build tools-apt tools-py
 
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
+# pytest with no paths runs every folder of pytest.ini's testpaths (tests/README.md: the tiers).
 test: lint tools unit wasm-test fuzz-smoke build
-	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
-	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/monitoring tests/release tests/soak
+	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) $(PYTEST) -q
 	# a session of its own: it moves into private network and mount namespaces
 	$(PYTEST) -q tests/envoygateway
 
@@ -299,9 +305,11 @@ KUBE ?= fake
 run: build tools-py $(if $(filter real,$(KUBE)),kube-tools)
 	$(PY) tools/run_local.py --kube $(KUBE)
 
+# BENCH_FLAGS: more options of tests/bench/bench.py, e.g. --rounds 5 (tests/bench/README.md).
+BENCH_FLAGS ?=
 bench: build tools-apt tools-py
 	cargo build --release --target $(WASM_TGT) --example floor
-	$(PY) tests/bench/bench.py
+	$(PY) tests/bench/bench.py $(BENCH_FLAGS)
 
 # The filter's Wasm VM memory over a long run (refresh every 5 s), DURATION seconds; not part of
 # make test. Exits 1 if it grows after the warm-up.

@@ -19,20 +19,20 @@ import sys
 import threading
 from pathlib import Path
 
-# the test harness (PKI, fake and real API server, Envoy launcher) is what `make run` runs
+# The test harness (PKI, fake and real API server, Envoy launcher) is what `make run` runs. This
+# file runs as a script (`make run`), outside pytest and its pythonpath, so it finds tests/ itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from harness import REPO_ROOT, pki  # noqa: E402
+from harness.constants import DISCOVERY, HOST, JWKS, METRIC_PREFIX, NOT_FOUND_PATH, OTHER_HOST, WASM  # noqa: E402
 from harness.envoy import Envoy, EnvoyError  # noqa: E402
 from harness.fake_apiserver import FakeApiServer  # noqa: E402
 from harness.kube import VERSION, Kube, KubeError  # noqa: E402
 from harness.tokendir import TokenDir  # noqa: E402
 
 RUN_DIR = REPO_ROOT / ".run"
-WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 CONFIG = REPO_ROOT / "envoy" / "local.yaml"
 PORTS = {"Envoy listener": 8080, "Envoy admin": 9901, "API server": 6443}
-HOST = "oidc.example.com"
 # The service account whose token the real API server's Envoy uses.
 NAMESPACE, ACCOUNT = "kube-oidc-discovery", "reader"
 
@@ -50,13 +50,13 @@ def port_busy(port: int) -> bool:
 def curl_lines() -> list[str]:
     base = "http://127.0.0.1:8080"
     return [
-        f"curl -s -H 'host: {HOST}' {base}/.well-known/openid-configuration",
-        f"curl -s -H 'host: {HOST}' {base}/openid/v1/jwks",
-        f"curl -si -H 'host: {HOST}' {base}/openid/v1/jwks          # headers: etag, age, cache-control",
-        f"curl -si -H 'host: {HOST}' {base}/api/v1/secrets          # 404, never sent upstream",
-        f"curl -si -X POST -H 'host: {HOST}' {base}/openid/v1/jwks  # 405",
-        f"curl -s -H 'host: app.example.com' {base}/                # other host: passes through",
-        "curl -s http://127.0.0.1:9901/stats?filter=kube_oidc_discovery",
+        f"curl -s -H 'host: {HOST}' {base}{DISCOVERY}",
+        f"curl -s -H 'host: {HOST}' {base}{JWKS}",
+        f"curl -si -H 'host: {HOST}' {base}{JWKS}          # headers: etag, age, cache-control",
+        f"curl -si -H 'host: {HOST}' {base}{NOT_FOUND_PATH}          # 404, never sent upstream",
+        f"curl -si -X POST -H 'host: {HOST}' {base}{JWKS}  # 405",
+        f"curl -s -H 'host: {OTHER_HOST}' {base}/                # other host: passes through",
+        f"curl -s http://127.0.0.1:9901/stats?filter={METRIC_PREFIX}",
     ]
 
 

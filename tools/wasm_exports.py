@@ -6,7 +6,7 @@ for every request `proxy_on_response_headers`, `proxy_on_response_body`, `proxy_
 `proxy_on_done`, each a call from Envoy into the VM, even when the SDK's default does nothing. A
 callback the module does not export is skipped by the host (proxy-wasm-cpp-host checks each one
 before calling it), which is the same as the SDK's default. Removing them saves about 2 µs of
-Envoy CPU per request (README, Benchmark).
+Envoy CPU per request (tests/bench/README.md).
 
 `make build` runs this on the filter, `make bench` also on tools/floor.rs (`finish`), so the
 benchmark's second floor is built exactly as the filter is:

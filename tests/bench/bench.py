@@ -34,26 +34,24 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# A script (`make bench`), run outside pytest and its pythonpath (pytest.ini): it finds tests/
+# (the harness) and tools/ (wasm_exports.py) itself; memory.py is beside it.
+sys.path[:0] = [str(Path(__file__).resolve().parents[2] / d) for d in ("tests", "tools")]
 
+import wasm_exports  # noqa: E402  (tools/wasm_exports.py)
 from harness import REPO_ROOT, client, config, pki  # noqa: E402
+from harness.constants import DISCOVERY, HOST, JWKS, NOT_FOUND_PATH, OTHER_HOST, WASM  # noqa: E402
 from harness.envoy import envoy_bin  # noqa: E402
-from harness.fake_apiserver import CACHE_CONTROL, DISCOVERY_PATH, JWKS_PATH  # noqa: E402
+from harness.fake_apiserver import CACHE_CONTROL  # noqa: E402
 from harness.load import WrkResult, wrk, wrk_bin  # noqa: E402
 from harness.stack import Stack  # noqa: E402
-
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-import wasm_exports  # noqa: E402  (tools/wasm_exports.py)
 from memory import KINDS, WARM_ROUNDS, rss_rows, without_filter  # noqa: E402  (tests/bench/memory.py)
 
-WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 # tools/floor.rs: a Wasm filter that only answers a constant (make bench builds it)
 FLOOR_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "examples" / "floor.wasm"
 WORKDIR = REPO_ROOT / ".run" / "bench"
 OUT = REPO_ROOT / "dist" / "bench.md"
-HOST = "oidc.example.com"
-NOT_FOUND_PATH = "/api/v1/secrets"
-APP_HOST, APP_PATH, APP_BODY = "app.example.com", "/home", "hello from the application\n"
+APP_HOST, APP_PATH, APP_BODY = OTHER_HOST, "/home", "hello from the application\n"
 # What a browser sends to an application behind the same gateway; every scenario sends it, so the
 # scenarios differ only in what Envoy does with the request.
 BROWSER_HEADERS = {
@@ -114,7 +112,7 @@ def add_direct_listener(cfg: dict, body: bytes, headers: dict[str, str]) -> None
     rc["name"] = "direct"
     vhost = next(v for v in rc["virtual_hosts"] if HOST in v["domains"])
     vhost["routes"] = [{
-        "match": {"path": JWKS_PATH},
+        "match": {"path": JWKS},
         "direct_response": {"status": 200, "body": {"inline_string": body.decode()}},
         "response_headers_to_add": [
             {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
@@ -241,14 +239,14 @@ class Scenario:
 
 
 def calls(stack: Stack) -> dict[str, int]:
-    return {"discovery": stack.fake.count(DISCOVERY_PATH), "jwks": stack.fake.count(JWKS_PATH)}
+    return {"discovery": stack.fake.count(DISCOVERY), "jwks": stack.fake.count(JWKS)}
 
 
 def check_answers(ports: dict[str, int], jwks: bytes) -> list[str]:
     """Both JWKS paths give the same bytes; the 404 path gives 404. Returns notes."""
     notes = []
-    f = client.get(ports["public"], JWKS_PATH, host=HOST)
-    d = client.get(ports["direct"], JWKS_PATH, host=HOST)
+    f = client.get(ports["public"], JWKS, host=HOST)
+    d = client.get(ports["direct"], JWKS, host=HOST)
     n = client.get(ports["public"], NOT_FOUND_PATH, host=HOST)
     if f.status != 200 or f.body != jwks:
         raise SystemExit(f"filter JWKS answer wrong: {f.status} {f.text[:200]}")
@@ -259,7 +257,7 @@ def check_answers(ports: dict[str, int], jwks: bytes) -> list[str]:
         if app.status != 200 or app.body != APP_BODY.encode():
             raise SystemExit(f"{APP_HOST} on listener {listener} did not reach its route: {app.status}")
     for floor in ("floor", "floor_kept"):
-        fl = client.get(ports[floor], JWKS_PATH, host=HOST)
+        fl = client.get(ports[floor], JWKS, host=HOST)
         if fl.status != 200 or fl.body != f.body or fl.header_names() != f.header_names():
             raise SystemExit(f"the {floor} filter's answer differs from the filter's: {fl.status} {fl.headers}")
     if n.status != 404:
@@ -353,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                   plugin_changes={"refresh_interval_s": args.refresh}, concurrency=args.concurrency)
     try:
         jwks = stack.fake.jwks_body()
-        ctype = stack.fake.document(JWKS_PATH)[1]
+        ctype = stack.fake.document(JWKS)[1]
         # the headers the filter will send, so that both answers have the same bytes
         headers = {"cache-control": CACHE_CONTROL, "etag": filter_etag(jwks), "age": "0",
                    "x-content-type-options": "nosniff", "content-type": ctype}
@@ -372,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.start()
         ports = listener_ports(stack)
         deadline = time.monotonic() + 10
-        while client.get(ports["public"], JWKS_PATH, host=HOST).status != 200:
+        while client.get(ports["public"], JWKS, host=HOST).status != 200:
             if time.monotonic() > deadline:
                 raise SystemExit("the filter never served the JWKS:\n" + stack.envoy.tail())
             time.sleep(0.1)
@@ -380,16 +378,16 @@ def main(argv: list[str] | None = None) -> int:
 
         b = BROWSER_HEADERS
         scenarios = [
-            Scenario("filter_jwks", "JWKS through the filter (cached copy)", "public", JWKS_PATH, 200, headers=b),
-            Scenario("filter_discovery", "discovery through the filter (cached copy)", "public", DISCOVERY_PATH, 200,
+            Scenario("filter_jwks", "JWKS through the filter (cached copy)", "public", JWKS, 200, headers=b),
+            Scenario("filter_discovery", "discovery through the filter (cached copy)", "public", DISCOVERY, 200,
                      headers=b),
             Scenario("filter_404", f"404 through the filter ({NOT_FOUND_PATH})", "public", NOT_FOUND_PATH, 404,
                      headers=b),
             Scenario("floor", "JWKS by a do-nothing Wasm filter (tools/floor.rs, constant answer)",
-                     "floor", JWKS_PATH, 200, headers=b),
+                     "floor", JWKS, 200, headers=b),
             Scenario("floor_kept", "JWKS by the do-nothing filter without the callbacks it does not implement "
-                     "(built as the filter is)", "floor_kept", JWKS_PATH, 200, headers=b),
-            Scenario("direct", "JWKS by Envoy direct_response (same bytes, no filter)", "direct", JWKS_PATH, 200,
+                     "(built as the filter is)", "floor_kept", JWKS, 200, headers=b),
+            Scenario("direct", "JWKS by Envoy direct_response (same bytes, no filter)", "direct", JWKS, 200,
                      headers=b),
             Scenario("other_scoped", "another host, filter scoped to the OIDC host (shipped configs)", "public",
                      APP_PATH, 200, host=APP_HOST, headers=b),
@@ -402,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                           headers=b)]
         for i, (name, path) in enumerate(zip(compare_names(len(compared)), compared)):
             scenarios.insert(1 + i, Scenario(f"{name}_jwks", f"JWKS through {name} ({path})",
-                                             name, JWKS_PATH, 200, headers=b))
+                                             name, JWKS, 200, headers=b))
             extra.append(Scenario(f"{name}_404", f"404 through {name} ({path})", name, NOT_FOUND_PATH, 404,
                                   headers=b))
         if args.only:

@@ -23,20 +23,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# A script (`make bench-memory`), run outside pytest and its pythonpath (pytest.ini): it finds
+# tests/ (the harness) itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import REPO_ROOT, client, config, pki  # noqa: E402
 from harness.child import rss_kib  # noqa: E402
-from harness.fake_apiserver import DISCOVERY_PATH, JWKS_PATH  # noqa: E402
+from harness.constants import DISCOVERY, HOST, JWKS, NOT_FOUND_PATH, OTHER_HOST, WASM  # noqa: E402
 from harness.load import wrk, wrk_bin  # noqa: E402
 from harness.stack import Stack  # noqa: E402
 
-WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
 WORKDIR = REPO_ROOT / ".run" / "bench-memory"
 OUT = REPO_ROOT / "dist" / "bench-memory.md"
 # Each kind of request the filter sees (and another host), for warm-ups and bursts.
-KINDS = [(JWKS_PATH, "oidc.example.com"), (DISCOVERY_PATH, "oidc.example.com"),
-         ("/api/v1/secrets", "oidc.example.com"), ("/", "app.example.com")]
+KINDS = [(JWKS, HOST), (DISCOVERY, HOST), (NOT_FOUND_PATH, HOST), ("/", OTHER_HOST)]
 WARM_ROUNDS = 200
 GUARD_MIN = 4 << 30  # a V8 Wasm memory reservation is ~8 GiB; nothing else in Envoy is near that
 _MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ")
@@ -88,7 +88,7 @@ def rss_rows(wasm: Path, workdir: Path, concurrencies: tuple[int, ...] = (2, 8))
             try:
                 s.start()
                 deadline = time.monotonic() + 10
-                while with_filter and client.get(s.port, JWKS_PATH, host=KINDS[0][1]).status != 200:
+                while with_filter and client.get(s.port, JWKS, host=KINDS[0][1]).status != 200:
                     if time.monotonic() > deadline:
                         raise SystemExit("the filter never served the JWKS:\n" + s.envoy.tail())
                     time.sleep(0.1)

@@ -7,12 +7,11 @@ import re
 import time
 
 from harness.client import Response
-from harness.fake_apiserver import DOC_PATHS, MEDIA_TYPES, Recorded
-
-HOST = "oidc.example.com"
-DISCOVERY = "/.well-known/openid-configuration"
-JWKS = "/openid/v1/jwks"
-DOCS = (DISCOVERY, JWKS)
+from harness.constants import API_SERVER_NAME, DOCS, PLUGIN_NAME
+# only for test_istio.py and test_istio_issuers.py, which import them from here; other tests
+# import them from harness.constants
+from harness.constants import DISCOVERY, HOST, JWKS  # noqa: F401
+from harness.fake_apiserver import MEDIA_TYPES, Recorded
 
 # Headers a document answer may carry: relayed or set by the filter, plus Envoy's own date/server.
 DOC_HEADERS = {"content-type", "cache-control", "content-length", "x-content-type-options",
@@ -73,12 +72,12 @@ def leak_words(fake, token: str) -> list[str]:
 def assert_exact_upstream_request(rec: Recorded, token: str) -> None:
     """The API server received exactly the filter's constant request and nothing else."""
     assert rec.method == "GET", rec
-    assert rec.path in DOC_PATHS, f"path not constant: {rec.path!r}"
+    assert rec.path in DOCS, f"path not constant: {rec.path!r}"
     assert rec.body == b"", rec.body
     names = rec.header_names()
     assert len(names) == len(set(names)), f"duplicate headers: {rec.headers}"
     assert set(names) <= UPSTREAM_ALLOWED, f"unexpected upstream headers: {sorted(set(names) - UPSTREAM_ALLOWED)}"
-    assert rec.header("host") == "kubernetes.default.svc", rec.headers
+    assert rec.header("host") == API_SERVER_NAME, rec.headers
     assert rec.header("accept") == MEDIA_TYPES[rec.path], rec.headers
     assert rec.header_all("authorization") == [f"Bearer {token}"], rec.headers
 
@@ -108,7 +107,7 @@ def poll(fn, timeout: float, interval: float = 0.1, what: str = "condition"):
 
 def plugin_log_lines(log: str) -> list[str]:
     """Lines the filter logged (Envoy prefixes them with `wasm log <plugin name>:`)."""
-    return [line for line in log.splitlines() if "wasm log kube-oidc-discovery" in line]
+    return [line for line in log.splitlines() if f"wasm log {PLUGIN_NAME}" in line]
 
 
 def is_strong_etag(value: str | None) -> bool:

@@ -1,6 +1,7 @@
 """The `issuers` form in real Envoy (envoy/multi-cluster.yaml), against fake API servers of
 different clusters: each its own CA (a harness Pki of its own), certificate name, token, signing
-keys and `--service-account-issuer`.
+keys and `--service-account-issuer`. The ``fleet`` and ``cluster_pkis`` fixtures that start them
+are in conftest.py.
 
 - prod: path-prefixed on oidc.example.com, its own CA, token from the VM env (KOD_TOKEN_PROD)
 - dev: path-prefixed on oidc.example.com, another CA, token injected by its cluster (SDS file)
@@ -13,29 +14,27 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import pytest
-
 from harness import config as cfgmod
-from harness import pki as pkimod
+from harness.constants import DEV_ISSUER, PROD_ISSUER
 from harness.fake_apiserver import FakeApiServer
-from harness.fleet import Fleet, Upstream
-from harness.stack import new_token
 
-PROD = "https://oidc.example.com/clusters/prod"
-DEV = "https://oidc.example.com/clusters/dev"
 EDGE = "https://edge-oidc.example.com"
-HOST = "oidc.example.com"
 EDGE_HOST = "edge-oidc.example.com"
-DISCOVERY = "/.well-known/openid-configuration"
-JWKS = "/openid/v1/jwks"
-P = "kube_oidc_discovery"
 
 # name -> (issuer, cluster, the certificate name its cluster checks)
 CLUSTERS = {
-    "prod": (PROD, "prod-api", "api.prod.example.internal"),
-    "dev": (DEV, "dev-api", "api.dev.example.internal"),
+    "prod": (PROD_ISSUER, "prod-api", "api.prod.example.internal"),
+    "dev": (DEV_ISSUER, "dev-api", "api.dev.example.internal"),
     "edge": (EDGE, "edge-api", "api.prod.example.internal"),
 }
+
+
+@dataclass
+class Cluster:
+    name: str
+    issuer: str
+    fake: FakeApiServer
+    token: str
 
 
 def public_path(name: str, doc_path: str) -> str:
@@ -51,9 +50,9 @@ def host_of(name: str) -> str:
 
 def plugin_config(**globals_) -> dict:
     entries = [
-        {"name": "prod", "issuer": PROD, "cluster": "prod-api",
+        {"name": "prod", "issuer": PROD_ISSUER, "cluster": "prod-api",
          "authority": "api.prod.example.internal", "token_env": "KOD_TOKEN_PROD"},
-        {"name": "dev", "issuer": DEV, "cluster": "dev-api", "authority": "api.dev.example.internal"},
+        {"name": "dev", "issuer": DEV_ISSUER, "cluster": "dev-api", "authority": "api.dev.example.internal"},
         {"name": "edge", "issuer": EDGE, "cluster": "edge-api",
          "authority": "api.prod.example.internal", "token_env": "KOD_TOKEN_EDGE"},
     ]
@@ -72,52 +71,3 @@ def three_clusters() -> dict:
     oidc = cfgmod.hcm(cfg)["route_config"]["virtual_hosts"][0]
     oidc["domains"] += [EDGE_HOST, f"{EDGE_HOST}:*"]
     return cfg
-
-
-@dataclass
-class Cluster:
-    name: str
-    issuer: str
-    fake: FakeApiServer
-    token: str
-
-
-@pytest.fixture(scope="session")
-def cluster_pkis(tmp_path_factory) -> dict[str, pkimod.Pki]:
-    """A PKI per certificate name: prod's (also edge's) and dev's, each with its own CA."""
-    names = {n for _, _, n in CLUSTERS.values()}
-    return {n: pkimod.generate(tmp_path_factory.mktemp(n), [n]) for n in sorted(names)}
-
-
-@pytest.fixture
-def fleet(tmp_path, wasm, cluster_pkis):
-    """``fleet(before_envoy=None, **plugin_globals)`` -> (Fleet, {name:
-    Cluster}): three fake API servers started, Envoy started with the three issuers."""
-    started: list = []
-
-    def make(before_envoy=None, backend_port=None, concurrency=1,
-             wasm_trace=False, **plugin_globals):
-        clusters: dict[str, Cluster] = {}
-        upstreams: dict[str, Upstream] = {}
-        for name, (issuer, cluster, cert_name) in CLUSTERS.items():
-            pki = cluster_pkis[cert_name]
-            token = new_token()
-            fake = FakeApiServer(pki.server_cert, pki.server_key, token=token, issuer=issuer)
-            fake.start()
-            started.append(fake)
-            clusters[name] = Cluster(name, issuer, fake, token)
-            upstreams[cluster] = Upstream(fake, pki.ca_cert, token)
-        if before_envoy:
-            before_envoy(clusters)
-        f = Fleet(tmp_path / "fleet", wasm, upstreams, cfg=three_clusters(),
-                  plugin=plugin_config(**plugin_globals), backend_port=backend_port,
-                  concurrency=concurrency, wasm_trace=wasm_trace)
-        started.append(f)
-        f.start()
-        return f, clusters
-
-    yield make
-    for s in reversed(started):
-        if isinstance(s, Fleet):
-            print(f"---- Envoy log (tail) ----\n{s.envoy.tail(30)}")
-        s.stop()

@@ -16,42 +16,33 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from e2e.checks import poll, served_discovery  # noqa: E402
-from harness import client, config  # noqa: E402
-from harness.envoy import Envoy  # noqa: E402
-from harness.fake_apiserver import DISCOVERY_PATH, JWKS_PATH  # noqa: E402
-from harness.load import burst, raise_nofile, request_bytes, wrk_finish, wrk_start  # noqa: E402
-from harness.stack import Stack  # noqa: E402
+from e2e.checks import ERROR_BODIES, poll, served_discovery
+from harness import client, config
+from harness.constants import DISCOVERY, DOC_NAMES, DOCS, HOST, JWKS
+from harness.constants import METRIC_PREFIX as P
+from harness.envoy import Envoy
+from harness.load import burst, raise_nofile, request_bytes, wrk_finish, wrk_start
+from harness.stack import Stack
 
 pytestmark = pytest.mark.timeout(120)
 
-HOST = "oidc.example.com"
-DOCS = {"discovery": DISCOVERY_PATH, "jwks": JWKS_PATH}
 TICK_SLACK_S = 1.5  # one idle tick (1 s) plus the fetch itself, on a busy 2-core machine
 
 # Every metric of src/metrics.rs, as /stats/prometheus names them (dots -> underscores).
-P = "kube_oidc_discovery"
 OUTCOMES = ("fresh", "stale", "not_modified", "upstream_error")
 RESULTS = ("ok", "http_error", "invalid_body", "too_large", "unavailable", "timeout", "issuer_mismatch")
 EXPECTED_METRICS = {
     f"{P}_requests_not_found": "counter",
     f"{P}_requests_method_not_allowed": "counter",
-    **{f"{P}_requests_{d}_{o}": "counter" for d in DOCS for o in OUTCOMES},
-    **{f"{P}_upstream_{d}_{r}": "counter" for d in DOCS for r in RESULTS},
-    **{f"{P}_upstream_{d}_latency_ms": "histogram" for d in DOCS},
-    **{f"{P}_copy_{d}_age_s": "gauge" for d in DOCS},
+    **{f"{P}_requests_{d}_{o}": "counter" for d in DOC_NAMES.values() for o in OUTCOMES},
+    **{f"{P}_upstream_{d}_{r}": "counter" for d in DOC_NAMES.values() for r in RESULTS},
+    **{f"{P}_upstream_{d}_latency_ms": "histogram" for d in DOC_NAMES.values()},
+    **{f"{P}_copy_{d}_age_s": "gauge" for d in DOC_NAMES.values()},
 }
-
-UNAVAILABLE = b'{"error":"service unavailable"}'
-BAD_GATEWAY = b'{"error":"bad gateway"}'
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -87,7 +78,7 @@ def get(e: Envoy, path: str, **kw) -> client.Response:
 def warm(e: Envoy) -> dict[str, client.Response]:
     """Waits for both documents to be served (prefetch done); returns the first 200 of each."""
     out = {}
-    for name, path in DOCS.items():
+    for path, name in DOC_NAMES.items():
         def ok():
             r = get(e, path)
             return r if r.status == 200 else None
@@ -114,9 +105,9 @@ def wasm_stats(e: Envoy) -> dict[str, int]:
     return {k[len("wasmcustom."):]: v for k, v in e.stats("wasmcustom").items()}
 
 
-def is_generic_error(r: client.Response, status: int, body: bytes) -> None:
+def is_generic_error(r: client.Response, status: int) -> None:
     assert r.status == status, (r.status, r.text)
-    assert r.body == body, r.text
+    assert r.body == ERROR_BODIES[status], r.text
     assert r.header("content-type") == "application/json"
     assert r.header("etag") is None and r.header("age") is None
 
@@ -132,12 +123,12 @@ def test_sustained_load_calls_the_api_server_once_per_refresh_interval(make_cach
     load_s = 10
     procs = {name: wrk_start(f"http://127.0.0.1:{e.port}{path}", tmp_path, duration_s=load_s,
                              connections=25, threads=1, host=HOST)
-             for name, path in DOCS.items()}
+             for path, name in DOC_NAMES.items()}
     results = {name: wrk_finish(p, timeout=load_s + 30) for name, p in procs.items()}
     elapsed = time.monotonic() - t0
     stats = wasm_stats(e)
 
-    for name, path in DOCS.items():
+    for path, name in DOC_NAMES.items():
         r = results[name]
         calls = fake.count(path)
         bound = math.ceil(elapsed / 5) + 1
@@ -162,21 +153,21 @@ def test_cold_burst_is_coalesced_into_one_upstream_call(make_cache_stack):
     s = make_cache_stack(delay_s=delay)
     fake, e = s.fake, s.envoy
     n = 1000
-    reqs = [request_bytes(JWKS_PATH if i % 2 else DISCOVERY_PATH) for i in range(n)]
+    reqs = [request_bytes(JWKS if i % 2 else DISCOVERY) for i in range(n)]
     res = burst(e.port, reqs, timeout=delay + 8)
 
     assert not res.errors, f"{len(res.errors)} client errors, first: {res.errors[:3]}"
     # the burst really happened while the first fetch was in flight
-    for path in DOCS.values():
+    for path in DOCS:
         first = fake.requests_for(path)[0].time
         assert res.all_sent < first + delay, (
             f"burst sent {res.all_sent - first:.2f}s after the fetch of {path} began: too late "
             "to test coalescing")
-    by_path: dict[str, list] = {p: [] for p in DOCS.values()}
+    by_path: dict[str, list] = {p: [] for p in DOCS}
     for req, r in zip(reqs, res.responses):
         by_path[req.split(b" ")[1].decode()].append(r)
-    want = {JWKS_PATH: fake.jwks_body(),
-            DISCOVERY_PATH: served_discovery(fake, config.plugin_config(s.cfg).get("jwks_uri"))}
+    want = {JWKS: fake.jwks_body(),
+            DISCOVERY: served_discovery(fake, config.plugin_config(s.cfg).get("jwks_uri"))}
     for path, rs in by_path.items():
         statuses = {}
         for r in rs:
@@ -186,14 +177,14 @@ def test_cold_burst_is_coalesced_into_one_upstream_call(make_cache_stack):
         assert len(bodies) == 1, f"{path}: {len(bodies)} different bodies"
         assert bodies.pop() == want[path], path
     # every answer waited for the one fetch, and none for a later one
-    fetched = max(fake.requests_for(p)[0].time for p in DOCS.values()) + delay
+    fetched = max(fake.requests_for(p)[0].time for p in DOCS) + delay
     assert min(r.done for r in res.responses) >= fetched - 0.1
     assert max(r.done for r in res.responses) - res.started < delay + 3
     time.sleep(1.5)  # a late duplicate fetch would show up here
-    for path in DOCS.values():
+    for path in DOCS:
         assert fake.count(path) == 1, f"{path}: {fake.count(path)} upstream calls"
     stats = wasm_stats(e)
-    for name in DOCS:
+    for name in DOC_NAMES.values():
         assert stats[f"{P}.upstream.{name}.ok"] == 1
         assert stats[f"{P}.requests.{name}.fresh"] == n // 2
         assert stats[f"{P}.requests.{name}.upstream_error"] == 0
@@ -205,20 +196,20 @@ def test_outage_serves_the_copy_until_max_stale_then_503(make_cache_stack):
     s = make_cache_stack(refresh_interval_s=5, timeout_ms=1000, max_stale_s=3)
     fake, e = s.fake, s.envoy
     first = warm(e)
-    fetched = {path: fake.requests_for(path)[-1].time for path in DOCS.values()}
-    assert all(fake.count(p) == 1 for p in DOCS.values()), fake.counts
+    fetched = {path: fake.requests_for(path)[-1].time for path in DOCS}
+    assert all(fake.count(p) == 1 for p in DOCS), fake.counts
     fake.stop()
     t_stop = time.monotonic()
 
-    seen: dict[str, list[tuple[float, client.Response]]] = {p: [] for p in DOCS.values()}
+    seen: dict[str, list[tuple[float, client.Response]]] = {p: [] for p in DOCS}
     while time.monotonic() < max(fetched.values()) + 10:
-        for path in DOCS.values():
+        for path in DOCS:
             r = get(e, path)
             seen[path].append((time.monotonic() - fetched[path], r))
         time.sleep(0.08)
 
     stats = wasm_stats(e)
-    for name, path in DOCS.items():
+    for path, name in DOC_NAMES.items():
         good = first[name]
         log = [(round(a, 2), r.status) for a, r in seen[path]]
         for age, r in seen[path]:
@@ -227,7 +218,7 @@ def test_outage_serves_the_copy_until_max_stale_then_503(make_cache_stack):
                 assert r.body == good.body and r.header("etag") == good.header("etag")
                 assert int(r.header("age")) <= math.ceil(age)
             elif age >= 8.3:
-                is_generic_error(r, 503, UNAVAILABLE)
+                is_generic_error(r, 503)
         stale_answers = [r for a, r in seen[path] if 6.3 <= a <= 7.7]
         assert stale_answers and all(int(r.header("age")) >= 6 for r in stale_answers)
         assert stats[f"{P}.requests.{name}.stale"] >= len(stale_answers), stats
@@ -238,7 +229,7 @@ def test_outage_serves_the_copy_until_max_stale_then_503(make_cache_stack):
     # the API server comes back: the next retry (backoff <= refresh interval) brings a copy
     fake.start()
     t_back = time.monotonic()
-    for path in DOCS.values():
+    for path in DOCS:
         def ok():
             r = get(e, path)
             return r if r.status == 200 else None
@@ -261,36 +252,36 @@ def test_unusable_answers_are_never_stored(make_cache_stack):
         return fake.count(path)
 
     # cold: the HTML page from a "corporate proxy"
-    for path in DOCS.values():
+    for path in DOCS:
         poll(lambda: attempts(path) >= 1, 5, what=f"first fetch of {path}")
     time.sleep(0.2)
-    for path in DOCS.values():
+    for path in DOCS:
         r = get(e, path)
-        is_generic_error(r, 502, BAD_GATEWAY)
+        is_generic_error(r, 502)
         assert b"html" not in r.body.lower()
 
     # cold: the API server refuses the token (a real 401 Status body)
     fake.set_token("some-other-token")
     fake.set_mode("ok")
-    before = {p: attempts(p) for p in DOCS.values()}
-    for path in DOCS.values():
+    before = {p: attempts(p) for p in DOCS}
+    for path in DOCS:
         poll(lambda: attempts(path) > before[path], 5 + TICK_SLACK_S, what=f"retry of {path}")
     time.sleep(0.2)
-    for path in DOCS.values():
+    for path in DOCS:
         r = get(e, path)
-        is_generic_error(r, 502, BAD_GATEWAY)
+        is_generic_error(r, 502)
         assert b"Unauthorized" not in r.body
 
     # the API server recovers: the next retry stores a good copy
     fake.set_token(s.token)
     good = {}
-    for path in DOCS.values():
+    for path in DOCS:
         def ok():
             r = get(e, path)
             assert r.status in (200, 502), (r.status, r.text)
             return r if r.status == 200 else None
         good[path] = poll(ok, 5 + TICK_SLACK_S, 0.1, f"200 on {path}")
-    assert good[JWKS_PATH].body == fake.jwks_body()
+    assert good[JWKS].body == fake.jwks_body()
 
     # warm: an HTML 200, then a 401, on refresh: the good copy stays
     for mode in ("garbage", "401"):
@@ -299,17 +290,17 @@ def test_unusable_answers_are_never_stored(make_cache_stack):
         else:
             fake.set_token("some-other-token")
             fake.set_mode("ok")
-        before = {p: attempts(p) for p in DOCS.values()}
+        before = {p: attempts(p) for p in DOCS}
         deadline = time.monotonic() + 5 + TICK_SLACK_S + 1
-        while time.monotonic() < deadline and not all(attempts(p) > before[p] + 0 for p in DOCS.values()):
-            for path in DOCS.values():
+        while time.monotonic() < deadline and not all(attempts(p) > before[p] + 0 for p in DOCS):
+            for path in DOCS:
                 r = get(e, path)
                 assert r.status == 200, (mode, path, r.status, r.text)
                 assert r.body == good[path].body and r.header("etag") == good[path].header("etag")
             time.sleep(0.1)
-        assert all(attempts(p) > before[p] for p in DOCS.values()), f"no refresh in {mode} mode"
+        assert all(attempts(p) > before[p] for p in DOCS), f"no refresh in {mode} mode"
         time.sleep(0.3)  # the refused answers have been processed
-        for path in DOCS.values():
+        for path in DOCS:
             for _ in range(5):
                 r = get(e, path)
                 assert r.status == 200, (mode, path, r.status, r.text)
@@ -318,11 +309,11 @@ def test_unusable_answers_are_never_stored(make_cache_stack):
 
     stats = wasm_stats(e)
     fake.set_token(s.token)
-    for name in DOCS:
+    for name in DOC_NAMES.values():
         assert stats[f"{P}.upstream.{name}.invalid_body"] >= 2, stats
         assert stats[f"{P}.upstream.{name}.http_error"] >= 2, stats
         assert stats[f"{P}.upstream.{name}.ok"] == 1, stats
-    assert not any(r.path not in DOCS.values() for r in fake.requests)
+    assert not any(r.path not in DOCS for r in fake.requests)
 
 
 def test_rotated_jwks_reaches_clients_within_one_refresh_interval(make_cache_stack):
@@ -337,7 +328,7 @@ def test_rotated_jwks_reaches_clients_within_one_refresh_interval(make_cache_sta
     assert new_body != old.body
 
     def rotated():
-        r = get(e, JWKS_PATH)
+        r = get(e, JWKS)
         assert r.status == 200
         assert r.body in (old.body, new_body), r.text
         return r if r.body == new_body else None
@@ -348,7 +339,7 @@ def test_rotated_jwks_reaches_clients_within_one_refresh_interval(make_cache_sta
     assert took <= 5 + TICK_SLACK_S, f"rotation took {took:.2f}s"
     assert r.header("etag") != old.header("etag")
     assert int(r.header("age")) <= 1
-    r = get(e, JWKS_PATH, headers={"If-None-Match": old.header("etag")})
+    r = get(e, JWKS, headers={"If-None-Match": old.header("etag")})
     assert r.status == 200 and r.body == new_body
 
 
@@ -356,12 +347,12 @@ def test_metrics_in_prometheus(make_cache_stack):
     e = make_cache_stack().envoy
     warm(e)  # 1 fresh request per document
     for _ in range(3):
-        assert get(e, JWKS_PATH).status == 200
-    etag = get(e, DISCOVERY_PATH).header("etag")
-    assert get(e, DISCOVERY_PATH, headers={"If-None-Match": etag}).status == 304
+        assert get(e, JWKS).status == 200
+    etag = get(e, DISCOVERY).header("etag")
+    assert get(e, DISCOVERY, headers={"If-None-Match": etag}).status == 304
     for path in ("/openid/v1/jwks/", "/api/v1/secrets"):
         assert get(e, path).status == 404
-    assert client.request(e.port, JWKS_PATH, method="POST", host=HOST, body=b"{}").status == 405
+    assert client.request(e.port, JWKS, method="POST", host=HOST, body=b"{}").status == 405
     time.sleep(2.5)  # a stats flush (1 s here) for the histograms, two ticks for the age gauge
 
     values, types = prometheus(e)
@@ -383,7 +374,7 @@ def test_metrics_in_prometheus(make_cache_stack):
     }
     got = {k: values.get(f"{P}_{k}") for k in want}
     assert got == want
-    for name in DOCS:
+    for name in DOC_NAMES.values():
         assert 1 <= values[f"{P}_copy_{name}_age_s"] <= 5, values[f"{P}_copy_{name}_age_s"]
     # the same counters at admin /stats, as wasmcustom.<dotted name>
     stats = e.stats("wasmcustom")

@@ -15,9 +15,10 @@ from e2e import istiod
 from e2e.checks import plugin_log_lines
 from harness import config as cfgmod
 from harness import envoy as envoymod
+from harness.constants import PLUGIN_NAME
 from harness.stack import STATIC_TOKEN_ENV
 
-ENVOY_SAYS = "Unable to create Wasm plugin kube-oidc-discovery"
+ENVOY_SAYS = f"Unable to create Wasm plugin {PLUGIN_NAME}"
 
 # id: (config, plugin changes, environment of Envoy (None: leave as is), key the line must name)
 CASES = {

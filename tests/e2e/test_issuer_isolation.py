@@ -9,7 +9,9 @@ import time
 import pytest
 
 from e2e.checks import poll
-from e2e.issuers import DISCOVERY, JWKS, P, cluster_pkis, fleet, host_of, public_path  # noqa: F401
+from e2e.issuers import host_of, public_path
+from harness.constants import DISCOVERY, JWKS
+from harness.constants import METRIC_PREFIX as P
 from harness.load import burst, raise_nofile, request_bytes
 
 pytestmark = pytest.mark.timeout(120)

@@ -11,8 +11,9 @@ import time
 import pytest
 
 from e2e.checks import ERROR_BODIES, plugin_log_lines, poll
-from e2e.issuers import DISCOVERY, JWKS, P, PROD, cluster_pkis, fleet, host_of, public_path  # noqa: F401
-from harness.fake_apiserver import DEFAULT_ISSUER
+from e2e.issuers import host_of, public_path
+from harness.constants import DEFAULT_ISSUER, DISCOVERY, JWKS, PROD_ISSUER
+from harness.constants import METRIC_PREFIX as P
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -59,7 +60,7 @@ def test_a_swapped_upstream_is_never_served(fleet):
     warns = [ln for ln in plugin_log_lines(f.envoy.log_text())
              if "issuer dev: fetching discovery" in ln]
     assert warns, "no warn line"
-    assert all("[warning]" in ln and f'issuer "{PROD}" is not the configured issuer "{dev.issuer}"' in ln
+    assert all("[warning]" in ln and f'issuer "{PROD_ISSUER}" is not the configured issuer "{dev.issuer}"' in ln
                for ln in warns), warns
     # the cluster reaches dev's own API server again: served within the backoff
     restore[0]()

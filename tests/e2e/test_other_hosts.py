@@ -15,11 +15,12 @@ import re
 import pytest
 
 from e2e import istiod
-from e2e.checks import DISCOVERY, DOCS, HOST, JWKS, assert_generic_error, is_strong_etag, poll
-from e2e.issuers import cluster_pkis, fleet, host_of, public_path  # noqa: F401  (fixtures)
+from e2e.checks import assert_generic_error, is_strong_etag, poll
+from e2e.issuers import host_of, public_path
 from harness import config as cfgmod
+from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
 
-OTHER_HOSTS = ["app.example.com", "oidc.example.com.evil", "xoidc.example.com", "example.com"]
+OTHER_HOSTS = [OTHER_HOST, "oidc.example.com.evil", "xoidc.example.com", "example.com"]
 # Envoy's trace line for the first proxy-wasm callback of every HTTP stream that enters the
 # filter (wasm_vm.cc: [host->vm]); the filter answers or lets pass right there.
 STREAM_CALLBACK = re.compile(r"\[host->vm\] proxy_on_request_headers\(")

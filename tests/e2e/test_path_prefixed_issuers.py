@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 from e2e.checks import ERROR_BODIES, assert_no_upstream_headers, plugin_log_lines, poll
-from e2e.issuers import (CLUSTERS, DEV, DISCOVERY, EDGE_HOST, HOST, JWKS, P, PROD,  # noqa: F401
-                         cluster_pkis, fleet, host_of, public_path)
+from e2e.issuers import CLUSTERS, EDGE_HOST, host_of, public_path
 from harness.backend import BODY as BACKEND_BODY
-from harness.fake_apiserver import DOC_PATHS
+from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
+from harness.constants import METRIC_PREFIX as P
 
 NOT_FOUND = [
     (HOST, JWKS),  # no issuer at the root of this host
@@ -58,7 +58,7 @@ def test_each_client_gets_its_own_clusters_documents(fleet):
         kids |= {k["kid"] for k in json.loads(r.body)["keys"]}
         # the API server saw only its root paths, with its own credential
         for rec in c.fake.requests:
-            assert rec.method == "GET" and rec.path in DOC_PATHS, rec
+            assert rec.method == "GET" and rec.path in DOCS, rec
             assert rec.header_all("authorization") == [f"Bearer {c.token}"], (name, rec.headers)
             assert rec.header("host") == CLUSTERS[name][2], rec.headers
     assert len(kids) == 3, "three clusters, three different keys"
@@ -86,7 +86,7 @@ def test_other_paths_methods_and_hosts(fleet, backend):
     assert r.status == 200 and r.body == b""
     # another host: through the filter untouched, to the application
     backend.reset()
-    r = f.get(public_path("prod", JWKS), host="app.example.com")
+    r = f.get(public_path("prod", JWKS), host=OTHER_HOST)
     assert (r.status, r.body) == (200, BACKEND_BODY)
     assert [rec.path for rec in backend.requests] == [public_path("prod", JWKS)]
     assert {name: c.fake.count() for name, c in clusters.items()} == before, \

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from e2e.checks import DISCOVERY, HOST, JWKS, plugin_log_lines, poll, served_discovery
+from e2e.checks import plugin_log_lines, poll, served_discovery
 from harness import client, config
 from harness.child import free_port
+from harness.constants import DISCOVERY, FASTEST_REFRESH_S, HOST, JWKS
 from harness.fake_apiserver import FakeApiServer, make_jwk
 from harness.load import wrk_finish, wrk_start
 from harness.stack import new_token
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.timeout(120)
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 NEW_JWKS_URI = "https://keys.example.org/openid/v1/jwks"
 OTHER_CLUSTER = "kubernetes-other"
-REFRESH_S = 5
 # Envoy reads a moved-in LDS file at once; the new listener's plugin then prefetches.
 IN_EFFECT_S = 5
 LOAD_S = 12
@@ -141,7 +141,7 @@ def test_changed_plugin_configuration_is_in_effect_within_seconds_under_load(rel
     procs = load(lds.port(), tmp_path)
     time.sleep(2)
     calls = {p: s.fake.count(p) for p in (DISCOVERY, JWKS)}
-    at = lds.update([lds.with_plugin(jwks_uri=NEW_JWKS_URI, refresh_interval_s=REFRESH_S)])
+    at = lds.update([lds.with_plugin(jwks_uri=NEW_JWKS_URI, refresh_interval_s=FASTEST_REFRESH_S)])
     assert lds.counts()[1] == 0, "the new configuration was rejected"
     poll(lambda: discovery_jwks_uri(lds.port()) == NEW_JWKS_URI, IN_EFFECT_S, 0.1,
          "the new jwks_uri served")
@@ -154,7 +154,7 @@ def test_changed_plugin_configuration_is_in_effect_within_seconds_under_load(rel
     assert all(s.fake.count(p) > calls[p] for p in calls), (calls, s.fake.counts)
     # the new refresh interval runs: a refresh within 5 s and a tick, where the old 60 s has none
     first = {p: s.fake.count(p) for p in calls}
-    time.sleep(REFRESH_S + 2.5)
+    time.sleep(FASTEST_REFRESH_S + 2.5)
     assert all(s.fake.count(p) > first[p] for p in calls), (first, s.fake.counts)
     assert_no_failed_request(procs)
     print(f"new configuration served {took:.2f}s after the LDS file was moved into place")

@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from e2e.checks import (DISCOVERY, DOC_HEADERS, DOCS, ERROR_BODIES, FAKE_DATE, HOST, JWKS,
-                        assert_exact_upstream_request, assert_generic_error,
-                        assert_no_upstream_headers, is_strong_etag, poll, served_discovery)
+from e2e.checks import (DOC_HEADERS, ERROR_BODIES, FAKE_DATE, assert_exact_upstream_request,
+                        assert_generic_error, assert_no_upstream_headers, is_strong_etag, poll,
+                        served_discovery)
+from harness.constants import DISCOVERY, DOCS, HOST, JWKS
 from harness.fake_apiserver import DEFAULT_JWKS_URI
 from harness.stack import Stack
 
-PUBLIC_JWKS_URI = "https://oidc.example.com/openid/v1/jwks"
+PUBLIC_JWKS_URI = f"https://{HOST}{JWKS}"
 NOT_FOUND_PATHS = [
     "/openid/v1/jwks/",
     "/openid/v1/jwk%73",

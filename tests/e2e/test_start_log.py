@@ -4,7 +4,8 @@ interval."""
 
 from __future__ import annotations
 
-from e2e.checks import JWKS, plugin_log_lines
+from e2e.checks import plugin_log_lines
+from harness.constants import JWKS
 
 
 def _start_lines(s) -> list[str]:

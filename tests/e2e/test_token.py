@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.checks import DOCS, JWKS, assert_exact_upstream_request, plugin_log_lines, poll
+from e2e.checks import assert_exact_upstream_request, plugin_log_lines, poll
+from harness.constants import DOCS, JWKS
 from harness.stack import new_token
 
 pytestmark = pytest.mark.timeout(90)

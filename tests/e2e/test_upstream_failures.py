@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.checks import DOCS, assert_generic_error, leak_words, plugin_log_lines, poll
+from e2e.checks import assert_generic_error, leak_words, plugin_log_lines, poll
 from harness import config as cfgmod
+from harness.constants import DOC_NAMES, DOCS
 
-DOC_NAME = {"/.well-known/openid-configuration": "discovery", "/openid/v1/jwks": "jwks"}
 
 
 def _wrong_token(fake):
@@ -52,10 +52,10 @@ def test_upstream_failure_without_copy(make_stack, case):
                 assert r.status == status and r.body == b"", (r.status, r.body)
                 continue
             assert_generic_error(r, status, forbidden)
-        metric = f"kube_oidc_discovery.upstream.{DOC_NAME[path]}.{result}"
+        metric = f"kube_oidc_discovery.upstream.{DOC_NAMES[path]}.{result}"
         assert s.metric(metric) >= 1, f"{metric} not counted"
-        assert s.metric(f"kube_oidc_discovery.upstream.{DOC_NAME[path]}.ok") == 0
-        assert s.metric(f"kube_oidc_discovery.requests.{DOC_NAME[path]}.upstream_error") >= 1
+        assert s.metric(f"kube_oidc_discovery.upstream.{DOC_NAMES[path]}.ok") == 0
+        assert s.metric(f"kube_oidc_discovery.requests.{DOC_NAMES[path]}.upstream_error") >= 1
     # the reason is for the operator: logged at warn, per document
     # (the log is written asynchronously: wait for both lines, not just the first)
     def warns() -> list[str]:

@@ -9,31 +9,25 @@ own (`make eg-test`)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+
+import build_oci  # charts/image/build_oci.py
+import eg as egmod  # this folder's modules: pytest puts it on sys.path (it has no __init__.py)
+import helm  # tools/helm.py
+import sandbox
+import standalone
+from harness import child, client, pki as _pki
+from harness.backend import Backend
+from harness.fake_apiserver import FakeApiServer
+from harness.registry import Registry
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "tools"))
-sys.path.insert(0, str(REPO / "charts" / "image"))
-sys.path.insert(0, str(HERE))
-
-import build_oci  # noqa: E402
-import helm  # noqa: E402  (tools/helm.py)
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-
-import eg as egmod  # noqa: E402
-import sandbox  # noqa: E402
-import standalone  # noqa: E402
-from harness import child, client, pki as _pki  # noqa: E402
-from harness.backend import Backend  # noqa: E402
-from harness.fake_apiserver import FakeApiServer  # noqa: E402
-from harness.registry import Registry  # noqa: E402
 
 CHART = REPO / "charts" / "kube-oidc-discovery-envoy-gateway"
 WASM = REPO / "dist" / "kube_oidc_discovery.wasm"

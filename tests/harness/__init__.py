@@ -1,7 +1,8 @@
-"""Shared test harness of kube-oidc-discovery: test PKI, fake kube-apiserver, a kubelet-style
-token directory, the loader/patcher of the shipped Envoy configs and the Envoy launcher.
+"""Shared test harness of kube-oidc-discovery: the names every tier shares (constants.py), test
+PKI, fake and real kube-apiserver, a kubelet-style token directory, the loader/patcher of the
+shipped Envoy configs and the Envoy launcher (tests/README.md lists every module).
 
-Used by the e2e tests (tests/e2e), `make run` (tools/run_local.py) and the benchmark.
+Used by every Python test tier, `make run` (tools/run_local.py) and the benchmark.
 """
 
 from pathlib import Path

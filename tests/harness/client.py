@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 from dataclasses import dataclass
 
+from .constants import HOST
+
 
 @dataclass
 class Response:
@@ -33,7 +35,7 @@ class Response:
         return f"{self.status}\n{head}\n\n{self.text}"
 
 
-def request(port: int, path: str, *, method: str = "GET", host: str | None = "oidc.example.com",
+def request(port: int, path: str, *, method: str = "GET", host: str | None = HOST,
             headers: list[tuple[str, str]] | dict[str, str] | None = None, body: bytes | None = None,
             timeout: float = 10, address: str = "127.0.0.1") -> Response:
     conn = http.client.HTTPConnection(address, port, timeout=timeout)

@@ -13,9 +13,9 @@ Tests control it: the expected token, a failure mode per path or for every path
 same port. It records every request (method, path, headers, body) and counts requests per path
 as they arrive (before a ``delay``), TLS handshakes and failed handshakes.
 
-CLI (for `make run` and the benchmark)::
+CLI, to run one by hand (`make run`, the tests and the benchmark use the class)::
 
-    python tests/harness/fake_apiserver.py --port 6443 --cert server.crt --key server.key \
+    PYTHONPATH=tests python -m harness.fake_apiserver --port 6443 --cert server.crt --key server.key \
         --token-file .run/token/token
 
 The token file is read on every request, so a rotated token is accepted at once.
@@ -43,13 +43,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-DISCOVERY_PATH = "/.well-known/openid-configuration"
-JWKS_PATH = "/openid/v1/jwks"
-DOC_PATHS = (DISCOVERY_PATH, JWKS_PATH)
-# The one media type each route produces (pkg/routes/openidmetadata.go).
-MEDIA_TYPES = {DISCOVERY_PATH: "application/json", JWKS_PATH: "application/jwk-set+json"}
+from .constants import DEFAULT_ISSUER, DISCOVERY, DOCS, JWKS
 
-DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# The one media type each route produces (pkg/routes/openidmetadata.go).
+MEDIA_TYPES = {DISCOVERY: "application/json", JWKS: "application/jwk-set+json"}
+
 DEFAULT_JWKS_URI = "https://10.0.0.1:6443/openid/v1/jwks"
 CACHE_CONTROL = "public, max-age=3600"
 SERVER_HEADER = "fake-kube-apiserver"
@@ -387,9 +385,9 @@ class FakeApiServer:
         return compact({"keys": self.keys})
 
     def document(self, path: str) -> tuple[bytes, str]:
-        if path == DISCOVERY_PATH:
+        if path == DISCOVERY:
             return self.discovery_body(), MEDIA_TYPES[path]
-        if path == JWKS_PATH:
+        if path == JWKS:
             return self.jwks_body(), MEDIA_TYPES[path]
         raise KeyError(path)
 
@@ -524,12 +522,12 @@ class FakeApiServer:
             return
         # RBAC before routing: the service account may `get` the two documents and, through
         # system:discovery, the API group list; any other verb or path is forbidden.
-        if not (h.command == "GET" and (path in DOC_PATHS or path.startswith("/apis/"))):
+        if not (h.command == "GET" and (path in DOCS or path.startswith("/apis/"))):
             verb = h.command.lower()
             msg = f'forbidden: User "{FORBIDDEN_USER}" cannot {verb} path "{path}"'
             self._send(h, 403, status_body(403, msg, accept=accept), "application/json", head, private)
             return
-        if path not in DOC_PATHS:  # an API group that does not exist: Go's plain-text 404
+        if path not in DOCS:  # an API group that does not exist: Go's plain-text 404
             self._send(h, 404, b"404 page not found\n", "text/plain; charset=utf-8", head, private)
             return
         doc, ctype = self.document(path)

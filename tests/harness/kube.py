@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import child
 from .child import free_port
+from .constants import DEFAULT_ISSUER
 from .pki import Pki, make_ca, make_client
 
-DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 VERSION = "v1.20.2"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 READY_TIMEOUT_S = 60

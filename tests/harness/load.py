@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .constants import HOST
+
 
 def raise_nofile(wanted: int) -> int:
     """Raises the soft limit of open files to ``wanted`` (at most the hard limit); returns it."""
@@ -107,7 +109,7 @@ async def _burst(port: int, requests: list[bytes], timeout: float, address: str)
                        [r.error for r in responses if r.error])
 
 
-def request_bytes(path: str, host: str = "oidc.example.com", method: str = "GET",
+def request_bytes(path: str, host: str = HOST, method: str = "GET",
                   headers: dict[str, str] | None = None) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
@@ -205,7 +207,7 @@ def _reporter(workdir: Path, statuses: bool = False, delay_ms: int = 0) -> Path:
 
 
 def wrk_start(url: str, workdir: Path | str, *, duration_s: float = 10, connections: int = 50,
-              threads: int = 2, host: str | None = "oidc.example.com",
+              threads: int = 2, host: str | None = HOST,
               headers: dict[str, str] | None = None, timeout_s: float = 5,
               statuses: bool = False, delay_ms: int = 0) -> subprocess.Popen:
     """Starts wrk in the background; finish it with ``wrk_finish``. ``statuses``: count the

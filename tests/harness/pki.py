@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-API_SERVER_NAME = "kubernetes.default.svc"
+from .constants import API_SERVER_NAME
 API_SERVER_SANS = [
     "kubernetes",
     "kubernetes.default",

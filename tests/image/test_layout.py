@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import build_oci
-from ocicheck import (CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, LAYER, MANIFEST, Rejected, istio_extract,
+from harness.ocicheck import (CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, LAYER, MANIFEST, Rejected, istio_extract,
                       read_layout, sha256, verify_image)
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,9 +23,9 @@ TIMEOUT = 60
 SCRIPT = Path(build_oci.__file__).resolve()
 
 
-def make_oci(wasm_path: Path, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def make_oci(wasm: Path, out: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """What `make oci` runs (with the interpreter running the tests, i.e. .venv/bin/python)."""
-    return subprocess.run([sys.executable, str(SCRIPT), "--wasm", str(wasm_path), "--out", str(out)],
+    return subprocess.run([sys.executable, str(SCRIPT), "--wasm", str(wasm), "--out", str(out)],
                           capture_output=True, text=True, timeout=TIMEOUT,
                           env={**os.environ, "SOURCE_DATE_EPOCH": "", **(env or {})})
 
@@ -47,9 +47,9 @@ def verify_layout(root: Path, mtime: int = 0) -> bytes:
 # ---------------------------------------------------------------- the build
 
 
-def test_two_builds_are_byte_identical(tmp_path, wasm_path, wasm):
-    r = ok(make_oci(wasm_path, tmp_path / "a"))
-    ok(make_oci(wasm_path, tmp_path / "b"))
+def test_two_builds_are_byte_identical(tmp_path, wasm, wasm_bytes):
+    r = ok(make_oci(wasm, tmp_path / "a"))
+    ok(make_oci(wasm, tmp_path / "b"))
     a, b = files(tmp_path / "a"), files(tmp_path / "b")
     assert a == b
     assert sorted(k for k in a if not k.startswith("blobs/")) == ["index.json", "oci-layout"]
@@ -57,54 +57,54 @@ def test_two_builds_are_byte_identical(tmp_path, wasm_path, wasm):
         if name.startswith("blobs/"):
             assert name == "blobs/sha256/" + sha256(data).split(":")[1]
     assert len(a) == 5
-    assert verify_layout(tmp_path / "a") == wasm
+    assert verify_layout(tmp_path / "a") == wasm_bytes
     desc, _ = read_layout(tmp_path / "a")
     assert desc["digest"].split(":")[1] in r.stdout  # the digest to pin is printed
-    assert sha256(wasm).split(":")[1] in r.stdout
+    assert sha256(wasm_bytes).split(":")[1] in r.stdout
 
 
-def test_the_digests_cover_the_module(tmp_path, wasm):
+def test_the_digests_cover_the_module(tmp_path, wasm_bytes):
     src = tmp_path / "other.wasm"
-    src.write_bytes(wasm + b"\0")  # a custom section's worth of difference
-    build_oci.build(wasm, tmp_path / "a")
+    src.write_bytes(wasm_bytes + b"\0")  # a custom section's worth of difference
+    build_oci.build(wasm_bytes, tmp_path / "a")
     ok(make_oci(src, tmp_path / "b"))
     assert read_layout(tmp_path / "a")[0]["digest"] != read_layout(tmp_path / "b")[0]["digest"]
 
 
-def test_source_date_epoch_sets_the_file_time(tmp_path, wasm_path, wasm):
-    ok(make_oci(wasm_path, tmp_path / "zero"))
-    ok(make_oci(wasm_path, tmp_path / "a", {"SOURCE_DATE_EPOCH": "1700000000"}))
-    ok(make_oci(wasm_path, tmp_path / "b", {"SOURCE_DATE_EPOCH": "1700000000"}))
+def test_source_date_epoch_sets_the_file_time(tmp_path, wasm, wasm_bytes):
+    ok(make_oci(wasm, tmp_path / "zero"))
+    ok(make_oci(wasm, tmp_path / "a", {"SOURCE_DATE_EPOCH": "1700000000"}))
+    ok(make_oci(wasm, tmp_path / "b", {"SOURCE_DATE_EPOCH": "1700000000"}))
     assert files(tmp_path / "a") == files(tmp_path / "b")
-    assert verify_layout(tmp_path / "a", mtime=1700000000) == wasm
+    assert verify_layout(tmp_path / "a", mtime=1700000000) == wasm_bytes
     with pytest.raises(Rejected, match="mtime 1700000000"):
         verify_layout(tmp_path / "a")  # mtime 0 expected
     assert read_layout(tmp_path / "a")[0]["digest"] != read_layout(tmp_path / "zero")[0]["digest"]
-    r = make_oci(wasm_path, tmp_path / "c", {"SOURCE_DATE_EPOCH": "yesterday"})
+    r = make_oci(wasm, tmp_path / "c", {"SOURCE_DATE_EPOCH": "yesterday"})
     assert r.returncode == 1 and "SOURCE_DATE_EPOCH" in r.stderr and not (tmp_path / "c").exists()
 
 
-def test_a_rebuild_leaves_no_stale_blobs(tmp_path, wasm_path, wasm):
+def test_a_rebuild_leaves_no_stale_blobs(tmp_path, wasm, wasm_bytes):
     out = tmp_path / "oci"
-    build_oci.build(wasm + b"\0", out)
+    build_oci.build(wasm_bytes + b"\0", out)
     (out / "blobs" / "sha256" / ("0" * 64)).write_bytes(b"stale")
     before = set(files(out))
-    ok(make_oci(wasm_path, out))
+    ok(make_oci(wasm, out))
     after = files(out)
     assert not (before - {"index.json", "oci-layout"}) & set(after)
-    assert verify_layout(out) == wasm  # read_layout rejects unreferenced blobs
+    assert verify_layout(out) == wasm_bytes  # read_layout rejects unreferenced blobs
     assert [p.name for p in tmp_path.iterdir()] == ["oci"]  # no temp dirs left beside it
 
 
-def test_it_replaces_only_a_layout_or_an_empty_dir(tmp_path, wasm_path):
+def test_it_replaces_only_a_layout_or_an_empty_dir(tmp_path, wasm):
     out = tmp_path / "notes"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    r = make_oci(wasm_path, out)
+    r = make_oci(wasm, out)
     assert r.returncode == 1 and "not an OCI layout" in r.stderr
     assert files(out) == {"keep.txt": b"mine"}
     (out / "keep.txt").unlink()
-    ok(make_oci(wasm_path, out))
+    ok(make_oci(wasm, out))
 
 
 def test_a_missing_or_foreign_module_fails_loudly(tmp_path):
@@ -116,8 +116,8 @@ def test_a_missing_or_foreign_module_fails_loudly(tmp_path):
     assert not (tmp_path / "oci").exists()
 
 
-def test_the_image_is_the_compat_variant(tmp_path, wasm):
-    build_oci.build(wasm, tmp_path / "oci")
+def test_the_image_is_the_compat_variant(tmp_path, wasm_bytes):
+    build_oci.build(wasm_bytes, tmp_path / "oci")
     desc, blob = read_layout(tmp_path / "oci")
     assert desc["mediaType"] == MANIFEST
     manifest_bytes = blob(desc["digest"])
@@ -127,8 +127,8 @@ def test_the_image_is_the_compat_variant(tmp_path, wasm):
     assert [ly["mediaType"] for ly in manifest["layers"]] == [LAYER]
     assert manifest["annotations"]["module.wasm.image/variant"] == "compat"
     assert manifest_bytes == json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    assert verify_image(manifest_bytes, blob) == wasm
-    assert istio_extract(manifest_bytes, blob) == wasm
+    assert verify_image(manifest_bytes, blob) == wasm_bytes
+    assert istio_extract(manifest_bytes, blob) == wasm_bytes
 
 
 # ---------------------------------------------------------------- each check can fail
@@ -258,17 +258,17 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_checks_reject(tmp_path, wasm, case):
+def test_the_checks_reject(tmp_path, wasm_bytes, case):
     mutate, message = CASES[case]
     root = tmp_path / "oci"
-    build_oci.build(wasm, root)
+    build_oci.build(wasm_bytes, root)
     verify_layout(root)  # the untouched image passes
-    mutate(root, wasm)
+    mutate(root, wasm_bytes)
     with pytest.raises(Rejected, match=message):
         verify_layout(root)
 
 
-def test_istio_reading_accepts_and_rejects_what_istio_does(tmp_path, wasm):
+def test_istio_reading_accepts_and_rejects_what_istio_does(tmp_path, wasm_bytes):
     """Istio is more lenient than verify_image (plugin.wasm anywhere, other files beside it) but
     needs the last layer's media type to match the manifest's kind and a file named plugin.wasm."""
     root = tmp_path / "oci"
@@ -277,15 +277,15 @@ def test_istio_reading_accepts_and_rejects_what_istio_does(tmp_path, wasm):
         desc, blob = read_layout(root)
         return istio_extract(blob(desc["digest"]), blob)
 
-    build_oci.build(wasm, root)
-    rewrite(root, tar=tar_of(entry("runtime-config.json", b"{}"), entry("./wasm/plugin.wasm", wasm)))
-    assert read() == wasm
+    build_oci.build(wasm_bytes, root)
+    rewrite(root, tar=tar_of(entry("runtime-config.json", b"{}"), entry("./wasm/plugin.wasm", wasm_bytes)))
+    assert read() == wasm_bytes
     rewrite(root, manifest=lambda m: m["layers"][0].update(mediaType=DOCKER_LAYER))
     with pytest.raises(Rejected, match="invalid media type"):
         read()
     rewrite(root, manifest=lambda m: m.update(mediaType=DOCKER_MANIFEST))
-    assert read() == wasm  # a Docker-built image
-    rewrite(root, tar=tar_of(entry("module.wasm", wasm)))
+    assert read() == wasm_bytes  # a Docker-built image
+    rewrite(root, tar=tar_of(entry("module.wasm", wasm_bytes)))
     with pytest.raises(Rejected, match="plugin.wasm not found"):
         read()
 

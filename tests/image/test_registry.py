@@ -14,8 +14,8 @@ import urllib.request
 import pytest
 
 import build_oci
-from conftest import REPO_ROOT
-from ocicheck import CONFIG, LAYER, MANIFEST, istio_extract, read_layout, sha256, verify_image
+from harness import REPO_ROOT
+from harness.ocicheck import CONFIG, LAYER, MANIFEST, istio_extract, read_layout, sha256, verify_image
 
 pytestmark = pytest.mark.timeout(180)
 TIMEOUT = 60
@@ -50,16 +50,16 @@ def status(registry: str, path: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory, wasm, registry, skopeo_bin):
+def pushed(tmp_path_factory, wasm_bytes, registry, skopeo_bin):
     """The layout `make oci` writes, pushed with `make push`'s command to REPO:test."""
     out = tmp_path_factory.mktemp("push") / "oci"
-    digests = build_oci.build(wasm, out)
+    digests = build_oci.build(wasm_bytes, out)
     ref = f"{registry}/{REPO}:test"
     skopeo(skopeo_bin, "copy", "--dest-tls-verify=false", f"oci:{out}:latest", f"docker://{ref}")
     return out, digests, ref
 
 
-def test_istio_pulls_plugin_wasm_back(pushed, registry, wasm_path):
+def test_istio_pulls_plugin_wasm_back(pushed, registry, wasm):
     out, digests, _ = pushed
     manifest_bytes, headers = get(registry, "manifests/test", accept=ACCEPT)
     assert headers["content-type"] == MANIFEST
@@ -76,13 +76,13 @@ def test_istio_pulls_plugin_wasm_back(pushed, registry, wasm_path):
         return get(registry, f"blobs/{digest}")[0]
 
     module = verify_image(manifest_bytes, blob)  # exactly one regular file plugin.wasm, digests, ...
-    assert sha256(module) == sha256(wasm_path.read_bytes()), "the pulled plugin.wasm is not dist's module"
+    assert sha256(module) == sha256(wasm.read_bytes()), "the pulled plugin.wasm is not dist's module"
     assert istio_extract(manifest_bytes, blob) == module
     # pinning by digest (url ...@sha256:HEX, or WasmPlugin sha256 = HEX) finds the same image
     assert status(registry, f"manifests/{digests['manifest']}") == 200
 
 
-def test_skopeo_pulls_the_same_image(pushed, registry, skopeo_bin, tmp_path, wasm):
+def test_skopeo_pulls_the_same_image(pushed, registry, skopeo_bin, tmp_path, wasm_bytes):
     out, digests, ref = pushed
     inspect = json.loads(skopeo(skopeo_bin, "inspect", "--tls-verify=false", f"docker://{ref}").stdout)
     assert inspect["Digest"] == digests["manifest"]
@@ -90,27 +90,27 @@ def test_skopeo_pulls_the_same_image(pushed, registry, skopeo_bin, tmp_path, was
     skopeo(skopeo_bin, "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{pulled}:latest")
     desc, blob = read_layout(pulled)
     assert desc["digest"] == digests["manifest"]
-    assert verify_image(blob(desc["digest"]), blob) == wasm
+    assert verify_image(blob(desc["digest"]), blob) == wasm_bytes
     local = {p.name: p.read_bytes() for p in (out / "blobs" / "sha256").iterdir()}
     assert {p.name: p.read_bytes() for p in (pulled / "blobs" / "sha256").iterdir()} == local
 
 
-def test_a_rebuild_pushes_to_the_same_digest(pushed, registry, skopeo_bin, tmp_path, wasm_path):
+def test_a_rebuild_pushes_to_the_same_digest(pushed, registry, skopeo_bin, tmp_path, wasm):
     _, digests, _ = pushed
     out = tmp_path / "oci"
-    r = subprocess.run([sys.executable, build_oci.__file__, "--wasm", str(wasm_path),
+    r = subprocess.run([sys.executable, build_oci.__file__, "--wasm", str(wasm),
                         "--out", str(out)], capture_output=True, text=True, timeout=TIMEOUT)
     assert r.returncode == 0, r.stderr
     skopeo(skopeo_bin, "copy", "--dest-tls-verify=false", f"oci:{out}:latest", f"docker://{registry}/{REPO}:again")
     assert get(registry, "manifests/again", accept=ACCEPT)[1]["docker-content-digest"] == digests["manifest"]
 
 
-def test_skopeo_refuses_a_tampered_layout(registry, skopeo_bin, tmp_path, wasm):
+def test_skopeo_refuses_a_tampered_layout(registry, skopeo_bin, tmp_path, wasm_bytes):
     # A module of its own: skopeo remembers where it pushed a blob (its blob-info cache) and
     # mounts a known digest from the other repository instead of reading the layer again, so a
     # spoiled copy of the layer pushed above would go unnoticed by this check.
     out = tmp_path / "oci"
-    build_oci.build(wasm + b"\0", out)
+    build_oci.build(wasm_bytes + b"\0", out)
     desc, blob = read_layout(out)
     layer = out / "blobs" / "sha256" / json.loads(blob(desc["digest"]))["layers"][0]["digest"].split(":")[1]
     data = bytearray(layer.read_bytes())
@@ -123,12 +123,12 @@ def test_skopeo_refuses_a_tampered_layout(registry, skopeo_bin, tmp_path, wasm):
     assert status(registry, "manifests/tampered") == 404
 
 
-def test_make_push_pushes_the_image_make_oci_builds(registry, wasm, tmp_path):
+def test_make_push_pushes_the_image_make_oci_builds(registry, wasm_bytes, tmp_path):
     """The Makefile target itself: `make push` (which runs `make oci`) to the loopback registry."""
     ref = f"{registry}/{REPO}:make-push"
     r = subprocess.run(["make", "-s", "push", f"IMAGE={ref}", "PUSH_FLAGS=--dest-tls-verify=false"],
                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    local = build_oci.build(wasm, tmp_path / "oci")
+    local = build_oci.build(wasm_bytes, tmp_path / "oci")
     _, headers = get(registry, "manifests/make-push", accept=ACCEPT)
     assert headers["docker-content-digest"] == local["manifest"]

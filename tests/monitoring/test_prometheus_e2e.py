@@ -19,7 +19,8 @@ import yaml
 
 import monitoring_rules
 from e2e.checks import poll
-from e2e.issuers import JWKS, cluster_pkis, fleet, host_of, public_path  # noqa: F401  (fixtures)
+from e2e.issuers import host_of, public_path
+from harness.constants import JWKS
 from harness.prometheus import Prometheus
 from harness.stack import new_token
 from monitoring.conftest import as_promql, dashboard_exprs

@@ -3,26 +3,16 @@
 
 `kube` is one control plane for the whole session; tests that stop or restart the API server take
 `own_kube`, a control plane of their own. Service accounts are created per test, in a namespace
-of the test's own, so no test sees another's tokens."""
+of the test's own, so no test sees another's tokens. The fixtures shared with the other tiers
+(``wasm``, ``pki``, ``make_stack``, ``ports_free``) are in tests/conftest.py."""
 
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from e2e.conftest import default_timeout, make_stack, pki, wasm  # noqa: E402,F401  (fixtures shared with e2e)
-from harness import kube as _kube  # noqa: E402
-
-DEFAULT_TIMEOUT_S = 120
-
-
-def pytest_collection_modifyitems(config, items):
-    default_timeout(items, Path(__file__).parent, DEFAULT_TIMEOUT_S)
+from harness import kube as _kube
 
 
 def _require_binaries() -> None:

@@ -14,7 +14,7 @@ import yaml
 
 import helm  # tools/helm.py
 from e2e.checks import poll
-from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY, JWKS_PATH as JWKS
+from harness.constants import DISCOVERY, JWKS
 
 NAMESPACE = "istio-ingress"
 ACCOUNT_KINDS = ("ServiceAccount", "Secret", "ClusterRoleBinding")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 from e2e.checks import poll
-from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY, JWKS_PATH as JWKS, MEDIA_TYPES
+from harness.constants import DISCOVERY, JWKS
+from harness.fake_apiserver import MEDIA_TYPES
 
 
 def upstream(kube, path: str, token: str) -> bytes:

@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY, JWKS_PATH as JWKS, FakeApiServer
+from harness.constants import DISCOVERY, JWKS
+from harness.fake_apiserver import FakeApiServer
 from harness.kube import https_request
 
 SA = "sa"  # the test service account's token

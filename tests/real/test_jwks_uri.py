@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY
+from harness.constants import DISCOVERY
 
 PUBLIC = "https://oidc.example.com/openid/v1/jwks"
 REWRITTEN = "https://keys.example.net/cluster-a/jwks"

@@ -14,14 +14,12 @@ import jwt
 import pytest
 
 from harness import pki as pkimod
+from harness.constants import AUDIENCE, DEV_ISSUER, DISCOVERY, PROD_ISSUER
 from harness.fleet import Fleet, Upstream
 
-AUDIENCE = "vault"
-PROD = "https://oidc.example.com/clusters/prod"
-DEV = "https://oidc.example.com/clusters/dev"
-DISCOVERY = "/.well-known/openid-configuration"
 # cluster -> (issuer, the name in its API server's certificate, as the shipped config checks)
-CLUSTERS = {"prod-api": (PROD, "api.prod.example.internal"), "dev-api": (DEV, "api.dev.example.internal")}
+CLUSTERS = {"prod-api": (PROD_ISSUER, "api.prod.example.internal"),
+            "dev-api": (DEV_ISSUER, "api.dev.example.internal")}
 
 
 def served(fleet: Fleet, issuer: str) -> tuple[dict, jwt.PyJWKClient]:

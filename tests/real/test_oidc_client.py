@@ -10,9 +10,7 @@ from urllib.parse import urlsplit
 import jwt
 import pytest
 
-from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY
-
-AUDIENCE = "vault"
+from harness.constants import AUDIENCE, DISCOVERY
 
 
 def test_token_verifies_against_the_served_issuer_and_keys(kube, account, make_stack):

@@ -4,7 +4,7 @@ its refresh time, then 503; when the API server is back, fresh copies again."""
 from __future__ import annotations
 
 from e2e.checks import poll
-from harness.fake_apiserver import DISCOVERY_PATH as DISCOVERY, JWKS_PATH as JWKS
+from harness.constants import DISCOVERY, JWKS
 
 # A copy is fresh for refresh + timeout, stale up to refresh + max_stale, then expired.
 REFRESH_S, TIMEOUT_S, MAX_STALE_S = 5, 1, 4

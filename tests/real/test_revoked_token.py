@@ -6,15 +6,14 @@ from __future__ import annotations
 import time
 
 from e2e.checks import poll
-from harness.fake_apiserver import JWKS_PATH as JWKS
+from harness.constants import FASTEST_REFRESH_S, JWKS
 
-REFRESH_S = 5
 
 
 def test_401_upstream_keeps_the_last_good_copy(kube, account, make_stack):
     ns, name = account(kube)
     s = make_stack("pod-static-token.yaml", fake=kube, token=kube.token(ns, name),
-                   plugin_changes={"refresh_interval_s": REFRESH_S})
+                   plugin_changes={"refresh_interval_s": FASTEST_REFRESH_S})
     good = s.get(JWKS)
     assert good.status == 200
 
@@ -23,7 +22,7 @@ def test_401_upstream_keeps_the_last_good_copy(kube, account, make_stack):
     poll(lambda: kube.request("GET", JWKS, token=s.token)[0] == 401, 10, what="the token refused")
     ok = s.metric("kube_oidc_discovery.upstream.jwks.ok")
     before = s.get(JWKS)
-    poll(lambda: s.metric("kube_oidc_discovery.upstream.jwks.http_error") >= 1, REFRESH_S + 3,
+    poll(lambda: s.metric("kube_oidc_discovery.upstream.jwks.http_error") >= 1, FASTEST_REFRESH_S + 3,
          what="a refused refresh")
     # Envoy writes its log asynchronously: the warn line may follow the metric
     poll(lambda: "the API server answered 401" in s.envoy.log_text(), 5, what="the warn line")

@@ -20,7 +20,7 @@ import yaml
 import helm
 import release
 import versions
-from ocicheck import MANIFEST, istio_extract, verify_image
+from harness.ocicheck import MANIFEST, istio_extract, verify_image
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -66,12 +66,12 @@ def test_the_sums_cover_every_file(released, tmp_path):
     assert r.returncode != 0 and "values-image.yaml: FAILED" in r.stdout
 
 
-def test_the_image_carries_the_standard_annotations_and_the_module(released, wasm):
+def test_the_image_carries_the_standard_annotations_and_the_module(released, wasm_bytes):
     out, _, printed = released
     v = versions.crate_version()
     desc = tagged(out / "oci")[v]
     manifest_bytes = blob(out / "oci", desc["digest"])
-    assert verify_image(manifest_bytes, lambda d: blob(out / "oci", d)) == wasm
+    assert verify_image(manifest_bytes, lambda d: blob(out / "oci", d)) == wasm_bytes
     ann = json.loads(manifest_bytes)["annotations"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert ann["org.opencontainers.image.version"] == v
@@ -137,14 +137,14 @@ def registry_get(registry: str, path: str, accept: str = MANIFEST) -> tuple[byte
         return r.read(), r.headers.get("Docker-Content-Digest", "")
 
 
-def test_release_push_puts_image_and_sbom_where_clients_find_them(released, registry, wasm):
+def test_release_push_puts_image_and_sbom_where_clients_find_them(released, registry, wasm_bytes):
     out, image, _ = released
     make("release-push", f"RELEASE_DIR={out}", f"RELEASE_IMAGE={image}", "RELEASE_PUSH_FLAGS=--plain-http")
     v = versions.crate_version()
     tags = tagged(out / "oci")
     manifest, digest = registry_get(registry, f"manifests/{v}")
     assert digest == tags[v]["digest"], "the registry's digest is the one in values-image.yaml"
-    assert istio_extract(manifest, lambda d: registry_get(registry, f"blobs/{d}", "*/*")[0]) == wasm
+    assert istio_extract(manifest, lambda d: registry_get(registry, f"blobs/{d}", "*/*")[0]) == wasm_bytes
     # a referrers client on a registry without the referrers API: the tag schema's index
     index, _ = registry_get(registry, f"manifests/sha256-{digest.split(':')[1]}", INDEX)
     (ref,) = json.loads(index)["manifests"]
@@ -157,11 +157,11 @@ def test_release_push_puts_image_and_sbom_where_clients_find_them(released, regi
 
 
 @pytest.fixture
-def inputs(tmp_path, wasm_path):
+def inputs(tmp_path, wasm):
     sbom = tmp_path / "sbom.json"
     sbom.write_text(json.dumps({"bomFormat": "CycloneDX", "metadata": {"component": {
         "name": versions.CRATE, "version": versions.crate_version()}}}))
-    return {"wasm_path": wasm_path, "sbom_path": sbom, "out": tmp_path / "out",
+    return {"wasm_path": wasm, "sbom_path": sbom, "out": tmp_path / "out",
             "image": "registry.example.com/kod", "revision": "0" * 40}
 
 

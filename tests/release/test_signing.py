@@ -84,9 +84,9 @@ def test_the_sbom_attestation_carries_the_released_sbom(signed, keys):
     assert statement["predicate"] == sbom
 
 
-def test_an_image_nobody_signed_does_not_verify(signed, keys, registry, skopeo_bin, tmp_path, wasm):
+def test_an_image_nobody_signed_does_not_verify(signed, keys, registry, skopeo_bin, tmp_path, wasm_bytes):
     import build_oci
-    digests = build_oci.build(wasm + b"\0", tmp_path / "oci")  # another module: another digest
+    digests = build_oci.build(wasm_bytes + b"\0", tmp_path / "oci")  # another module: another digest
     r = subprocess.run([skopeo_bin, "copy", "--dest-tls-verify=false", f"oci:{tmp_path / 'oci'}:latest",
                         f"docker://{registry}/{NAME}:unsigned"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -56,8 +56,8 @@ def test_a_place_that_differs_is_found(tmp_path, monkeypatch, edit):
     assert list(versions.mismatches().values()) == ["9.9.9"], versions.places()
 
 
-def test_the_filters_start_line_names_the_crates_version(tmp_path, wasm_path):
+def test_the_filters_start_line_names_the_crates_version(tmp_path, wasm):
     pki = _pki.generate(tmp_path / "pki")
-    with Stack(tmp_path / "stack", pki, wasm_path, "pod.yaml") as s:
+    with Stack(tmp_path / "stack", pki, wasm, "pod.yaml") as s:
         line = f"kube-oidc-discovery {versions.crate_version()} started"
         poll(lambda: line in s.envoy.log_text(), 10, what=f"'{line}' in Envoy's log")

@@ -23,21 +23,21 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from e2e.checks import DISCOVERY, HOST, JWKS
 from harness import REPO_ROOT, client
 from harness.child import rss_kib
+from harness.constants import DISCOVERY, FASTEST_REFRESH_S, HOST, JWKS, NOT_FOUND_PATH, OTHER_HOST
+from harness.constants import METRIC_PREFIX as P
 from harness.load import WrkResult, wrk_finish, wrk_start
 from harness.stack import new_token
 
 FULL_S = 1800
 SOAK_S = float(os.environ.get("SOAK_SECONDS", "120"))
 SCALE = SOAK_S / FULL_S
-REFRESH_S = 5
 # one idle tick (1 s), the fetch, and a busy 2-core machine under load
 SLACK_S = 2.5
 # An outage shorter than a refresh interval and a tick can fall between two fetches and test
 # nothing: scaled down, it lasts at least that long, and comes at most every third of the time.
-OUTAGE_FOR_S = max(20 * SCALE, REFRESH_S + 1.5)
+OUTAGE_FOR_S = max(20 * SCALE, FASTEST_REFRESH_S + 1.5)
 OUTAGE_EVERY_S = max(120 * SCALE, 3 * OUTAGE_FOR_S)
 JWKS_EVERY_S, TOKEN_EVERY_S = 180 * SCALE, 300 * SCALE
 WARMUP_S = max(30.0, 0.1 * SOAK_S)
@@ -45,10 +45,7 @@ RSS_GROWTH_PCT = float(os.environ.get("SOAK_RSS_GROWTH_PCT", "10"))
 # steady, bounded load: each wrk connection pauses DELAY_MS before each request
 CONNECTIONS = int(os.environ.get("SOAK_CONNECTIONS", "4"))
 DELAY_MS = int(os.environ.get("SOAK_DELAY_MS", "5"))
-NOT_FOUND_PATH = "/api/v1/secrets"
-APP_HOST = "app.example.com"
 OUT = REPO_ROOT / "dist" / "soak.md"
-P = "kube_oidc_discovery"
 
 pytestmark = pytest.mark.timeout(SOAK_S + 240)
 
@@ -60,17 +57,17 @@ def outages() -> list[tuple[float, float]]:
 
 def _every(period: float, lasting: float = 0.0) -> list[float]:
     # an event is checked before the load ends: it leaves room for an outage and a refresh
-    last = SOAK_S - lasting - OUTAGE_FOR_S - REFRESH_S - SLACK_S
+    last = SOAK_S - lasting - OUTAGE_FOR_S - FASTEST_REFRESH_S - SLACK_S
     return [period * k for k in range(1, int(SOAK_S / period) + 1) if period * k <= last]
 
 
 def deadline(at: float, windows: list[tuple[float, float]]) -> float:
     """When a change made at ``at`` must be served: one refresh interval (and the slack) of the
     API server being up, pushed back past every outage that begins before it is due."""
-    due = at + REFRESH_S + SLACK_S
+    due = at + FASTEST_REFRESH_S + SLACK_S
     for start, end in windows:
         if start < due and end > at:
-            due = max(due, end + REFRESH_S + SLACK_S)
+            due = max(due, end + FASTEST_REFRESH_S + SLACK_S)
     return due
 
 
@@ -81,7 +78,7 @@ def max_failed_attempts(outage_s: float) -> int:
     t, n = 0.0, 0
     while t <= outage_s:
         n += 1
-        t += max(1.0, min(2.0 ** (n - 1), REFRESH_S) / 2)
+        t += max(1.0, min(2.0 ** (n - 1), FASTEST_REFRESH_S) / 2)
     return n + 1
 
 
@@ -102,7 +99,7 @@ class Log:
 
 def test_soak_under_faults(make_stack, backend, tmp_path):
     s = make_stack("pod.yaml", concurrency=2, backend_port=backend.port,
-                   plugin_changes={"refresh_interval_s": REFRESH_S})
+                   plugin_changes={"refresh_interval_s": FASTEST_REFRESH_S})
     fake, e = s.fake, s.envoy
     pid = e.proc.pid
     windows = outages()
@@ -117,7 +114,7 @@ def test_soak_under_faults(make_stack, backend, tmp_path):
         "discovery": wrk_start(url + DISCOVERY, tmp_path, host=HOST, **common),
         "jwks": wrk_start(url + JWKS, tmp_path, host=HOST, **common),
         "404": wrk_start(url + NOT_FOUND_PATH, tmp_path, host=HOST, **common),
-        "other host": wrk_start(url + "/", tmp_path, host=APP_HOST, **common),
+        "other host": wrk_start(url + "/", tmp_path, host=OTHER_HOST, **common),
     }
     log = Log()
     pending: list[Pending] = []  # rotations not yet served; a later one supersedes them
@@ -191,7 +188,7 @@ def test_soak_under_faults(make_stack, backend, tmp_path):
     # API-server calls within the bound; never a refused token
     for d, path in (("discovery", DISCOVERY), ("jwks", JWKS)):
         calls, failed = fake.count(path), stats[f"{P}.upstream.{d}.unavailable"] + stats[f"{P}.upstream.{d}.timeout"]
-        assert calls <= math.ceil(elapsed / REFRESH_S) + 1 + len(windows), (d, calls)
+        assert calls <= math.ceil(elapsed / FASTEST_REFRESH_S) + 1 + len(windows), (d, calls)
         assert failed <= len(windows) * max_failed_attempts(OUTAGE_FOR_S), (d, failed)
         assert stats[f"{P}.upstream.{d}.http_error"] == 0, stats
         assert stats[f"{P}.requests.{d}.upstream_error"] == 0, stats
@@ -226,7 +223,7 @@ def write_report(results: dict[str, WrkResult], log: Log, stats: dict[str, int],
     late = [r for r in log.rotations if r.seen is not None and r.seen <= r.due]
     growth, base = rss_growth(log.rss)
     lines = [
-        f"Soak under faults: {elapsed:.0f} s ({SOAK_S:g} s asked), refresh every {REFRESH_S} s, "
+        f"Soak under faults: {elapsed:.0f} s ({SOAK_S:g} s asked), refresh every {FASTEST_REFRESH_S} s, "
         f"{len(windows)} outages of {OUTAGE_FOR_S:.1f} s every {OUTAGE_EVERY_S:.1f} s, JWKS rotated every "
         f"{JWKS_EVERY_S:.1f} s, token every {TOKEN_EVERY_S:.1f} s; wrk 4 x {CONNECTIONS} connections, "
         f"{DELAY_MS} ms between requests",
@@ -234,12 +231,12 @@ def write_report(results: dict[str, WrkResult], log: Log, stats: dict[str, int],
         f"- rotations: {len(log.rotations)} ({sum(r.what == 'jwks' for r in log.rotations)} JWKS, "
         f"{sum(r.what == 'token' for r in log.rotations)} token), {len(late)} served in time, after at most "
         f"{max((r.seen - r.at for r in late), default=0):.1f} s (an outage in between) and at least "
-        f"{min((r.due - r.seen for r in late), default=0):.1f} s before the deadline ({REFRESH_S} s + "
+        f"{min((r.due - r.seen for r in late), default=0):.1f} s before the deadline ({FASTEST_REFRESH_S} s + "
         f"{SLACK_S} s of the API server being up)",
     ]
     for d, path in (("discovery", DISCOVERY), ("jwks", JWKS)):
         lines.append(
-            f"- {d}: {fake.count(path)} API-server calls (bound {math.ceil(elapsed / REFRESH_S) + 1 + len(windows)}), "
+            f"- {d}: {fake.count(path)} API-server calls (bound {math.ceil(elapsed / FASTEST_REFRESH_S) + 1 + len(windows)}), "
             f"{stats[f'{P}.upstream.{d}.unavailable'] + stats[f'{P}.upstream.{d}.timeout']} failed attempts "
             f"(bound {len(windows) * max_failed_attempts(OUTAGE_FOR_S)}), "
             f"{stats[f'{P}.requests.{d}.fresh']:,} fresh and {stats[f'{P}.requests.{d}.stale']:,} stale answers")

@@ -1,5 +1,5 @@
 """envoy/multi-cluster.yaml as shipped: Envoy accepts it (only the files it points at replaced by
-test files), and it is what the README says: one listener, the filter's `issuers` form with two
+test files), and it is what docs/configuration.md says: one listener, the filter's `issuers` form with two
 path-prefixed issuers on the public host, two API-server clusters, each with its own CA, SAN and
 credential (prod: a token from the VM environment; dev: credential_injector with a file SDS
 secret)."""
