@@ -471,6 +471,18 @@ def test_notes_say_when_the_chart_routes_no_host_so_the_plugin_never_runs(values
     assert ("NOTE: the plugin runs only on the chart's routes of the public hosts oidc.example.com\n" in text) == warns
 
 
+@pytest.mark.parametrize("variant, warns", [("defaults", False), ("rotating", True), ("helm-guide", True),
+                                           ("issuers", True), ("gateway-api", False),
+                                           ("issuers-remote", True)])  # two remote entries rotating
+def test_notes_warn_that_rotating_needs_istio_1_28_8(variant, warns):
+    """istiod's go-control-plane knows header_value_prefix from 1.28.8 and 1.29.0; on 1.26.0-1.28.7
+    it drops it silently and the API server answers 401 (chart README, The token)."""
+    text = helm.notes(values=VARIANTS[variant])
+    assert ("NOTE: token mode rotating needs Istio 1.28.8 or later" in text) == warns
+    objs = helm.render(values=VARIANTS[variant])
+    assert warns == any(o["metadata"]["name"].endswith("-credential") for o in by_kind(objs)["EnvoyFilter"])
+
+
 # ---------------------------------------------------------------------- the API servers' clusters
 @pytest.mark.parametrize("variant, hosts", [
     ("defaults", ["kubernetes.default.svc.cluster.local"]),
