@@ -50,9 +50,18 @@ ISTIO_PROXY_ONLY = {
 }
 
 
+TYPED_STRUCTS = ("type.googleapis.com/udpa.type.v1.TypedStruct", "type.googleapis.com/xds.type.v3.TypedStruct")
+
+
 def _type(obj: dict) -> str | None:
+    """An extension's type; for one istiod wraps in a TypedStruct (its Go has no such proto),
+    the wrapped type."""
     tc = obj.get("typed_config")
-    return tc.get("@type") if isinstance(tc, dict) else None
+    if not isinstance(tc, dict):
+        return None
+    if tc.get("@type") in TYPED_STRUCTS:
+        return "type.googleapis.com/" + tc.get("type_url", "").rsplit("/", 1)[-1]
+    return tc.get("@type")
 
 
 def strip_istio_proxy_only(node, removed: set[str]) -> None:
@@ -131,7 +140,7 @@ def bootstrap(result: istiod.Result, workdir: Path, *, node_id: str) -> tuple[Pa
     istio-proxy-only extensions removed. The ECDS and file-root: secrets are pilot-agent's (the
     result must have been generated with ``agent``)."""
     x = json.loads(json.dumps(result.xds))  # a copy to rewrite
-    by_name = {k: {r["name"]: r for r in x.get(k, [])} for k in TYPES}
+    by_name = {k: {istiod.name_of(r): r for r in x.get(k, [])} for k in TYPES}
     for r in result.agent_ecds:  # the Wasm module as the agent rewrote it: a local file
         by_name["extensions"][r["name"]] = json.loads(json.dumps(r))
     for r in result.agent_secrets:

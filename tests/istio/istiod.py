@@ -46,6 +46,7 @@ class Proxy:
     namespace: str = NAMESPACE
     name: str = "istio-ingressgateway-0"
     ip: str = "10.0.0.10"
+    service_account: str = "istio-ingressgateway"
 
 
 @dataclass
@@ -67,13 +68,18 @@ class Result:
         return out
 
     def resource(self, kind: str, name: str) -> dict:
-        found = [r for r in self.xds.get(kind, []) if r.get("name") == name]
+        found = [r for r in self.xds.get(kind, []) if name_of(r) == name]
         if not found:
             raise KeyError(f"istiod sent no {kind} {name!r}; it sent {self.names(kind)}")
         return found[0]
 
     def names(self, kind: str) -> list[str]:
-        return [r.get("name") for r in self.xds.get(kind, [])]
+        return [name_of(r) for r in self.xds.get(kind, [])]
+
+
+def name_of(resource: dict) -> str:
+    """An xDS resource's name (a ClusterLoadAssignment's is its cluster_name)."""
+    return resource.get("name") or resource["cluster_name"]
 
 
 def is_istio_kind(obj: dict) -> bool:
@@ -84,7 +90,8 @@ def generate(config: list[dict], kube: list[dict], *, proxy: Proxy | None = None
              env: dict[str, str] | None = None, agent: dict | None = None, timeout: float = 120) -> Result:
     proxy = proxy or Proxy()
     req = {"config": yaml.safe_dump_all(config, sort_keys=False), "kube": yaml.safe_dump_all(kube, sort_keys=False),
-           "proxy": {"namespace": proxy.namespace, "name": proxy.name, "ip": proxy.ip, "labels": proxy.labels}}
+           "proxy": {"namespace": proxy.namespace, "name": proxy.name, "ip": proxy.ip, "labels": proxy.labels,
+                     "service_account": proxy.service_account}}
     if agent is not None:
         req["agent"] = agent
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_")} | (env or {})
@@ -92,6 +99,8 @@ def generate(config: list[dict], kube: list[dict], *, proxy: Proxy | None = None
                        env=run_env, timeout=timeout)
     if p.returncode != 0:
         raise RuntimeError(f"istio-xds failed ({p.returncode}):\n{p.stderr[-4000:]}")
+    if os.environ.get("ISTIO_XDS_LOG"):
+        Path(os.environ["ISTIO_XDS_LOG"]).write_text(p.stderr)
     out = json.loads(p.stdout)
     xds = {k: [json.loads(json.dumps(r)) for r in v] for k, v in (out.get("xds") or {}).items()}
     return Result(out["validation"], xds, out.get("agent_ecds") or [], out.get("agent_secrets") or [],

@@ -15,9 +15,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 func main() {
+	// istio's loggers write to stdout: keep stdout for the response and send fd 1 to stderr.
+	respFD, err := syscall.Dup(1)
+	check(err)
+	check(syscall.Dup2(2, 1))
+	stdout := os.NewFile(uintptr(respFD), "response")
 	if len(os.Args) < 2 {
 		fail("usage: istio-xds generate|encode ...")
 	}
@@ -30,7 +36,7 @@ func main() {
 		resp := generate(req)
 		out, err := json.Marshal(resp)
 		check(err)
-		_, err = os.Stdout.Write(out)
+		_, err = stdout.Write(out)
 		check(err)
 	case "encode":
 		in, err := io.ReadAll(os.Stdin)
@@ -61,6 +67,8 @@ type proxySpec struct {
 	Name      string            `json:"name"`
 	IP        string            `json:"ip"`
 	Labels    map[string]string `json:"labels"`
+	// Its Kubernetes service account: the identity istiod authenticates it as.
+	ServiceAccount string `json:"service_account"`
 }
 
 type agentSpec struct {

@@ -21,7 +21,16 @@ import (
 	v3 "istio.io/istio/pilot/pkg/xds/v3"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config/constants"
+	"istio.io/istio/pkg/security"
 )
+
+type gatewayIdentity struct{ spiffe string }
+
+func (g gatewayIdentity) AuthenticatorType() string { return "test-gateway-identity" }
+
+func (g gatewayIdentity) Authenticate(security.AuthContext) (*security.Caller, error) {
+	return &security.Caller{AuthSource: security.AuthSourceClientCertificate, Identities: []string{g.spiffe}}, nil
+}
 
 // protojson with Envoy's field names, so the output reads like Envoy's docs and config dumps.
 var toJSON = protojson.MarshalOptions{UseProtoNames: true}
@@ -45,6 +54,12 @@ func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb
 		DisableSecretAuthorization: true,
 	})
 	p := req.Proxy
+	// The identity istiod would read from the gateway's mTLS client certificate on its secure
+	// xDS port: without one, istiod sends no credentialName Secrets (SDS). The in-memory
+	// connection has no TLS, so istiod is told to authenticate plaintext too (as its tests do).
+	security.AuthPlaintext = true
+	s.Discovery.Authenticators = []security.Authenticator{gatewayIdentity{
+		fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", p.Namespace, p.ServiceAccount)}}
 	ads := s.ConnectADS().WithTimeout(10 * time.Second).
 		WithID(fmt.Sprintf("router~%s~%s.%s~%s.svc.cluster.local", p.IP, p.Name, p.Namespace, p.Namespace)).
 		WithMetadata(model.NodeMetadata{
