@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -30,6 +29,10 @@ import (
 )
 
 func convertWasm(t *failer, a *agentSpec, ecds []*anypb.Any) []json.RawMessage {
+	// the agent's data directory exists before it starts (/var/lib/istio/data in the pod)
+	if err := os.MkdirAll(a.WasmCacheDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c := wasm.NewLocalFileCache(a.WasmCacheDir, wasm.Options{
 		InsecureRegistries:    sets.New(a.InsecureRegistries...),
 		HTTPRequestMaxRetries: 1,
@@ -72,7 +75,8 @@ func agentSecrets(t *failer, a *agentSpec, names []string) []json.RawMessage {
 	defer sm.Close()
 	srv := sds.NewServer(opts, sm, nil)
 	defer srv.Stop()
-	socket := filepath.Join(a.SDSDir, security.FileCredentialNameSocketPath)
+	// relative, as the agent's: a UDS path is limited to 108 bytes, a test directory is long
+	socket := security.FileCredentialNameSocketPath
 	conn, err := grpc.NewClient("passthrough:///sds", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)

@@ -31,6 +31,8 @@ from harness.tokendir import TokenDir
 from istio import cluster, gateway_envoy, istiod
 from istio.matrix import Case
 
+# the HCM server_name istiod gives a gateway: Envoy's `server` header on what the gateway answers
+ISTIOD_SERVER = "istio-envoy"
 APP_SERVICE = "app"  # the user's application: Service app in the gateway's namespace -> backend
 # every host a test asks the gateway for: one certificate names them all
 TLS_HOSTS = ["oidc.example.com", "oidc2.example.com", "edge-oidc.example.com", "app.example.com",
@@ -185,9 +187,13 @@ class Gateway:
         return self.result
 
     # ------------------------------------------------------------------ Envoy
-    def start(self, *, wasm_trace: bool = False) -> "Gateway":
+    def start(self, *, wasm_trace: bool = False, module_fetched: bool = True) -> "Gateway":
+        """``module_fetched``: pilot-agent must have pulled the filter (else its FAIL_OPEN
+        stand-in, an allow-all RBAC filter, is what Envoy runs)."""
         if self.result is None or not self.result.agent_ecds:
             self.generate(agent=True)
+        types = {e["typed_config"]["@type"].rsplit(".", 1)[1] for e in self.result.agent_ecds}
+        assert types == ({"Wasm"} if module_fetched else {"RBAC"}), self.result.agent_ecds
         node = f"router~{self.proxy.ip}~{self.proxy.name}.{self.proxy.namespace}~{self.proxy.namespace}.svc.cluster.local"
         boot, self.removed = gateway_envoy.bootstrap(self.result, self.dir / "envoy-files", node_id=node)
         self._mount_tokens()

@@ -14,6 +14,10 @@ except the three changes below, each in one place here:
    google.protobuf.Empty differently from istiod's jsonpb).
 3. EXTENSIONS (`ISTIO_PROXY_ONLY`): istio-proxy's own extensions, absent from upstream Envoy,
    are removed wherever they appear, each listed with why it does not matter here.
+4. MESH mTLS (`_without_mesh_mtls`): a cluster's `transport_socket_matches` entry for in-mesh
+   endpoints (match tlsMode: istio) is removed: it needs the workload certificate pilot-agent
+   gets from istiod's CA (SDS `default`, `ROOTCA`), which the test has not; no endpoint here is
+   in the mesh, so Envoy would never pick it.
 """
 
 from __future__ import annotations
@@ -81,6 +85,15 @@ def strip_istio_proxy_only(node, removed: set[str]) -> None:
         node[:] = keep
 
 
+def _without_mesh_mtls(clusters: list[dict]) -> None:
+    for c in clusters:
+        if "transport_socket_matches" in c:
+            c["transport_socket_matches"] = [m for m in c["transport_socket_matches"]
+                                             if m.get("match", {}).get("tlsMode") != "istio"]
+            if not c["transport_socket_matches"]:
+                del c["transport_socket_matches"]
+
+
 def _test_addresses(listeners: list[dict]) -> None:
     for ls in listeners:
         ls["address"] = {"socket_address": {"address": "127.0.0.1", "port_value": 0}}
@@ -126,8 +139,9 @@ def _to_files(node, by_name: dict[str, dict[str, dict]], files: Files, missing: 
         if node.get("type") == "EDS":
             eds = node["eds_cluster_config"]
             eds["eds_config"] = source("endpoints", eds.get("service_name") or node["name"], eds["eds_config"])
-        if isinstance(node.get("sds_config"), dict):
-            node["sds_config"] = source("secrets", node["name"], node["sds_config"])
+        sds = node.get("sds_config")
+        if isinstance(sds, dict) and ("ads" in sds or "api_config_source" in sds):  # not a file the chart names
+            node["sds_config"] = source("secrets", node["name"], sds)
         for v in node.values():
             _to_files(v, by_name, files, missing)
     elif isinstance(node, list):
@@ -150,6 +164,7 @@ def bootstrap(result: istiod.Result, workdir: Path, *, node_id: str) -> tuple[Pa
     for k in by_name:
         strip_istio_proxy_only(list(by_name[k].values()), removed)
     _test_addresses(x["listeners"])
+    _without_mesh_mtls(x["clusters"])
     files = Files(workdir / "xds")
     missing: list[str] = []
     _to_files(x["listeners"], by_name, files, missing)

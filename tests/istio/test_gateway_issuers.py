@@ -14,7 +14,7 @@ import pytest
 from e2e.checks import DISCOVERY, DOCS, JWKS, assert_generic_error, poll
 from harness.stack import new_token
 from istio import matrix
-from istio.gateway import Gateway, issuer_servers
+from istio.gateway import ISTIOD_SERVER, Gateway, issuer_servers
 
 URLS = {"local": ("oidc.example.com", "/clusters/local"), "prod": ("oidc.example.com", "/clusters/prod"),
         "edge": ("edge-oidc.example.com", "")}
@@ -61,8 +61,8 @@ def test_each_issuer_gets_its_own_clusters_documents(case_id, gateways, tmp_path
             assert rec.header_all("authorization") == [f"Bearer {c.token}"], name
             assert rec.header("host") == entries[name]["authority"], name
     # the issuers' hosts answer nothing else
-    assert_generic_error(g.get("/clusters/dev" + JWKS, host="oidc.example.com"), 404)
-    assert_generic_error(g.get(JWKS, host="oidc.example.com"), 404)
+    assert_generic_error(g.get("/clusters/dev" + JWKS, host="oidc.example.com"), 404, server=ISTIOD_SERVER)
+    assert_generic_error(g.get(JWKS, host="oidc.example.com"), 404, server=ISTIOD_SERVER)
     # prod's rotating token: a re-issued one is used without a restart
     prod = servers["prod"]
     new = new_token()
@@ -79,7 +79,7 @@ def test_an_api_server_not_signed_by_its_clusters_ca_is_never_served_and_the_oth
     # prod's CA Secret holds edge's CA
     g = start(gateways, tmp_path, "issuers", servers, image, backend, ca_of={"prod": "edge"},
               values={"plugin": {"timeoutMs": 1000}})
-    assert_generic_error(g.get("/clusters/prod" + JWKS, host="oidc.example.com"), 503)
+    assert_generic_error(g.get("/clusters/prod" + JWKS, host="oidc.example.com"), 503, server=ISTIOD_SERVER)
     assert poll(lambda: servers["prod"].fake.handshake_failures, 5, what="a refused handshake")
     assert servers["prod"].fake.count() == 0
     assert g.get("/clusters/local" + JWKS, host="oidc.example.com").status == 200

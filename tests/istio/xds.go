@@ -132,8 +132,9 @@ func storedConfigs(t *failer, configYAML string) []config.Config {
 
 // collectNames finds the resources one xDS resource refers to by name over ADS: an HCM's RDS
 // route table, an HTTP filter's ECDS config, an EDS cluster's load assignment, a transport
-// socket's SDS secret. SDS names served by the agent (file-root:, over the sds-grpc cluster)
-// are collected apart under "agent".
+// socket's SDS secret. The agent's file-mounted SDS names (file-root:, file-cert:, over the
+// sds-grpc cluster) are collected apart under "agent"; its workload certificate names
+// (default, ROOTCA: mesh mTLS) need istiod's CA and are not asked for.
 func collectNames(node any, names map[string][]string) {
 	add := func(typeURL, name string) {
 		for _, n := range names[typeURL] {
@@ -163,7 +164,7 @@ func collectNames(node any, names map[string][]string) {
 			name, _ := n["name"].(string)
 			if _, viaADS := sds["ads"]; viaADS {
 				add(v3.SecretType, name)
-			} else if strings.HasPrefix(name, "file-") || name == "default" || name == "ROOTCA" {
+			} else if strings.HasPrefix(name, "file-") {
 				add("agent", name)
 			}
 		}
