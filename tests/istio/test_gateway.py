@@ -156,3 +156,15 @@ def test_token_never_in_the_trace_log(gateways, tmp_path, local, image, backend)
     assert "[trace][wasm]" in log
     assert local.fake.last(JWKS).header("authorization") == f"Bearer {local.token}"
     assert local.token not in log
+
+
+def test_the_largest_values_as_istiod_serialises_them(gateways, tmp_path, local, image, backend):
+    # pluginConfig goes Struct -> JSON in istiod (numbers are doubles there): the filter must
+    # accept what istiod writes for the schema's largest values
+    values = {"plugin": {"maxStaleS": 31536000, "refreshIntervalS": 86400, "timeoutMs": 60000}}
+    g = start(gateways, tmp_path, matrix.BY_ID["classic"], {"local": local}, image, backend, values=values)
+    (ext,) = g.result.agent_ecds
+    sent = ext["typed_config"]["config"]["configuration"]["value"]
+    # Go's encoding/json writes these doubles as integers
+    assert '"max_stale_s":31536000' in sent and '"refresh_interval_s":86400' in sent and '"timeout_ms":60000' in sent, sent
+    assert g.get(JWKS, host="oidc.example.com").body == local.fake.jwks_body()

@@ -125,6 +125,9 @@ func storedConfigs(t *failer, configYAML string) []config.Config {
 			t.Fatalf("%s %s: %v", obj.Kind, obj.Name, err)
 		}
 		cfg.CreationTimestamp = now
+		if cfg.ResourceVersion == "" {
+			cfg.ResourceVersion = "1" // what the API server gives a new object (istiod passes it on, e.g. to the Wasm VM)
+		}
 		out = append(out, *cfg)
 	}
 	return out
