@@ -567,6 +567,11 @@ BAD_VALUES = {
                                                      "apiServer": {"port": 443}}]}, "/issuers/0/apiServer"),
     "issuer-api-server-ip-host": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
                                                 "apiServer": {"host": "api_x"}}]}, "/issuers/0/apiServer/host"),
+    # a dotless host is a short name to istiod: the DestinationRule would miss it (no TLS)
+    "issuer-api-server-dotless-host": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                                     "apiServer": {"host": "localhost"}}]},
+                                       "/issuers/0/apiServer/host"),
+    "api-server-dotless-host": ({"apiServer": {"host": "kubernetes"}}, "/apiServer/host"),
     "issuer-address-not-ip": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
                                             "apiServer": {"host": "api.a", "addresses": ["api.a"]}}]},
                               "/issuers/0/apiServer/addresses/0"),
