@@ -27,7 +27,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke
+        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-test istio-snapshot
 
 # ---------------------------------------------------------------- tools
 tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools
@@ -117,6 +117,25 @@ e2e: build tools-py
 real-test: build tools-py kube-tools
 	$(PYTEST) -q tests/real
 
+# ---------------------------------------------------------------- istiod's own code
+# tests/istio: the chart's objects through istiod's validation and config generation and
+# pilot-agent's Wasm and SDS code (istio.io/istio pinned in tests/istio/go.mod, go.sum committed),
+# then run in real Envoy. Rebuilt only when its sources or go.sum change; the module and build
+# caches (~/go/pkg/mod, ~/.cache/go-build) persist, so a rebuild is incremental.
+ISTIO_XDS := target/istio-xds
+$(ISTIO_XDS): $(wildcard tests/istio/*.go) tests/istio/go.mod tests/istio/go.sum
+	cd tests/istio && go build -mod=readonly -o ../../$(ISTIO_XDS) .
+
+istio-xds: $(ISTIO_XDS)
+
+istio-test: build tools-apt tools-py istio-xds
+	$(PYTEST) -q tests/istio
+
+# envoy/istio-gateway.yaml: what istiod sends the gateway for the chart's defaults, for readers
+# (tests/istio/test_snapshot.py fails when it drifts).
+istio-snapshot: tools-py istio-xds
+	$(PY) tests/istio/snapshot.py
+
 # ---------------------------------------------------------------- fuzzing
 # Each target reads the committed seeds (fuzz/corpus/<target>) and crash regressions
 # (fuzz/regressions/<target>); what it finds goes to target/fuzz-corpus, never into the tree.
@@ -171,9 +190,9 @@ soak: build tools-apt tools-py
 
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
-test: lint tools unit wasm-test fuzz-smoke build
+test: lint tools unit wasm-test fuzz-smoke build istio-xds
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
-	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/soak
+	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/istio tests/soak
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.
