@@ -66,3 +66,26 @@ def istio_gateway(hosts: list[str], credential: str, labels: dict[str, str], por
             "spec": {"selector": labels, "servers": [
                 {"port": {"number": port, "name": "https", "protocol": "HTTPS"}, "hosts": hosts,
                  "tls": {"mode": "SIMPLE", "credentialName": credential}}]}}
+
+
+def gateway_api_deployment(ip: str, namespace: str = NAMESPACE, port: int = 443) -> list[dict]:
+    """What Istio's deployment controller and the kubelet make of Gateway `public` (class istio):
+    Service `public-istio` selecting the gateway's pods, and one Ready pod at ``ip``. istiod binds
+    a Gateway API gateway to the proxies behind that Service (push_context.go mergeGateways,
+    internal.istio.io/gateway-service), never by labels alone."""
+    name = f"{GATEWAY_NAME}-istio"
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace, "labels": GATEWAY_API_LABELS},
+         "spec": {"clusterIP": "10.96.0.30", "selector": GATEWAY_API_LABELS,
+                  "ports": [{"name": f"https-{port}", "port": port, "protocol": "TCP", "targetPort": port}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": name, "namespace": namespace, "labels": {"kubernetes.io/service-name": name}},
+         "addressType": "IPv4",
+         "endpoints": [{"addresses": [ip], "conditions": {"ready": True},
+                        "targetRef": {"kind": "Pod", "name": f"{name}-0", "namespace": namespace}}],
+         "ports": [{"name": f"https-{port}", "port": port, "protocol": "TCP"}]},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-0", "namespace": namespace, "labels": GATEWAY_API_LABELS},
+         "spec": {"serviceAccountName": name, "containers": [{"name": "istio-proxy", "image": "proxy"}]},
+         "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                    "conditions": [{"type": "Ready", "status": "True"}]}},
+    ]

@@ -69,14 +69,17 @@ class ApiServer:
 
 def issuers_values(servers: dict[str, ApiServer]) -> dict:
     """This cluster's `local` (static token); `prod` at a fixed address with a rotating token;
-    `edge` by DNS (localhost), static token, checked as kubernetes.default.svc."""
+    `edge` at a fixed address, static token, checked as kubernetes.default.svc. (Not by DNS: no
+    dotted name resolves to 127.0.0.1 here, and istiod gives a dotless host such as `localhost`
+    no TLS: test_generation.py.)"""
     return {"issuers": [
         {"name": "local", "issuer": servers["local"].issuer},
         {"name": "prod", "issuer": servers["prod"].issuer, "tokenMode": "rotating",
          "apiServer": {"host": "api.prod.example.internal", "port": servers["prod"].fake.port,
                        "addresses": ["127.0.0.1"]}},
         {"name": "edge", "issuer": servers["edge"].issuer,
-         "apiServer": {"host": "localhost", "port": servers["edge"].fake.port, "sni": "kubernetes.default.svc"}},
+         "apiServer": {"host": "api.edge.example.internal", "port": servers["edge"].fake.port,
+                       "addresses": ["127.0.0.1"], "sni": "kubernetes.default.svc"}},
     ]}
 
 
@@ -116,8 +119,11 @@ class Gateway:
         self.values = self._values(values or {})
         self.objects = helm.render(values=self.values)
         self.config, self.kube = self._world(backend_port)
-        self.proxy = istiod.Proxy(labels=dict(cluster.GATEWAY_API_LABELS) if case.gateway_api
-                                  else dict(istiod.CLASSIC_LABELS))
+        self.proxy = istiod.Proxy(labels=dict(istiod.CLASSIC_LABELS))
+        if case.gateway_api:
+            self.proxy = istiod.Proxy(labels=dict(cluster.GATEWAY_API_LABELS), name=f"{cluster.GATEWAY_NAME}-istio-0",
+                                      service_account=f"{cluster.GATEWAY_NAME}-istio")
+            self.kube += cluster.gateway_api_deployment(self.proxy.ip)
 
     # ------------------------------------------------------------------ the chart and the cluster
     def _values(self, extra: dict) -> dict:

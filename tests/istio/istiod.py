@@ -94,6 +94,10 @@ def generate(config: list[dict], kube: list[dict], *, proxy: Proxy | None = None
                      "service_account": proxy.service_account}}
     if agent is not None:
         req["agent"] = agent
+    # istiod reads Gateway API objects from Kubernetes (its gateway controller's informers), as
+    # Istio's own tests give them: in both the config store and the Kubernetes client.
+    kube = kube + [o for o in config if o["apiVersion"].startswith("gateway.networking.k8s.io/")]
+    req["kube"] = yaml.safe_dump_all(kube, sort_keys=False)
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_")} | (env or {})
     p = subprocess.run([str(binary()), "generate"], input=json.dumps(req), capture_output=True, text=True,
                        env=run_env, timeout=timeout)

@@ -110,6 +110,19 @@ def test_every_api_servers_cluster_reaches_the_gateway(case, generated):
         assert ts["sni"] in ("kubernetes.default.svc", "api.prod.example.internal")
 
 
+def test_a_dotless_api_server_host_gets_no_tls(servers, tmp_path):
+    """istiod reads a DestinationRule's dotless host as a short name of its namespace
+    (`localhost` -> localhost.istio-ingress.svc.cluster.local), so the chart's rule never applies
+    to a ServiceEntry host without a dot: the cluster has no TLS at all."""
+    values = {"issuers": [{"name": "local", "issuer": "https://oidc.example.com/clusters/local"},
+                          {"name": "edge", "issuer": "https://edge-oidc.example.com",
+                           "apiServer": {"host": "localhost", "port": 6443}}]}
+    g = Gateway(tmp_path, matrix.BY_ID["classic"], servers=servers, values=values)
+    g.generate()
+    assert "transport_socket" not in g.result.resource("clusters", "outbound|6443||localhost")
+    assert "transport_socket" in g.result.resource("clusters", "outbound|443||kubernetes.default.svc.cluster.local")
+
+
 def test_the_in_cluster_api_server_tls_is_the_destination_rules(generated):
     g = generated(matrix.BY_ID["classic"])
     (dr,) = [o for o in g.objects if o["kind"] == "DestinationRule"]
@@ -118,7 +131,7 @@ def test_the_in_cluster_api_server_tls_is_the_destination_rules(generated):
     ctx = c["transport_socket"]["typed_config"]
     assert ctx["sni"] == tls["sni"]
     vc = ctx["common_tls_context"]["combined_validation_context"]
-    sans = [m["matcher"]["exact"] for m in vc["default_validation_context"]["match_subject_alt_names"]]
+    sans = [m["exact"] for m in vc["default_validation_context"]["match_subject_alt_names"]]
     assert sans == tls["subjectAltNames"]
     # the CA: an SDS secret pilot-agent serves from the gateway's file
     assert vc["validation_context_sds_secret_config"]["name"] == f"file-root:{tls['caCertificates']}"
@@ -129,7 +142,7 @@ def test_the_plugin_gets_the_wasmplugins_config_as_istiod_serialises_it(generate
     (wp,) = [o for o in g.objects if o["kind"] == "WasmPlugin"]
     (ext,) = [e for e in g.result.xds["extensions"] if e["typed_config"]["@type"] == WASM]
     cfg = ext["typed_config"]["config"]
-    assert cfg["name"] == "istio-ingress.kod-kube-oidc-discovery"
+    assert cfg["name"] == ext["name"].rsplit("/", 1)[1]  # <ns>.<name>~istio-translated-wasmplugin at this version
     assert json.loads(cfg["configuration"]["value"]) == wp["spec"]["pluginConfig"]
     env = [e["name"] for e in wp["spec"]["vmConfig"]["env"]]
     assert cfg["vm_config"]["environment_variables"]["host_env_keys"] == env

@@ -16,11 +16,16 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
+	"sigs.k8s.io/yaml"
 
+	"istio.io/istio/pilot/pkg/config/kube/crd"
 	"istio.io/istio/pilot/pkg/model"
 	v3 "istio.io/istio/pilot/pkg/xds/v3"
 	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/constants"
+	"istio.io/istio/pkg/config/schema/collections"
+	"istio.io/istio/pkg/config/schema/resource"
 	"istio.io/istio/pkg/security"
 )
 
@@ -47,7 +52,7 @@ var xdsKinds = []struct{ key, typeURL string }{
 
 func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb.Any) {
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
-		ConfigString:           req.Config,
+		Configs:                storedConfigs(t, req.Config),
 		KubernetesObjectString: req.Kube,
 		// The gateway reads its credentialName Secrets through istiod; the fake has no
 		// SubjectAccessReview, so allow it (production: the gateway's own namespace, or RBAC).
@@ -96,6 +101,33 @@ func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb
 		}
 	}
 	return out, ecds
+}
+
+// storedConfigs are the objects as istiod's config store holds them: converted as its CRD client
+// converts them, not validated (that is the webhook's job, validate.go; FakeOptions.ConfigString
+// would validate and stop at the first invalid object, where istiod would go on and drop what it
+// cannot use, as it does for an EnvoyFilter patch it cannot decode).
+func storedConfigs(t *failer, configYAML string) []config.Config {
+	var out []config.Config
+	now := time.Now()
+	for _, doc := range splitYAML(configYAML) {
+		var obj crd.IstioKind
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			t.Fatal(err)
+		}
+		gvk := obj.GroupVersionKind()
+		sch, ok := collections.PilotGatewayAPI().FindByGroupVersionAliasesKind(resource.FromKubernetesGVK(&gvk))
+		if !ok {
+			t.Fatalf("istiod has no schema for %v", gvk)
+		}
+		cfg, err := crd.ConvertObject(sch, &obj, "cluster.local")
+		if err != nil {
+			t.Fatalf("%s %s: %v", obj.Kind, obj.Name, err)
+		}
+		cfg.CreationTimestamp = now
+		out = append(out, *cfg)
+	}
+	return out
 }
 
 // collectNames finds the resources one xDS resource refers to by name over ADS: an HCM's RDS
