@@ -27,10 +27,11 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-test istio-snapshot
+        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-test istio-snapshot tools-envoy-gateway eg-test \
+        envoy-gateway-config
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-envoy-gateway
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -74,6 +75,25 @@ KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
 export KOD_KUBE_BIN := $(KUBE_CACHE)/bin
 kube-tools:
 	@tools/kube/build.sh $(KUBE_CACHE) >/dev/null
+
+# Envoy Gateway for tests/envoygateway (standalone mode): cmd/envoy-gateway built from the Go
+# module github.com/envoyproxy/gateway at the version tests/envoygateway/go.mod pins (go.sum
+# committed; module cache and build cache reused), into $(EG_CACHE)/<version>/, outside the work
+# tree; a no-op while the pin is unchanged.
+EG_MOD   := tests/envoygateway
+EG_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/envoy-gateway
+EG_PIN    = $(shell awk '$$1=="github.com/envoyproxy/gateway"{print $$2}' $(EG_MOD)/go.mod)
+# where tests/envoygateway/eg.py finds the binary
+export KOD_ENVOY_GATEWAY_BIN = $(EG_CACHE)/$(EG_PIN)/envoy-gateway
+tools-envoy-gateway:
+	@v="$(EG_PIN)"; test -n "$$v" || { echo "no github.com/envoyproxy/gateway in $(EG_MOD)/go.mod" >&2; exit 1; }; \
+	bin="$(EG_CACHE)/$$v/envoy-gateway"; \
+	if [ ! -x "$$bin" ]; then \
+	  echo "building envoy-gateway $$v (once, several minutes)"; \
+	  mkdir -p "$$(dirname "$$bin")"; \
+	  (cd $(EG_MOD) && GOFLAGS=-mod=readonly go build -o "$$bin.tmp" github.com/envoyproxy/gateway/cmd/envoy-gateway); \
+	  mv "$$bin.tmp" "$$bin"; \
+	fi
 
 tools-fuzz:
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -136,6 +156,16 @@ istio-test: build tools-apt tools-py istio-xds
 istio-snapshot: tools-py istio-xds
 	$(PY) tests/istio/snapshot.py
 
+# The chart charts/kube-oidc-discovery-envoy-gateway run by Envoy Gateway itself (standalone
+# mode, private network namespace; tests/envoygateway), and its kinds against the CRDs.
+eg-test: build tools-apt tools-py tools-envoy-gateway
+	$(PYTEST) -q tests/envoygateway
+
+# envoy/envoy-gateway.yaml: the config Envoy Gateway produces for the chart, from its Envoy's
+# config dump (tests/envoygateway/test_shipped_config.py checks it for drift).
+envoy-gateway-config: build tools-apt tools-py tools-envoy-gateway
+	KOD_WRITE_ENVOY_GATEWAY_CONFIG=1 $(PYTEST) -q tests/envoygateway/test_shipped_config.py
+
 # ---------------------------------------------------------------- fuzzing
 # Each target reads the committed seeds (fuzz/corpus/<target>) and crash regressions
 # (fuzz/regressions/<target>); what it finds goes to target/fuzz-corpus, never into the tree.
@@ -161,6 +191,7 @@ fuzz-smoke: tools-fuzz
 # ---------------------------------------------------------------- chart and image
 chart-lint: tools-py
 	$(PY) tools/helm.py lint charts/kube-oidc-discovery
+	$(PY) tools/helm.py lint charts/kube-oidc-discovery-envoy-gateway
 
 chart-template: tools-py
 	$(PY) tools/helm.py template charts/kube-oidc-discovery $(if $(VALUES),-f $(VALUES))
@@ -193,6 +224,8 @@ soak: build tools-apt tools-py
 test: lint tools unit wasm-test fuzz-smoke build istio-xds
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
 	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/istio tests/soak
+	# a session of its own: it moves into private network and mount namespaces
+	$(PYTEST) -q tests/envoygateway
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.

@@ -1,7 +1,9 @@
 //! The client's answer: a document from the copy (200, 304, and HEAD, which Envoy strips of its
 //! body), or a short generic error. Nothing of an upstream error ever reaches the client.
 
-use crate::cache::{Freshness, StoredCopy};
+use crate::clock;
+use crate::policy::Freshness;
+use crate::shared::StoredCopy;
 use std::borrow::Cow;
 
 /// A local reply for Envoy's `send_http_response`.
@@ -53,14 +55,14 @@ const JSON: &str = "application/json";
 const NOSNIFF: (&str, Cow<'static, str>) = ("x-content-type-options", Cow::Borrowed("nosniff"));
 
 /// Serves a copy. `freshness` must not be `Expired`: the caller never serves an expired copy, it
-/// waits for a fetch in flight or answers an error ([`crate::cache::cold`]).
+/// waits for a fetch in flight or answers an error ([`crate::policy::cold`]).
 pub fn document<'a>(
     copy: &'a StoredCopy,
     freshness: Freshness,
     now_ms: u64,
     if_none_match: Option<&str>,
 ) -> (Answer<'a>, Outcome) {
-    let age = (now_ms.saturating_sub(copy.fetched_at_ms) / 1000).to_string();
+    let age = clock::age_s(copy.fetched_at_ms, now_ms).to_string();
     let mut headers = Vec::with_capacity(5);
     if let Some(cc) = &copy.cache_control {
         headers.push(("cache-control", Cow::Borrowed(cc.as_str())));

@@ -2,12 +2,18 @@
 
 use crate::document::Document;
 
+/// An issuer's position in the configuration ([`crate::config::Config::issuers`]), which is also
+/// its scope's position in the scopes [`classify`] is given: how a route, a waiting request and
+/// an upstream call in flight name their issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IssuerId(pub usize);
+
 /// What the filter does with a request on a served host (other hosts never get this far:
 /// [`serves_host`] lets them pass first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `GET` or `HEAD` of one of the two documents of the issuer at this position.
-    Serve(usize, Document),
+    /// `GET` or `HEAD` of one of the two documents of this issuer.
+    Serve(IssuerId, Document),
     /// A served host, any other path: answered 404 without an upstream call.
     NotFound,
     /// A document path with a method other than `GET` or `HEAD`.
@@ -86,7 +92,7 @@ pub fn classify<'a, M: AsRef<str>>(
         .into_iter()
         .enumerate()
         .filter(|(_, s)| host_matches(&s.hosts, authority))
-        .find_map(|(i, s)| s.document(path).map(|d| (i, d)));
+        .find_map(|(i, s)| s.document(path).map(|d| (IssuerId(i), d)));
     let Some((i, doc)) = found else {
         return Route::NotFound;
     };
@@ -126,11 +132,11 @@ mod tests {
         for m in ["GET", "HEAD"] {
             assert_eq!(
                 classify(m, "/.well-known/openid-configuration"),
-                Route::Serve(0, Document::Discovery)
+                Route::Serve(IssuerId(0), Document::Discovery)
             );
             assert_eq!(
                 classify(m, "/openid/v1/jwks"),
-                Route::Serve(0, Document::Jwks)
+                Route::Serve(IssuerId(0), Document::Jwks)
             );
         }
     }
@@ -139,11 +145,11 @@ mod tests {
     fn query_is_ignored() {
         assert_eq!(
             classify("GET", "/openid/v1/jwks?x=1&y"),
-            Route::Serve(0, Document::Jwks)
+            Route::Serve(IssuerId(0), Document::Jwks)
         );
         assert_eq!(
             classify("GET", "/openid/v1/jwks?"),
-            Route::Serve(0, Document::Jwks)
+            Route::Serve(IssuerId(0), Document::Jwks)
         );
     }
 
@@ -205,7 +211,7 @@ mod tests {
                 "GET",
                 "/clusters/prod/.well-known/openid-configuration"
             ),
-            Route::Serve(0, Document::Discovery)
+            Route::Serve(IssuerId(0), Document::Discovery)
         );
         assert_eq!(
             route(
@@ -213,11 +219,11 @@ mod tests {
                 "HEAD",
                 "/clusters/dev/openid/v1/jwks?x"
             ),
-            Route::Serve(1, Document::Jwks)
+            Route::Serve(IssuerId(1), Document::Jwks)
         );
         assert_eq!(
             route("edge-oidc.example.com:443", "GET", "/openid/v1/jwks"),
-            Route::Serve(2, Document::Jwks)
+            Route::Serve(IssuerId(2), Document::Jwks)
         );
         assert_eq!(
             route("oidc.example.com", "POST", "/clusters/prod/openid/v1/jwks"),
@@ -275,10 +281,13 @@ mod tests {
             scope(&["oidc.example.com"], ""),
         ];
         let route = |path: &str| super::classify(&f, "oidc.example.com", path, || "GET");
-        assert_eq!(route("/openid/v1/jwks"), Route::Serve(1, Document::Jwks));
+        assert_eq!(
+            route("/openid/v1/jwks"),
+            Route::Serve(IssuerId(1), Document::Jwks)
+        );
         assert_eq!(
             route("/clusters/prod/openid/v1/jwks"),
-            Route::Serve(0, Document::Jwks)
+            Route::Serve(IssuerId(0), Document::Jwks)
         );
         assert_eq!(route("/clusters/prod"), Route::NotFound);
     }

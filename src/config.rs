@@ -7,10 +7,10 @@
 //! `refresh_interval_s` and `max_stale_s` are global in both. Every error names its key, in the
 //! `issuers` form with its entry: `issuers[2].cluster`.
 
-use crate::classify::{strip_port, Scope};
-use crate::issuer::{self, IssuerUrl};
+use crate::classify::{strip_port, IssuerId, Scope};
+use crate::issuer_url::{self, IssuerUrl};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use std::fmt;
 use std::time::Duration;
 
@@ -24,62 +24,101 @@ pub const MAX_ISSUERS: usize = 64;
 /// Longest `name` of an `issuers` entry (it is part of every metric name of the entry).
 pub const MAX_NAME_LEN: usize = 32;
 
-const TIMEOUT_MS: (u64, u64) = (1, 60_000);
-const REFRESH_INTERVAL_S: (u64, u64) = (5, 86_400);
-const MAX_STALE_S: (u64, u64) = (1, 31_536_000);
+/// The bounds of the integer keys, inclusive.
+pub const TIMEOUT_MS: (u64, u64) = (1, 60_000);
+pub const REFRESH_INTERVAL_S: (u64, u64) = (5, 86_400);
+pub const MAX_STALE_S: (u64, u64) = (1, 31_536_000);
+
+/// Where a key may stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The top level of the single-issuer form only (`hosts`).
+    Single,
+    /// The top level of the single-issuer form, or an `issuers` entry.
+    SingleOrEntry,
+    /// An `issuers` entry only (`name`).
+    Entry,
+    /// The top level of either form (`issuers` itself, and the global keys).
+    Top,
+}
+
+impl Place {
+    const fn at_top(self) -> bool {
+        !matches!(self, Place::Entry)
+    }
+
+    const fn in_entry(self) -> bool {
+        matches!(self, Place::SingleOrEntry | Place::Entry)
+    }
+
+    /// A key of the single-issuer form, which cannot stand next to `issuers`.
+    const fn single_form(self) -> bool {
+        matches!(self, Place::Single | Place::SingleOrEntry)
+    }
+}
 
 /// Puts one key's JSON value into its field of a raw record; gets the key to name it in errors.
-type Setter<R> = fn(&mut R, Key, Value) -> Result<(), ConfigError>;
+type Setter = fn(&mut RawConfig, Key, Value) -> Result<(), ConfigError>;
 
-/// Every top-level key, in the order the docs list them, with its field. The parser and the
-/// unknown-key message both read this one table, so they cannot drift apart.
-const FIELDS: [(&str, Setter<RawConfig>); 10] = [
-    ("cluster", |r, k, v| field(k, v).map(|x| r.cluster = x)),
-    ("authority", |r, k, v| field(k, v).map(|x| r.authority = x)),
-    ("hosts", |r, k, v| field(k, v).map(|x| r.hosts = x)),
-    ("token_env", |r, k, v| field(k, v).map(|x| r.token_env = x)),
-    ("jwks_uri", |r, k, v| field(k, v).map(|x| r.jwks_uri = x)),
-    ("issuer", |r, k, v| field(k, v).map(|x| r.issuer = x)),
-    ("issuers", |r, k, v| entries(k, v).map(|x| r.issuers = x)),
-    ("timeout_ms", |r, k, v| {
+/// Every key, in the order the docs list them, with where it may stand and the field it fills.
+/// The parser, the unknown-key messages and the `issuers` form's exclusions all read this one
+/// table, so they cannot drift apart.
+const KEYS: [(&str, Place, Setter); 11] = [
+    ("name", Place::Entry, |r, k, v| {
+        field(k, v).map(|x| r.name = x)
+    }),
+    ("issuer", Place::SingleOrEntry, |r, k, v| {
+        field(k, v).map(|x| r.issuer = x)
+    }),
+    ("cluster", Place::SingleOrEntry, |r, k, v| {
+        field(k, v).map(|x| r.cluster = x)
+    }),
+    ("authority", Place::SingleOrEntry, |r, k, v| {
+        field(k, v).map(|x| r.authority = x)
+    }),
+    ("hosts", Place::Single, |r, k, v| {
+        field(k, v).map(|x| r.hosts = x)
+    }),
+    ("token_env", Place::SingleOrEntry, |r, k, v| {
+        field(k, v).map(|x| r.token_env = x)
+    }),
+    ("jwks_uri", Place::SingleOrEntry, |r, k, v| {
+        field(k, v).map(|x| r.jwks_uri = x)
+    }),
+    ("issuers", Place::Top, |r, k, v| {
+        entries(k, v).map(|x| r.issuers = x)
+    }),
+    ("timeout_ms", Place::Top, |r, k, v| {
         field(k, v).map(|x| r.timeout_ms = x)
     }),
-    ("refresh_interval_s", |r, k, v| {
+    ("refresh_interval_s", Place::Top, |r, k, v| {
         field(k, v).map(|x| r.refresh_interval_s = x)
     }),
-    ("max_stale_s", |r, k, v| {
+    ("max_stale_s", Place::Top, |r, k, v| {
         field(k, v).map(|x| r.max_stale_s = x)
     }),
 ];
 
-/// Every key of an `issuers` entry, in the order the docs list them, with its field.
-const ENTRY_FIELDS: [(&str, Setter<RawIssuer>); 6] = [
-    ("name", |r, k, v| field(k, v).map(|x| r.name = x)),
-    ("issuer", |r, k, v| field(k, v).map(|x| r.issuer = x)),
-    ("cluster", |r, k, v| field(k, v).map(|x| r.cluster = x)),
-    ("authority", |r, k, v| field(k, v).map(|x| r.authority = x)),
-    ("token_env", |r, k, v| field(k, v).map(|x| r.token_env = x)),
-    ("jwks_uri", |r, k, v| field(k, v).map(|x| r.jwks_uri = x)),
-];
-
-/// The top-level keys of the single-issuer form: none of them may stand next to `issuers`.
-const SINGLE_ISSUER_KEYS: [&str; 6] = [
-    "cluster",
-    "authority",
-    "hosts",
-    "token_env",
-    "jwks_uri",
-    "issuer",
-];
+/// The keys that may stand in an `issuers` entry (`entry`), or at the top level, with their
+/// positions in [`KEYS`].
+fn keys_of(entry: bool) -> impl Iterator<Item = (usize, &'static (&'static str, Place, Setter))> {
+    KEYS.iter().enumerate().filter(move |(_, (_, place, _))| {
+        if entry {
+            place.in_entry()
+        } else {
+            place.at_top()
+        }
+    })
+}
 
 /// The top-level keys, in the order the docs list them.
 pub fn keys() -> impl Iterator<Item = &'static str> {
-    FIELDS.iter().map(|(key, _)| *key)
+    keys_of(false).map(|(_, (key, _, _))| *key)
 }
 
 /// The keys of an `issuers` entry, in the order the docs list them.
 pub fn entry_keys() -> impl Iterator<Item = &'static str> {
-    ENTRY_FIELDS.iter().map(|(key, _)| *key)
+    keys_of(true).map(|(_, (key, _, _))| *key)
 }
 
 /// A key as errors name it: `cluster` at the top level, `issuers[2].cluster` in an entry
@@ -112,30 +151,22 @@ impl fmt::Display for Key {
     }
 }
 
-/// The configuration as written by the operator. Every field is optional; unknown keys are errors.
+/// One JSON object of the configuration as written by the operator: the top level, or an entry
+/// of `issuers` (which holds only the keys an entry may have, [`entry_keys`]). Every field is
+/// optional; unknown keys are errors. Numbers stay as written until compiled.
 #[derive(Debug, Default)]
 pub struct RawConfig {
+    pub name: Option<String>,
+    pub issuer: Option<String>,
     pub cluster: Option<String>,
     pub authority: Option<String>,
     pub hosts: Option<Vec<String>>,
     pub token_env: Option<String>,
     pub jwks_uri: Option<String>,
-    pub issuer: Option<String>,
-    pub issuers: Option<Vec<RawIssuer>>,
-    pub timeout_ms: Option<u64>,
-    pub refresh_interval_s: Option<u64>,
-    pub max_stale_s: Option<u64>,
-}
-
-/// One entry of `issuers` as written.
-#[derive(Debug, Default)]
-pub struct RawIssuer {
-    pub name: Option<String>,
-    pub issuer: Option<String>,
-    pub cluster: Option<String>,
-    pub authority: Option<String>,
-    pub token_env: Option<String>,
-    pub jwks_uri: Option<String>,
+    pub issuers: Option<Vec<RawConfig>>,
+    pub timeout_ms: Option<Number>,
+    pub refresh_interval_s: Option<Number>,
+    pub max_stale_s: Option<Number>,
 }
 
 /// The service-account token, and the VM environment variable it came from. Its `Debug` never
@@ -167,7 +198,7 @@ impl fmt::Debug for Token {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// One entry in the single-issuer form; the `issuers` entries, in order, otherwise.
-    pub issuers: Vec<Issuer>,
+    pub issuers: Vec<IssuerConfig>,
     pub timeout: Duration,
     pub refresh_interval: Duration,
     pub max_stale: Duration,
@@ -175,7 +206,7 @@ pub struct Config {
 
 /// One API server and where its documents are served.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issuer {
+pub struct IssuerConfig {
     /// The entry's name, in its metric names and log lines; None in the single-issuer form.
     pub name: Option<String>,
     /// The issuer URL: a fetched discovery document must name exactly this `issuer`. None (the
@@ -190,10 +221,10 @@ pub struct Issuer {
     pub jwks_uri: Option<String>,
 }
 
-impl Default for Issuer {
+impl Default for IssuerConfig {
     /// The single-issuer form's defaults.
     fn default() -> Self {
-        Issuer {
+        IssuerConfig {
             name: None,
             url: None,
             scope: Scope::default(),
@@ -208,7 +239,7 @@ impl Default for Issuer {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            issuers: vec![Issuer::default()],
+            issuers: vec![IssuerConfig::default()],
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
             refresh_interval: Duration::from_secs(DEFAULT_REFRESH_INTERVAL_S),
             max_stale: Duration::from_secs(DEFAULT_MAX_STALE_S),
@@ -233,16 +264,20 @@ pub enum ConfigError {
     },
     Missing(Key),
     Empty(Key),
+    /// An integer key whose value is not an integer in `min..=max` (fractional, negative or
+    /// out of range), as written.
     OutOfRange {
         key: Key,
         min: u64,
         max: u64,
-        got: u64,
+        got: Number,
     },
     Invalid {
         key: Key,
         why: &'static str,
     },
+    /// An `issuers` entry's `name` that is not 1 to [`MAX_NAME_LEN`] of a-z, 0-9, `_` and `-`.
+    Name(Key),
     /// A single-issuer key next to `issuers`.
     NotWithIssuers(&'static str),
     /// `issuers` with no entry, or more than [`MAX_ISSUERS`].
@@ -282,9 +317,20 @@ impl fmt::Display for ConfigError {
             ConfigError::Missing(key) => write!(f, "`{key}` is required"),
             ConfigError::Empty(key) => write!(f, "`{key}` must not be empty"),
             ConfigError::OutOfRange { key, min, max, got } => {
-                write!(f, "`{key}` must be in {min}..={max}, got {got}")
+                write!(f, "`{key}` must be an integer in {min}..={max}, got ")?;
+                // core's formatting: serde_json's own would add two number formatters to the
+                // filter
+                match (got.as_u64(), got.as_i64(), got.as_f64()) {
+                    (Some(n), _, _) => write!(f, "{n}"),
+                    (_, Some(n), _) => write!(f, "{n}"),
+                    (_, _, n) => write!(f, "{}", n.unwrap_or_default()),
+                }
             }
             ConfigError::Invalid { key, why } => write!(f, "`{key}` {why}"),
+            ConfigError::Name(key) => write!(
+                f,
+                "`{key}` must be 1 to {MAX_NAME_LEN} of a-z, 0-9, `_` and `-`"
+            ),
             ConfigError::NotWithIssuers(key) => write!(
                 f,
                 "`{key}` cannot be used with `issuers`: each entry has its own (and its hosts come from its issuer URL)"
@@ -314,133 +360,50 @@ impl RawConfig {
         }
         let map: Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-        record(map, &FIELDS, None)
+        record(map, None)
     }
 
     /// Validates every field and resolves the tokens through `env` (the VM environment).
-    pub fn compile(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let issuers = match self.issuers {
-            None => {
-                let single = Entry {
-                    entry: None,
-                    name: None,
-                    issuer: self.issuer,
-                    hosts: self.hosts,
-                    cluster: self.cluster,
-                    authority: self.authority,
-                    token_env: self.token_env,
-                    jwks_uri: self.jwks_uri,
-                };
-                vec![single.compile(&env)?]
-            }
-            Some(entries) => {
-                let present = [
-                    self.cluster.is_some(),
-                    self.authority.is_some(),
-                    self.hosts.is_some(),
-                    self.token_env.is_some(),
-                    self.jwks_uri.is_some(),
-                    self.issuer.is_some(),
-                ];
-                if let Some((key, _)) = SINGLE_ISSUER_KEYS.iter().zip(present).find(|(_, p)| *p) {
-                    return Err(ConfigError::NotWithIssuers(key));
-                }
-                compile_issuers(entries, &env)?
-            }
+    pub fn compile(mut self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let (timeout_ms, refresh_interval_s, max_stale_s) = (
+            self.timeout_ms.take(),
+            self.refresh_interval_s.take(),
+            self.max_stale_s.take(),
+        );
+        let issuers = match self.issuers.take() {
+            None => vec![self.compile_issuer(None, &env)?],
+            Some(entries) => compile_issuers(entries, &env)?,
         };
         Ok(Config {
             issuers,
-            timeout: Duration::from_millis(in_range(
+            timeout: Duration::from_millis(integer(
                 Key::top("timeout_ms"),
-                self.timeout_ms,
+                timeout_ms,
                 DEFAULT_TIMEOUT_MS,
                 TIMEOUT_MS,
             )?),
-            refresh_interval: Duration::from_secs(in_range(
+            refresh_interval: Duration::from_secs(integer(
                 Key::top("refresh_interval_s"),
-                self.refresh_interval_s,
+                refresh_interval_s,
                 DEFAULT_REFRESH_INTERVAL_S,
                 REFRESH_INTERVAL_S,
             )?),
-            max_stale: Duration::from_secs(in_range(
+            max_stale: Duration::from_secs(integer(
                 Key::top("max_stale_s"),
-                self.max_stale_s,
+                max_stale_s,
                 DEFAULT_MAX_STALE_S,
                 MAX_STALE_S,
             )?),
         })
     }
-}
 
-impl Config {
-    /// Parses and compiles in one step.
-    pub fn from_json(
-        bytes: &[u8],
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        RawConfig::parse(bytes)?.compile(env)
-    }
-}
-
-/// Fills a raw record from a JSON object key by key, so that every type error names its key
-/// (serde's own messages give only a line and column).
-fn record<R: Default>(
-    map: Map<String, Value>,
-    fields: &[(&'static str, Setter<R>)],
-    entry: Option<usize>,
-) -> Result<R, ConfigError> {
-    let mut raw = R::default();
-    for (key, value) in map {
-        let Some((name, set)) = fields.iter().find(|(name, _)| *name == key) else {
-            return Err(ConfigError::UnknownKey { entry, key });
-        };
-        set(&mut raw, Key { entry, name }, value)?;
-    }
-    Ok(raw)
-}
-
-/// One value; `null` means absent, as if the key were not there.
-fn field<T: DeserializeOwned>(key: Key, v: Value) -> Result<Option<T>, ConfigError> {
-    serde_json::from_value(v).map_err(|e| ConfigError::Type {
-        key,
-        why: e.to_string(),
-    })
-}
-
-/// The `issuers` array, each entry an object of [`ENTRY_FIELDS`].
-fn entries(key: Key, v: Value) -> Result<Option<Vec<RawIssuer>>, ConfigError> {
-    let Some(items) = field::<Vec<Value>>(key, v)? else {
-        return Ok(None);
-    };
-    let mut out = Vec::with_capacity(items.len().min(MAX_ISSUERS + 1));
-    for (i, item) in items.into_iter().enumerate() {
-        let Value::Object(map) = item else {
-            return Err(ConfigError::Type {
-                key,
-                why: format!("issuers[{i}] is not a JSON object"),
-            });
-        };
-        out.push(record(map, &ENTRY_FIELDS, Some(i))?);
-    }
-    Ok(Some(out))
-}
-
-/// An API server as either form describes it, before validation; `entry` is None at the top
-/// level.
-struct Entry {
-    entry: Option<usize>,
-    name: Option<String>,
-    issuer: Option<String>,
-    hosts: Option<Vec<String>>,
-    cluster: Option<String>,
-    authority: Option<String>,
-    token_env: Option<String>,
-    jwks_uri: Option<String>,
-}
-
-impl Entry {
-    fn compile(self, env: &impl Fn(&str) -> Option<String>) -> Result<Issuer, ConfigError> {
-        let entry = self.entry;
+    /// One API server as either form describes it: the top level of the single-issuer form
+    /// (`entry` None), or `issuers[entry]`.
+    fn compile_issuer(
+        self,
+        entry: Option<usize>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<IssuerConfig, ConfigError> {
         let key = |name| Key { entry, name };
         let in_issuers = entry.is_some();
         let name = match (in_issuers, self.name) {
@@ -495,10 +458,10 @@ impl Entry {
         let jwks_uri = match (self.jwks_uri, &url) {
             (Some(uri), _) => Some(compile_jwks_uri(key("jwks_uri"), uri)?),
             // where this filter serves the key set, not the API server's private address
-            (None, Some(url)) if in_issuers => Some(issuer::default_jwks_uri(url)),
+            (None, Some(url)) if in_issuers => Some(issuer_url::default_jwks_uri(url)),
             (None, _) => None,
         };
-        Ok(Issuer {
+        Ok(IssuerConfig {
             name,
             url,
             scope,
@@ -510,26 +473,83 @@ impl Entry {
     }
 }
 
+impl Config {
+    /// The issuer at this position.
+    pub fn issuer(&self, id: IssuerId) -> Option<&IssuerConfig> {
+        self.issuers.get(id.0)
+    }
+
+    /// Parses and compiles in one step.
+    pub fn from_json(
+        bytes: &[u8],
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        RawConfig::parse(bytes)?.compile(env)
+    }
+}
+
+/// Fills a raw record from a JSON object key by key, so that every type error names its key
+/// (serde's own messages give only a line and column).
+/// At the top level, a key of the single-issuer form next to `issuers` is an error (the first
+/// such key in the table's order is named).
+fn record(map: Map<String, Value>, entry: Option<usize>) -> Result<RawConfig, ConfigError> {
+    let mut raw = RawConfig::default();
+    // the position in KEYS of the first single-form key given a value
+    let mut single_form = KEYS.len();
+    for (key, value) in map {
+        let found = keys_of(entry.is_some()).find(|(_, (name, _, _))| *name == key);
+        let Some((i, (name, place, set))) = found else {
+            return Err(ConfigError::UnknownKey { entry, key });
+        };
+        if place.single_form() && !value.is_null() {
+            single_form = single_form.min(i);
+        }
+        set(&mut raw, Key { entry, name }, value)?;
+    }
+    match KEYS.get(single_form) {
+        Some((key, _, _)) if entry.is_none() && raw.issuers.is_some() => {
+            Err(ConfigError::NotWithIssuers(key))
+        }
+        _ => Ok(raw),
+    }
+}
+
+/// One value; `null` means absent, as if the key were not there.
+fn field<T: DeserializeOwned>(key: Key, v: Value) -> Result<Option<T>, ConfigError> {
+    serde_json::from_value(v).map_err(|e| ConfigError::Type {
+        key,
+        why: e.to_string(),
+    })
+}
+
+/// The `issuers` array, each entry an object of [`entry_keys`].
+fn entries(key: Key, v: Value) -> Result<Option<Vec<RawConfig>>, ConfigError> {
+    let Some(items) = field::<Vec<Value>>(key, v)? else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(items.len().min(MAX_ISSUERS + 1));
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(map) = item else {
+            return Err(ConfigError::Type {
+                key,
+                why: format!("issuers[{i}] is not a JSON object"),
+            });
+        };
+        out.push(record(map, Some(i))?);
+    }
+    Ok(Some(out))
+}
+
 fn compile_issuers(
-    entries: Vec<RawIssuer>,
+    entries: Vec<RawConfig>,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<Vec<Issuer>, ConfigError> {
+) -> Result<Vec<IssuerConfig>, ConfigError> {
     if !(1..=MAX_ISSUERS).contains(&entries.len()) {
         return Err(ConfigError::IssuerCount(entries.len()));
     }
-    let mut issuers: Vec<Issuer> = Vec::with_capacity(entries.len());
+    let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(entries.len());
     for (i, raw) in entries.into_iter().enumerate() {
-        let entry = Entry {
-            entry: Some(i),
-            name: raw.name,
-            issuer: raw.issuer,
-            hosts: None,
-            cluster: raw.cluster,
-            authority: raw.authority,
-            token_env: raw.token_env,
-            jwks_uri: raw.jwks_uri,
-        };
-        let new = entry.compile(env)?;
+        let new = raw.compile_issuer(Some(i), env)?;
         if let Some(e) = conflict(&issuers, i, &new) {
             return Err(e);
         }
@@ -541,7 +561,7 @@ fn compile_issuers(
 /// The first earlier entry `new` (at position `i`) cannot stand next to: the same name, the
 /// same issuer, or the same document paths (same host, any port, same path but for one
 /// trailing slash).
-fn conflict(earlier: &[Issuer], i: usize, new: &Issuer) -> Option<ConfigError> {
+fn conflict(earlier: &[IssuerConfig], i: usize, new: &IssuerConfig) -> Option<ConfigError> {
     // Prometheus shows `-` as `_`: `prod-a` and `prod_a` would give the same metric names.
     let metric_name = |n: &Option<String>| n.as_deref().map(|n| n.replace('-', "_"));
     earlier.iter().enumerate().find_map(|(other, old)| {
@@ -573,10 +593,7 @@ fn compile_name(key: Key, name: String) -> Result<String, ConfigError> {
     if valid {
         Ok(name)
     } else {
-        Err(ConfigError::Invalid {
-            key,
-            why: "must be 1 to 32 of a-z, 0-9, `_` and `-`",
-        })
+        Err(ConfigError::Name(key))
     }
 }
 
@@ -609,17 +626,31 @@ fn non_empty(key: Key, v: Option<String>, default: &str) -> Result<String, Confi
     }
 }
 
-fn in_range(
+/// An integer key: any JSON number that is an exact integer within `min..=max`; `default` when
+/// absent. istiod hands a WasmPlugin's `pluginConfig` over as a protobuf Struct, in which every
+/// number is a double, so `60` may arrive as `60.0` or `6e1`, and `31536000` as `3.1536e+07`.
+fn integer(
     key: Key,
-    v: Option<u64>,
+    v: Option<Number>,
     default: u64,
     (min, max): (u64, u64),
 ) -> Result<u64, ConfigError> {
-    let got = v.unwrap_or(default);
-    if (min..=max).contains(&got) {
-        Ok(got)
-    } else {
-        Err(ConfigError::OutOfRange { key, min, max, got })
+    let Some(number) = v else {
+        return Ok(default);
+    };
+    // Every bound is far below 2^53, where a double holds each integer exactly.
+    let whole = number.as_u64().or_else(|| {
+        let f = number.as_f64()?;
+        (f.fract() == 0.0 && (0.0..=max as f64).contains(&f)).then_some(f as u64)
+    });
+    match whole {
+        Some(got) if (min..=max).contains(&got) => Ok(got),
+        _ => Err(ConfigError::OutOfRange {
+            key,
+            min,
+            max,
+            got: number,
+        }),
     }
 }
 
@@ -670,7 +701,7 @@ mod tests {
     }
 
     /// The only issuer of a single-issuer configuration.
-    fn single(cfg: &Config) -> &Issuer {
+    fn single(cfg: &Config) -> &IssuerConfig {
         assert_eq!(cfg.issuers.len(), 1);
         &cfg.issuers[0]
     }
@@ -912,7 +943,20 @@ mod tests {
 
     #[test]
     fn the_issuers_form_excludes_the_single_issuer_keys_but_not_the_global_ones() {
-        for key in SINGLE_ISSUER_KEYS {
+        let single = KEYS.iter().filter(|(_, place, _)| place.single_form());
+        let single: Vec<&str> = single.map(|(key, _, _)| *key).collect();
+        assert_eq!(
+            single,
+            [
+                "issuer",
+                "cluster",
+                "authority",
+                "hosts",
+                "token_env",
+                "jwks_uri"
+            ]
+        );
+        for key in single {
             let mut v: Value = serde_json::from_str(FLEET).unwrap();
             let value = if key == "hosts" {
                 json_list()
@@ -930,7 +974,7 @@ mod tests {
             fleet(&FLEET.replace("\"timeout_ms\": 5000", "\"timeout_ms\": 0"))
                 .unwrap_err()
                 .to_string()
-                .contains("`timeout_ms` must be in 1..=60000")
+                .contains("`timeout_ms` must be an integer in 1..=60000")
         );
     }
 
@@ -1013,12 +1057,13 @@ mod tests {
         assert!(err(r#"{"clusterr":"x"}"#).contains(r#"unknown key "clusterr""#));
         assert_eq!(
             err(r#"{"timeout_ms":"5"}"#),
-            r#"invalid configuration: `timeout_ms`: invalid type: string "5", expected u64"#
+            r#"invalid configuration: `timeout_ms`: invalid type: string "5", expected a JSON number"#
         );
         assert!(err(r#"{"hosts":"a"}"#).starts_with("invalid configuration: `hosts`: invalid type"));
         assert!(err(r#"{"hosts":["a",1]}"#).starts_with("invalid configuration: `hosts`:"));
-        assert!(err(r#"{"refresh_interval_s":1.5}"#).contains("`refresh_interval_s`: invalid type"));
-        assert!(err(r#"{"max_stale_s":-1}"#).contains("`max_stale_s`: invalid value"));
+        assert!(
+            err(r#"{"refresh_interval_s":true}"#).contains("`refresh_interval_s`: invalid type")
+        );
         assert!(err(r#"{"token_env":true}"#).contains("`token_env`: invalid type"));
         assert!(err("[1]").contains("not a JSON object"));
         // null is the same as leaving the key out
@@ -1039,50 +1084,55 @@ mod tests {
 
     #[test]
     fn every_key_sets_its_own_field_and_every_field_has_a_key() {
-        // A record's Debug form names every field; each must be a key, and each key must fill
-        // exactly the field of its name (a key wired to the wrong field fails here).
+        // The raw record's Debug form names every field; each must be a key, and each key must
+        // fill exactly the field of its name (a key wired to the wrong field fails here).
         let sample = |key: &str| match key {
             "hosts" => r#"["a.example"]"#,
             "issuers" => "[]",
             "timeout_ms" | "refresh_interval_s" | "max_stale_s" => "7",
             _ => r#""x""#,
         };
-        let check =
-            |debug_of_default: String, listed: Vec<&str>, parse: &dyn Fn(&str) -> String| {
-                let mut listed = listed;
-                listed.sort_unstable();
-                assert_eq!(none_fields(&debug_of_default), listed);
-                for key in &listed {
-                    let debug = parse(&format!(r#"{{"{key}":{}}}"#, sample(key)));
-                    assert_eq!(debug.matches("Some(").count(), 1, "{key}: {debug}");
-                    assert!(debug.contains(&format!("{key}: Some(")), "{key}: {debug}");
-                }
+        let mut all: Vec<&str> = KEYS.iter().map(|(key, _, _)| *key).collect();
+        all.sort_unstable();
+        assert_eq!(none_fields(&format!("{:?}", RawConfig::default())), all);
+        for (key, place, _) in KEYS {
+            let one = format!(r#"{{"{key}":{}}}"#, sample(key));
+            let raw = if place.at_top() {
+                RawConfig::parse(one.as_bytes()).unwrap()
+            } else {
+                let json = format!(r#"{{"issuers":[{one}]}}"#);
+                RawConfig::parse(json.as_bytes())
+                    .unwrap()
+                    .issuers
+                    .unwrap()
+                    .remove(0)
             };
-        check(
-            format!("{:?}", RawConfig::default()),
-            keys().collect(),
-            &|json| format!("{:?}", RawConfig::parse(json.as_bytes()).unwrap()),
+            let debug = format!("{raw:?}");
+            assert_eq!(debug.matches("Some(").count(), 1, "{key}: {debug}");
+            assert!(debug.contains(&format!("{key}: Some(")), "{key}: {debug}");
+        }
+        // and an entry takes only an entry's keys, the top level only the top's
+        assert_eq!(
+            entry_keys().collect::<Vec<_>>(),
+            [
+                "name",
+                "issuer",
+                "cluster",
+                "authority",
+                "token_env",
+                "jwks_uri"
+            ]
         );
-        check(
-            format!("{:?}", RawIssuer::default()),
-            entry_keys().collect(),
-            &|json| {
-                let raw =
-                    RawConfig::parse(format!(r#"{{"issuers":[{json}]}}"#).as_bytes()).unwrap();
-                format!("{:?}", raw.issuers.unwrap().remove(0))
-            },
-        );
-        // and the exclusion list names only real top-level keys
-        assert!(SINGLE_ISSUER_KEYS
-            .iter()
-            .all(|k| keys().any(|key| key == *k)));
+        assert!(keys().all(|k| k != "name"));
+        assert!(err(r#"{"name":"a"}"#).contains(r#"unknown key "name""#));
     }
 
     #[test]
     fn ranges_are_enforced() {
-        assert!(err(r#"{"timeout_ms":0}"#).contains("`timeout_ms` must be in 1..=60000, got 0"));
+        assert!(err(r#"{"timeout_ms":0}"#)
+            .ends_with("`timeout_ms` must be an integer in 1..=60000, got 0"));
         assert!(err(r#"{"timeout_ms":60001}"#).contains("timeout_ms"));
-        assert!(err(r#"{"timeout_ms":-1}"#).contains("invalid"));
+        assert!(err(r#"{"timeout_ms":-1}"#).ends_with("got -1"));
         assert!(err(r#"{"refresh_interval_s":4}"#).contains("refresh_interval_s"));
         assert!(err(r#"{"refresh_interval_s":86401}"#).contains("refresh_interval_s"));
         assert!(err(r#"{"max_stale_s":0}"#).contains("max_stale_s"));
@@ -1091,6 +1141,92 @@ mod tests {
             no_env
         )
         .is_ok());
+    }
+
+    #[test]
+    fn an_integer_may_arrive_as_any_json_number_of_its_value() {
+        // istiod hands pluginConfig over as a protobuf Struct: every number is a double
+        let cfg = |json: &str| Config::from_json(json.as_bytes(), no_env).unwrap();
+        for (timeout, refresh, stale) in [
+            ("60", "60", "31536000"),
+            ("60.0", "60.0", "31536000.0"),
+            ("6e1", "6E1", "3.1536e+07"),
+            ("6.0e1", "600e-1", "3.1536E7"),
+        ] {
+            let c = cfg(&format!(
+                r#"{{"timeout_ms":{timeout},"refresh_interval_s":{refresh},"max_stale_s":{stale}}}"#
+            ));
+            assert_eq!(c.timeout, Duration::from_millis(60), "{timeout}");
+            assert_eq!(c.refresh_interval, Duration::from_secs(60), "{refresh}");
+            assert_eq!(c.max_stale, Duration::from_secs(31_536_000), "{stale}");
+        }
+        let bounds = cfg(r#"{"timeout_ms":1.0,"refresh_interval_s":5e0,"max_stale_s":1e0}"#);
+        assert_eq!(bounds.timeout, Duration::from_millis(1));
+        let json = FLEET.replace("\"timeout_ms\": 5000", "\"timeout_ms\": 5e3");
+        assert_eq!(fleet(&json).unwrap().timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_fractional_negative_or_out_of_range_number_names_its_key() {
+        for (json, want) in [
+            (
+                r#"{"timeout_ms":1.5}"#,
+                "`timeout_ms` must be an integer in 1..=60000, got 1.5",
+            ),
+            (
+                r#"{"refresh_interval_s":60.000001}"#,
+                "`refresh_interval_s` must be an integer in 5..=86400, got 60.000001",
+            ),
+            (
+                r#"{"max_stale_s":-1}"#,
+                "`max_stale_s` must be an integer in 1..=31536000, got -1",
+            ),
+            (
+                r#"{"max_stale_s":-1.0}"#,
+                "`max_stale_s` must be an integer in 1..=31536000, got -1",
+            ),
+            (
+                r#"{"max_stale_s":3.1536000001e+07}"#,
+                "`max_stale_s` must be an integer in 1..=31536000, got 31536000.001",
+            ),
+            (
+                r#"{"max_stale_s":3.1536001e+07}"#,
+                "`max_stale_s` must be an integer in 1..=31536000, got 31536001",
+            ),
+            (
+                r#"{"timeout_ms":18446744073709551615}"#,
+                "`timeout_ms` must be an integer in 1..=60000, got 18446744073709551615",
+            ),
+            (
+                r#"{"timeout_ms":6.0001e4}"#,
+                "`timeout_ms` must be an integer in 1..=60000, got 60001",
+            ),
+            (
+                r#"{"refresh_interval_s":4.0}"#,
+                "`refresh_interval_s` must be an integer in 5..=86400, got 4",
+            ),
+            (
+                r#"{"timeout_ms":0.0}"#,
+                "`timeout_ms` must be an integer in 1..=60000, got 0",
+            ),
+            (
+                r#"{"timeout_ms":-0.0}"#,
+                "`timeout_ms` must be an integer in 1..=60000, got -0",
+            ),
+        ] {
+            assert_eq!(
+                err(json),
+                format!("invalid configuration: {want}"),
+                "{json}"
+            );
+        }
+        let far = format!("got 1{}", "0".repeat(300));
+        assert!(err(r#"{"timeout_ms":1e300}"#).ends_with(&far));
+        let fractional = Config::from_json(br#"{"timeout_ms":2.5}"#, no_env);
+        assert!(matches!(
+            fractional,
+            Err(ConfigError::OutOfRange { key, .. }) if key == Key::top("timeout_ms")
+        ));
     }
 
     #[test]

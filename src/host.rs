@@ -4,7 +4,6 @@
 //! thin layer that only forwards.
 
 use crate::answer::Answer;
-use crate::cache::SharedStore;
 use std::fmt;
 use std::time::Duration;
 
@@ -12,6 +11,18 @@ use std::time::Duration;
 pub mod fake;
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub mod proxy_wasm;
+
+/// What proxy-wasm shared data offers: get with a CAS token, set guarded by one. One store per
+/// Envoy process, seen by every VM; what the plugin keeps there is [`crate::shared`]'s.
+pub trait SharedStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// `cas: None` writes unconditionally; `Some(c)` fails with [`CasMismatch`] if the key changed.
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch>;
+}
+
+/// A compare-and-swap write lost: the key changed since it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CasMismatch;
 
 /// What the plugin asks of its host, besides shared data ([`SharedStore`]: one store per Envoy
 /// process, seen by every VM).

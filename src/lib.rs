@@ -2,28 +2,28 @@
 //! documents (`/.well-known/openid-configuration`, `/openid/v1/jwks`) from inside Envoy, while the
 //! API server itself stays private.
 //!
-//! The logic never touches the host ABI and is all tested natively: the pure modules
-//! [`config`], [`issuer`], [`classify`], [`document`], [`upstream`], [`answer`], [`cache`], [`metrics`],
-//! [`startup`]; and the host decisions, [`plugin`], [`request`], [`waiters`], [`refresh`], which
-//! make their host calls through [`host::Host`] (a recording fake in tests). [`classify`],
-//! [`answer`] and [`upstream`] also run as wasm (`tests/wasm_logic.rs`). The proxy-wasm glue is
-//! `host::proxy_wasm`, compiled wherever the proxy-wasm crate is (not on wasm32-unknown-unknown,
-//! where only the logic is built for wasm-bindgen tests).
+//! The logic never touches the host ABI and is all tested natively. Pure modules: [`config`]
+//! (with [`issuer_url`]), [`classify`], [`document`], [`upstream`], [`answer`], [`policy`],
+//! [`shared`], [`clock`], [`metrics`], [`startup`]. The host decisions are [`plugin`]'s, a
+//! module tree whose children split one plugin's methods by concern; they make their host calls
+//! through [`host::Host`] (a recording fake in tests). [`classify`], [`answer`] and [`upstream`]
+//! also run as wasm (`tests/wasm_logic.rs`). The proxy-wasm glue is `host::proxy_wasm`, compiled
+//! wherever the proxy-wasm crate is (not on wasm32-unknown-unknown, where only the logic is
+//! built for wasm-bindgen tests).
 
 pub mod answer;
-pub mod cache;
 pub mod classify;
+pub mod clock;
 pub mod config;
 pub mod document;
 pub mod host;
-pub mod issuer;
+pub mod issuer_url;
 pub mod metrics;
 pub mod plugin;
-pub mod refresh;
-pub mod request;
+pub mod policy;
+pub mod shared;
 pub mod startup;
 pub mod upstream;
-pub mod waiters;
 
 #[cfg(target_os = "wasi")]
 proxy_wasm::main! {{

@@ -1,74 +1,84 @@
-//! One plugin in one VM: what its root context and its HTTP contexts share, and its start. The
-//! work is split by concern: [`crate::request`] (a client request), [`crate::waiters`] (requests
-//! waiting for a fetch), [`crate::refresh`] (the tick, the lease and the upstream calls).
+//! One plugin in one VM: the state its root context and its HTTP contexts share, and its start.
+//! Its work is split by concern into child modules, each a part of [`Plugin`]'s methods:
+//! [`request`] (a client request, new or waiting), [`refresh`] (the tick, the lease and the
+//! upstream calls), [`waiters`] (the requests waiting for a fetch) and [`tick`] (the tick's
+//! period). The fields are private to this tree.
 
-use crate::cache::{self, Keys, LocalCopy, Shared, SharedStore, StoredCopy};
-use crate::classify::Scope;
-use crate::config::{Config, ConfigError, Issuer};
+mod refresh;
+mod request;
+mod tick;
+mod waiters;
+
+use crate::classify::{IssuerId, Scope};
+use crate::config::{Config, ConfigError, IssuerConfig};
 use crate::document::Document;
-use crate::host::{Host, HostError};
+use crate::host::{Host, HostError, SharedStore};
 use crate::metrics;
-use crate::refresh::{InFlight, KICK_TICK};
+use crate::shared::{self, Keys, LocalCopy, Shared, StoredCopy};
 use crate::startup;
-use crate::waiters::Waiter;
 use log::info;
-use std::cell::{Cell, RefCell};
+use refresh::InFlight;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
-use std::time::Duration;
+use tick::{Cause, Ticker};
+use waiters::Waiters;
 
 pub struct Plugin<H: Host> {
-    pub(crate) host: H,
+    host: H,
     /// The root context: effective again after the waiters were answered.
-    pub(crate) root_id: u32,
-    pub(crate) cfg: Config,
-    /// What this VM keeps of each issuer, in the configuration's order.
-    pub(crate) issuers: Vec<IssuerState>,
+    root_id: u32,
+    cfg: Config,
+    /// What this VM keeps of each issuer, by [`IssuerId`].
+    issuers: Vec<LocalIssuer>,
     /// The 404 and 405 counters, which belong to no issuer.
-    pub(crate) routing: metrics::Routing,
-    pub(crate) waiters: RefCell<Vec<Waiter>>,
+    routing: metrics::Routing,
+    waiters: Waiters,
     /// Upstream calls in flight, by the host's token.
-    pub(crate) inflight: RefCell<HashMap<u32, InFlight>>,
-    /// The tick period last asked of the host.
-    pub(crate) tick: Cell<Duration>,
+    inflight: RefCell<HashMap<u32, InFlight>>,
+    tick: Ticker,
 }
 
 /// One issuer in this VM: its shared-data keys and metric ids, and this VM's decoded copies.
 /// Nothing here is shared with another issuer, so one issuer's copies, schedule, lease and
 /// backoff never depend on another's.
-pub(crate) struct IssuerState {
+struct LocalIssuer {
     /// Shared-data keys, by [`Document::index`].
-    pub(crate) keys: Vec<Keys>,
+    keys: Vec<Keys>,
     /// The shared-data key of its mismatch flag.
-    pub(crate) mismatch: String,
-    pub(crate) metrics: metrics::Ids,
+    mismatch: String,
+    metrics: metrics::Ids,
     /// This VM's decoded copies, by [`Document::index`].
-    pub(crate) local: RefCell<Vec<LocalCopy>>,
+    local: RefCell<Vec<LocalCopy>>,
 }
 
-impl IssuerState {
-    fn new(host: &impl Host, issuer: &Issuer) -> Result<IssuerState, HostError> {
+impl LocalIssuer {
+    fn new(host: &impl Host, issuer: &IssuerConfig) -> Result<LocalIssuer, HostError> {
         let names = metrics::Names::new(issuer.name.as_deref());
-        Ok(IssuerState {
+        Ok(LocalIssuer {
             keys: Document::ALL
                 .into_iter()
                 .map(|d| Keys::new(issuer, d))
                 .collect(),
-            mismatch: cache::mismatch_key(issuer),
+            mismatch: shared::mismatch_key(issuer),
             metrics: metrics::Ids::define(host, &names)?,
             local: RefCell::new(Document::ALL.iter().map(|_| LocalCopy::default()).collect()),
         })
     }
 
+    fn keys(&self, doc: Document) -> Option<&Keys> {
+        self.keys.get(doc.index())
+    }
+
     /// `f` of this VM's copy of a document, first brought up to the shared one
     /// ([`LocalCopy::current`]); `None` when there is no copy.
-    pub(crate) fn with_copy<S: SharedStore, R>(
+    fn with_copy<S: SharedStore, R>(
         &self,
         shared: &Shared<'_, S>,
         doc: Document,
         f: impl FnOnce(&StoredCopy) -> R,
     ) -> Option<R> {
-        let keys = self.keys.get(doc.index())?;
+        let keys = self.keys(doc)?;
         let mut local = self.local.try_borrow_mut().ok()?;
         local.get_mut(doc.index())?.current(shared, keys).map(f)
     }
@@ -107,7 +117,7 @@ impl<H: Host> Plugin<H> {
         let issuers = cfg
             .issuers
             .iter()
-            .map(|i| IssuerState::new(&host, i))
+            .map(|i| LocalIssuer::new(&host, i))
             .collect::<Result<Vec<_>, _>>()
             .map_err(StartError::Metrics)?;
         let plugin = Plugin {
@@ -116,47 +126,37 @@ impl<H: Host> Plugin<H> {
             cfg,
             issuers,
             routing,
-            waiters: RefCell::new(Vec::new()),
+            waiters: Waiters::default(),
             inflight: RefCell::new(HashMap::new()),
-            tick: Cell::new(Duration::ZERO),
+            tick: Ticker::default(),
         };
         for k in plugin.issuers.iter().flat_map(|i| &i.keys) {
             plugin.shared().ensure_schedule(k);
         }
-        plugin.set_tick(KICK_TICK);
+        plugin.tick.set(&plugin.host, Cause::Started);
         if startup::first_to_start(&plugin.host, &plugin.cfg, plugin.host.now_ms()) {
             info!("{}", startup::start_line(&plugin.cfg));
         }
         Ok(plugin)
     }
 
-    pub(crate) fn keys(&self, issuer: usize, doc: Document) -> Option<&Keys> {
-        self.issuers.get(issuer)?.keys.get(doc.index())
+    /// What this VM keeps of an issuer.
+    fn state(&self, id: IssuerId) -> Option<&LocalIssuer> {
+        self.issuers.get(id.0)
     }
 
-    /// Where each issuer is served, in the configuration's order (a [`crate::classify::Route`]
-    /// names an issuer by its position here).
-    pub(crate) fn scopes(&self) -> impl Iterator<Item = &Scope> {
+    /// An issuer's configuration and what this VM keeps of it.
+    fn issuer(&self, id: IssuerId) -> Option<(&IssuerConfig, &LocalIssuer)> {
+        Some((self.cfg.issuer(id)?, self.state(id)?))
+    }
+
+    /// Where each issuer is served, by [`IssuerId`].
+    fn scopes(&self) -> impl Iterator<Item = &Scope> {
         self.cfg.issuers.iter().map(|i| &i.scope)
     }
 
-    /// `issuer <name>: ` for an `issuers` entry, to begin its log lines; empty otherwise.
-    pub(crate) fn label(&self, issuer: usize) -> String {
-        match self.cfg.issuers.get(issuer).and_then(|i| i.name.as_deref()) {
-            Some(name) => format!("issuer {name}: "),
-            None => String::new(),
-        }
-    }
-
-    pub(crate) fn shared(&self) -> Shared<'_, H> {
+    fn shared(&self) -> Shared<'_, H> {
         Shared { store: &self.host }
-    }
-
-    /// Asks the host for a tick period, only when it changes.
-    pub(crate) fn set_tick(&self, period: Duration) {
-        if self.tick.replace(period) != period {
-            self.host.set_tick_period(period);
-        }
     }
 
     #[cfg(test)]
@@ -169,7 +169,7 @@ impl<H: Host> Plugin<H> {
 mod tests {
     use super::*;
     use crate::host::fake::{logs, Process, TOKEN};
-    use crate::refresh::KICK_TICK;
+    use tick::KICK_TICK;
 
     #[test]
     fn a_bad_configuration_does_not_start_and_names_the_key() {

@@ -1,8 +1,10 @@
 //! What an operator sees when the plugin starts: one info line saying what it serves, and a panic
 //! hook that logs before the VM dies (clippy denies panics; the hook is for the one we missed).
 
-use crate::cache::{self, SharedStore};
-use crate::config::{Config, Issuer};
+use crate::clock;
+use crate::config::{Config, IssuerConfig};
+use crate::host::SharedStore;
+use crate::shared;
 use std::time::Duration;
 
 /// The start line: version, what is served from which cluster with which token, and the
@@ -12,7 +14,7 @@ use std::time::Duration;
 /// (`issuer ...;` after the cluster when one is checked). `issuers` form: `issuers prod
 /// https://oidc.example.com/clusters/prod (cluster "prod-api", token from VM env T), ...; ...`.
 pub fn start_line(cfg: &Config) -> String {
-    let token = |i: &Issuer| match &i.token {
+    let token = |i: &IssuerConfig| match &i.token {
         Some(t) => format!("token from VM env {}", t.var()),
         None => "no token (the cluster may inject one)".to_string(),
     };
@@ -64,16 +66,12 @@ const QUIET: Duration = Duration::from_secs(10);
 /// True for the VM that logs the start line: the first of the process to start this
 /// configuration (a reload with another configuration logs again).
 pub fn first_to_start<S: SharedStore>(store: &S, cfg: &Config, now_ms: u64) -> bool {
-    // The Debug form redacts the token but names its variable.
-    let key = format!(
-        "kube-oidc-discovery/started/{:016x}",
-        cache::fnv1a64(&[format!("{cfg:?}").as_bytes()])
-    );
+    let key = shared::start_key(cfg);
     let previous = store.get(&key);
     let last_ms = previous
         .as_ref()
         .and_then(|(bytes, _)| std::str::from_utf8(bytes).ok()?.parse::<u64>().ok());
-    if last_ms.is_some_and(|at| now_ms.saturating_sub(at) < cache::millis(QUIET)) {
+    if last_ms.is_some_and(|at| now_ms.saturating_sub(at) < clock::millis(QUIET)) {
         return false;
     }
     // Compare-and-swap: of the VMs that see the same old line, one wins.

@@ -1,6 +1,6 @@
 //! The upstream call: the request sent to the API server, and what its answer means.
 
-use crate::config::Issuer;
+use crate::config::IssuerConfig;
 use crate::document::{Document, Expect, InvalidBody};
 use std::fmt;
 
@@ -10,7 +10,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// The headers of the upstream request to one issuer's API server. Built only from constants
 /// and configuration: nothing of the client's request is an input here, and the path is the
 /// API server's root path whatever the issuer's public path.
-pub fn request_headers(cfg: &Issuer, doc: Document) -> Vec<(&'static str, String)> {
+pub fn request_headers(cfg: &IssuerConfig, doc: Document) -> Vec<(&'static str, String)> {
     let mut headers = vec![
         (":method", "GET".to_string()),
         (":path", doc.path().to_string()),
@@ -159,19 +159,21 @@ impl fmt::Display for FetchError {
     }
 }
 
-/// The parts of an upstream answer that matter, as the host reports them.
-#[derive(Debug, Default)]
-pub struct UpstreamAnswer<'a> {
-    pub status: Option<&'a str>,
-    pub content_type: Option<&'a str>,
-    pub cache_control: Option<&'a str>,
+/// The head of an upstream call's response, as the host reports it: the headers that matter
+/// and the body's size, read before (and to decide whether) the body is.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: Option<String>,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
     pub body_size: usize,
 }
 
 /// Decides from the status and size whether the body is worth reading.
-pub fn check_head(answer: &UpstreamAnswer<'_>) -> Result<(), FetchError> {
-    let status: u16 = answer
+pub fn check_head(head: &ResponseHead) -> Result<(), FetchError> {
+    let status: u16 = head
         .status
+        .as_deref()
         .and_then(|s| s.parse().ok())
         .ok_or(FetchError::NoStatus)?;
     match status {
@@ -180,8 +182,8 @@ pub fn check_head(answer: &UpstreamAnswer<'_>) -> Result<(), FetchError> {
         504 => return Err(FetchError::Timeout),
         s => return Err(FetchError::Status(s)),
     }
-    if answer.body_size > MAX_BODY_BYTES {
-        return Err(FetchError::TooLarge(answer.body_size));
+    if head.body_size > MAX_BODY_BYTES {
+        return Err(FetchError::TooLarge(head.body_size));
     }
     Ok(())
 }
@@ -198,12 +200,12 @@ pub struct Refused {
 /// start of it for the log excerpt. Keeps, of the headers, only what is relayed.
 pub fn accept(
     doc: Document,
-    answer: &UpstreamAnswer<'_>,
+    head: &ResponseHead,
     read_body: impl FnOnce(usize) -> Vec<u8>,
     expect: &Expect<'_>,
 ) -> Result<Fetched, Refused> {
     let refused = |error, excerpt| Refused { error, excerpt };
-    if let Err(e) = check_head(answer) {
+    if let Err(e) = check_head(head) {
         return Err(refused(e, log_excerpt(&read_body(EXCERPT_BYTES))));
     }
     let body = read_body(MAX_BODY_BYTES);
@@ -215,13 +217,15 @@ pub fn accept(
         .map_err(|e| refused(FetchError::Invalid(e), String::new()))?;
     Ok(Fetched {
         body,
-        content_type: answer
+        content_type: head
             .content_type
+            .as_deref()
             .filter(|v| header_value_ok(v))
             .unwrap_or(doc.media_type())
             .to_string(),
-        cache_control: answer
+        cache_control: head
             .cache_control
+            .as_deref()
             .filter(|v| header_value_ok(v))
             .map(str::to_string),
     })
@@ -252,7 +256,7 @@ fn header_value_ok(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Issuer};
+    use crate::config::{Config, IssuerConfig};
     use std::cell::Cell;
 
     const AS_IS: Expect<'static> = Expect {
@@ -260,11 +264,11 @@ mod tests {
         jwks_uri: None,
     };
 
-    fn ok_answer(body_size: usize) -> UpstreamAnswer<'static> {
-        UpstreamAnswer {
-            status: Some("200"),
-            content_type: Some("application/jwk-set+json"),
-            cache_control: Some("public, max-age=3600"),
+    fn ok_answer(body_size: usize) -> ResponseHead {
+        ResponseHead {
+            status: Some("200".into()),
+            content_type: Some("application/jwk-set+json".into()),
+            cache_control: Some("public, max-age=3600".into()),
             body_size,
         }
     }
@@ -291,7 +295,7 @@ mod tests {
         assert_eq!(get("accept"), Some("application/jwk-set+json"));
         assert_eq!(get("authorization"), Some("Bearer tok"));
         assert_eq!(h.len(), 7);
-        let without = request_headers(&Issuer::default(), Document::Discovery);
+        let without = request_headers(&IssuerConfig::default(), Document::Discovery);
         assert!(without.iter().all(|(n, _)| *n != "authorization"));
         assert!(without
             .iter()
@@ -329,7 +333,7 @@ mod tests {
             ("503", 503),
             ("504", 504),
         ] {
-            a.status = Some(status);
+            a.status = Some(status.into());
             assert_eq!(
                 check_head(&a).unwrap_err().client_status(),
                 want,
@@ -338,7 +342,7 @@ mod tests {
         }
         a.status = None;
         assert_eq!(check_head(&a).unwrap_err(), FetchError::NoStatus);
-        a.status = Some("2OO");
+        a.status = Some("2OO".into());
         assert_eq!(check_head(&a).unwrap_err(), FetchError::NoStatus);
         assert_eq!(FetchError::Dispatch.client_status(), 503);
     }
@@ -386,9 +390,9 @@ mod tests {
             refused.unwrap_err().error.result(),
             FetchResult::InvalidBody
         );
-        let bare = UpstreamAnswer {
-            status: Some("200"),
-            content_type: Some("bad\u{7f}"),
+        let bare = ResponseHead {
+            status: Some("200".into()),
+            content_type: Some("bad\u{7f}".into()),
             ..Default::default()
         };
         let f = accept(Document::Jwks, &bare, reader(body, &asked), &AS_IS).unwrap();
@@ -401,7 +405,7 @@ mod tests {
         let asked = Cell::new(Vec::new());
         let body = [b'x'; 1000];
         let mut denied = ok_answer(body.len());
-        denied.status = Some("403");
+        denied.status = Some("403".into());
         let r = accept(Document::Jwks, &denied, reader(&body, &asked), &AS_IS).unwrap_err();
         assert_eq!(r.error, FetchError::Status(403));
         assert_eq!(r.excerpt.len(), EXCERPT_BYTES);

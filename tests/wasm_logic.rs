@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use kube_oidc_discovery::answer::{self, Outcome};
-use kube_oidc_discovery::cache::{Freshness, StoredCopy};
-use kube_oidc_discovery::classify::{host_matches, serves_host, Route, Scope};
+use kube_oidc_discovery::classify::{host_matches, serves_host, IssuerId, Route, Scope};
 use kube_oidc_discovery::document::{Document, Expect};
-use kube_oidc_discovery::upstream::{self, FetchResult, UpstreamAnswer};
+use kube_oidc_discovery::policy::Freshness;
+use kube_oidc_discovery::shared::StoredCopy;
+use kube_oidc_discovery::upstream::{self, FetchResult, ResponseHead};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 fn hosts() -> Vec<String> {
@@ -29,11 +30,11 @@ fn serves_exactly_the_two_paths_on_the_public_host() {
     };
     assert_eq!(
         classify("GET", "/openid/v1/jwks?x=1"),
-        Route::Serve(0, Document::Jwks)
+        Route::Serve(IssuerId(0), Document::Jwks)
     );
     assert_eq!(
         classify("HEAD", "/.well-known/openid-configuration"),
-        Route::Serve(0, Document::Discovery)
+        Route::Serve(IssuerId(0), Document::Discovery)
     );
     for p in [
         "/openid/v1/jwks/",
@@ -69,11 +70,11 @@ fn serves_path_prefixed_issuers_at_their_prefix() {
     };
     assert_eq!(
         classify("/clusters/dev/openid/v1/jwks"),
-        Route::Serve(1, Document::Jwks)
+        Route::Serve(IssuerId(1), Document::Jwks)
     );
     assert_eq!(
         classify("/clusters/prod/.well-known/openid-configuration?x"),
-        Route::Serve(0, Document::Discovery)
+        Route::Serve(IssuerId(0), Document::Discovery)
     );
     for p in [
         "/openid/v1/jwks",
@@ -109,9 +110,9 @@ fn builds_document_and_error_answers() {
 
 #[wasm_bindgen_test]
 fn validates_upstream_answers() {
-    let ok = UpstreamAnswer {
-        status: Some("200"),
-        content_type: Some("application/json"),
+    let ok = ResponseHead {
+        status: Some("200".into()),
+        content_type: Some("application/json".into()),
         cache_control: None,
         body_size: 20,
     };
@@ -139,8 +140,8 @@ fn validates_upstream_answers() {
     };
     let err = upstream::accept(Document::Discovery, &ok, |_| body.to_vec(), &other).unwrap_err();
     assert_eq!(err.error.result(), FetchResult::IssuerMismatch);
-    let denied = UpstreamAnswer {
-        status: Some("401"),
+    let denied = ResponseHead {
+        status: Some("401".into()),
         ..ok
     };
     assert_eq!(

@@ -8,7 +8,7 @@ callback the module does not export is skipped by the host (proxy-wasm-cpp-host 
 before calling it), which is the same as the SDK's default. Removing them saves about 2 µs of
 Envoy CPU per request (README, Benchmark).
 
-`make build` runs this on the filter, `make bench` also on examples/floor.rs (`finish`), so the
+`make build` runs this on the filter, `make bench` also on tools/floor.rs (`finish`), so the
 benchmark's second floor is built exactly as the filter is:
 
     python3 tools/wasm_exports.py IN.wasm OUT.wasm [--keep filter|floor]
@@ -42,7 +42,7 @@ FILTER = (
     "proxy_on_delete",
     "proxy_on_memory_allocate",  # how the host hands the VM what a host call returns
 )
-# examples/floor.rs: no tick, no upstream call.
+# tools/floor.rs: no tick, no upstream call.
 FLOOR = tuple(c for c in FILTER if c not in ("proxy_on_tick", "proxy_on_http_call_response"))
 KEEP = {"filter": FILTER, "floor": FLOOR}
 

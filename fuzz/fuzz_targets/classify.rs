@@ -8,7 +8,7 @@
 #![no_main]
 
 use kube_oidc_discovery::classify::{
-    classify, host_matches, serves_host, strip_port, Route, Scope,
+    classify, host_matches, serves_host, strip_port, IssuerId, Route, Scope,
 };
 use kube_oidc_discovery::config::Config;
 use kube_oidc_discovery::document::Document;
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     // The root paths on every host: the single-issuer form without `hosts`.
     let document = Document::ALL.into_iter().find(|d| d.path() == bare);
     match classify(&[Scope::default()], &authority, &path, || method.as_str()) {
-        Route::Serve(i, doc) => {
+        Route::Serve(IssuerId(i), doc) => {
             assert!(safe, "served for {method:?}");
             assert_eq!((i, document), (0, Some(doc)), "served {path:?} as {doc}");
             assert!(path == doc.path() || path.starts_with(&format!("{}?", doc.path())));
@@ -109,7 +109,7 @@ fn issuers(urls: &[String], authority: &str, method: &str, path: &str) {
         "two issuers share a document path: {urls:?}"
     );
     match classify(scopes.iter().copied(), authority, path, || method) {
-        Route::Serve(i, doc) => {
+        Route::Serve(IssuerId(i), doc) => {
             assert!(safe, "served for {method:?}");
             assert_eq!(
                 on_host.first(),

@@ -2,11 +2,15 @@
 //! that keeps every documented limit (in the `issuers` form: 1 to 64 entries, valid unique names,
 //! each served on its issuer URL's host under its path, no two sharing a document path), never
 //! shows a token and compiles again to itself, or fail with an "invalid configuration" error;
-//! parse-then-compile and `from_json` always agree.
+//! parse-then-compile and `from_json` always agree. Its integers written as doubles (as istiod
+//! hands a WasmPlugin's pluginConfig over) compile to the same configuration.
 #![no_main]
 
 use kube_oidc_discovery::classify;
-use kube_oidc_discovery::config::{Config, Issuer, RawConfig, MAX_ISSUERS, MAX_NAME_LEN};
+use kube_oidc_discovery::config::{
+    Config, IssuerConfig, RawConfig, MAX_ISSUERS, MAX_NAME_LEN, MAX_STALE_S, REFRESH_INTERVAL_S,
+    TIMEOUT_MS,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
@@ -28,6 +32,15 @@ fuzz_target!(|data: &[u8]| {
             assert!(quoted || !format!("{cfg:?}").contains(SECRET));
             let again = Config::from_json(as_json(cfg).to_string().as_bytes(), env);
             assert_eq!(again.as_ref(), Ok(cfg), "compiling its own form changed it");
+            // As istiod hands it over (a protobuf Struct, every number a double), the same.
+            let mut doubles = as_json(cfg);
+            for key in ["timeout_ms", "refresh_interval_s", "max_stale_s"] {
+                if let Some(n) = doubles.get(key).and_then(|v| v.as_u64()) {
+                    doubles[key] = json!(n as f64);
+                }
+            }
+            let again = Config::from_json(doubles.to_string().as_bytes(), env);
+            assert_eq!(again.as_ref(), Ok(cfg), "its numbers as doubles changed it");
         }
         Err(e) => {
             let msg = e.to_string();
@@ -44,9 +57,13 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn holds_its_limits(cfg: &Config) {
-    assert!((1..=60_000).contains(&cfg.timeout.as_millis()));
-    assert!((5..=86_400).contains(&cfg.refresh_interval.as_secs()));
-    assert!((1..=31_536_000).contains(&cfg.max_stale.as_secs()));
+    let within = |(min, max): (u64, u64), v: u128| (u128::from(min)..=u128::from(max)).contains(&v);
+    assert!(within(TIMEOUT_MS, cfg.timeout.as_millis()));
+    assert!(within(
+        REFRESH_INTERVAL_S,
+        u128::from(cfg.refresh_interval.as_secs())
+    ));
+    assert!(within(MAX_STALE_S, u128::from(cfg.max_stale.as_secs())));
     assert!((1..=MAX_ISSUERS).contains(&cfg.issuers.len()));
     let form = cfg
         .issuers
@@ -60,7 +77,7 @@ fn holds_its_limits(cfg: &Config) {
     for (n, issuer) in cfg.issuers.iter().enumerate() {
         entry_holds_its_limits(issuer);
         for other in cfg.issuers.iter().take(n) {
-            let metric = |i: &Issuer| i.name.as_ref().map(|n| n.replace('-', "_"));
+            let metric = |i: &IssuerConfig| i.name.as_ref().map(|n| n.replace('-', "_"));
             assert_ne!(
                 metric(issuer),
                 metric(other),
@@ -76,7 +93,7 @@ fn holds_its_limits(cfg: &Config) {
     }
 }
 
-fn entry_holds_its_limits(i: &Issuer) {
+fn entry_holds_its_limits(i: &IssuerConfig) {
     assert!(!i.cluster.trim().is_empty());
     assert!(!i.authority.trim().is_empty());
     assert!(!i

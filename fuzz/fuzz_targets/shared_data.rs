@@ -3,9 +3,10 @@
 //! whatever decodes encodes back to the same bytes.
 #![no_main]
 
-use kube_oidc_discovery::cache::{Schedule, StoredCopy};
 use kube_oidc_discovery::document::{Document, Expect};
-use kube_oidc_discovery::upstream::{self, Fetched, UpstreamAnswer};
+use kube_oidc_discovery::policy::Schedule;
+use kube_oidc_discovery::shared::StoredCopy;
+use kube_oidc_discovery::upstream::{self, Fetched, ResponseHead};
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 
@@ -41,18 +42,13 @@ fuzz_target!(|data: &[u8]| {
     let content_type: Option<String> = u.arbitrary().unwrap_or_default();
     let cache_control: Option<String> = u.arbitrary().unwrap_or_default();
     let body: Vec<u8> = u.arbitrary().unwrap_or_default();
-    let answer = UpstreamAnswer {
-        status: Some("200"),
-        content_type: content_type.as_deref(),
-        cache_control: cache_control.as_deref(),
+    let head = ResponseHead {
+        status: Some("200".into()),
+        content_type,
+        cache_control,
         body_size: JWKS.len(),
     };
-    let accepted = upstream::accept(
-        Document::Jwks,
-        &answer,
-        |_| JWKS.to_vec(),
-        &Expect::default(),
-    );
+    let accepted = upstream::accept(Document::Jwks, &head, |_| JWKS.to_vec(), &Expect::default());
     let fetched = Fetched {
         body,
         ..accepted.expect("a valid JWKS is accepted")

@@ -2,12 +2,11 @@
 //! clock its VMs see; each VM's [`FakeHost`] records what the plugin asked of it; and
 //! `Plugin<FakeHost>` gets the calls Envoy would make (a request, a tick, a call's response).
 
-use super::{Action, Host, HostError, MetricKind};
+use super::{Action, CasMismatch, Host, HostError, MetricKind, SharedStore};
 use crate::answer::Answer;
-use crate::cache::{CasMismatch, SharedStore};
 use crate::document::Document;
 use crate::plugin::{Plugin, StartError};
-use crate::refresh::ResponseHead;
+use crate::upstream::ResponseHead;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;

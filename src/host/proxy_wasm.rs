@@ -2,11 +2,11 @@
 //! and HTTP contexts, which only read what the host offers and hand it to [`Plugin`]. No decision
 //! is made here.
 
-use super::{Action, Host, HostError, MetricKind};
+use super::{Action, CasMismatch, Host, HostError, MetricKind, SharedStore};
 use crate::answer::Answer;
-use crate::cache::{self, CasMismatch, SharedStore};
+use crate::clock;
 use crate::plugin::Plugin;
-use crate::refresh::ResponseHead;
+use crate::upstream::ResponseHead;
 use log::error;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -40,7 +40,7 @@ impl Host for ProxyWasm {
         hostcalls::get_current_time()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, cache::millis)
+            .map_or(0, clock::millis)
     }
 
     fn send(&self, answer: &Answer<'_>) {

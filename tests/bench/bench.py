@@ -6,7 +6,7 @@ OIDC virtual host; the fake kube-apiserver behind the ``kubernetes`` cluster, re
 plus twin listeners built from copies of the public one, with the same HTTP connection manager
 settings: ``direct`` without the Wasm filter, whose route answers ``/openid/v1/jwks`` with Envoy's
 own ``direct_response`` of exactly the bytes (and the same response headers) the filter serves;
-``floor``, whose Wasm filter is examples/floor.rs; ``unscoped``, the filter in every request's
+``floor``, whose Wasm filter is tools/floor.rs; ``unscoped``, the filter in every request's
 path (the configs before it was scoped). Every scenario sends the same browser-like headers. The
 scenarios run interleaved (ABC then CBA) in rounds, each slice a wrk run of a few seconds. Envoy's
 CPU is utime+stime of its process (/proc/<pid>/stat) over each slice, divided by the requests
@@ -47,7 +47,7 @@ import wasm_exports  # noqa: E402  (tools/wasm_exports.py)
 from memory import KINDS, WARM_ROUNDS, rss_rows, without_filter  # noqa: E402  (tests/bench/memory.py)
 
 WASM = REPO_ROOT / "dist" / "kube_oidc_discovery.wasm"
-# examples/floor.rs: a Wasm filter that only answers a constant (make bench builds it)
+# tools/floor.rs: a Wasm filter that only answers a constant (make bench builds it)
 FLOOR_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "examples" / "floor.wasm"
 WORKDIR = REPO_ROOT / ".run" / "bench"
 OUT = REPO_ROOT / "dist" / "bench.md"
@@ -77,7 +77,7 @@ RELAYED = ("cache-control", "etag", "age", "x-content-type-options", "content-ty
 
 # ---------------------------------------------------------------------- Envoy configuration
 def filter_etag(body: bytes) -> str:
-    """The entity tag the filter computes (src/cache.rs: FNV-1a 64 of the body, then its length)."""
+    """The entity tag the filter computes (src/shared.rs: FNV-1a 64 of the body, then its length)."""
     h = 0xCBF29CE484222325
     for b in body + b"\xff":
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
@@ -132,7 +132,7 @@ def add_unscoped_listener(cfg: dict) -> None:
 
 
 def add_floor_listener(cfg: dict, wasm: Path, body: bytes, headers: dict[str, str], name: str = "floor") -> None:
-    """Appends listener ``name``: a copy of listener 0 whose Wasm filter is examples/floor.rs,
+    """Appends listener ``name``: a copy of listener 0 whose Wasm filter is tools/floor.rs,
     answering every request with ``body`` and ``headers``: the least any Wasm filter costs."""
     add_twin_listener(cfg, name)
     plugin = config.wasm_plugin(cfg, -1)
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=2, help="Envoy worker threads")
     ap.add_argument("--refresh", type=int, default=5, help="refresh_interval_s of the filter")
     ap.add_argument("--wasm", default=str(WASM), help="filter to measure (default: dist/)")
-    ap.add_argument("--floor-wasm", default=str(FLOOR_WASM), help="the do-nothing filter (examples/floor.rs)")
+    ap.add_argument("--floor-wasm", default=str(FLOOR_WASM), help="the do-nothing filter (tools/floor.rs)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--only", default="", help="comma-separated scenario keys (profiling runs); "
                     "besides the default ones: direct_404")
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                      headers=b),
             Scenario("filter_404", f"404 through the filter ({NOT_FOUND_PATH})", "public", NOT_FOUND_PATH, 404,
                      headers=b),
-            Scenario("floor", "JWKS by a do-nothing Wasm filter (examples/floor.rs, constant answer)",
+            Scenario("floor", "JWKS by a do-nothing Wasm filter (tools/floor.rs, constant answer)",
                      "floor", JWKS_PATH, 200, headers=b),
             Scenario("floor_kept", "JWKS by the do-nothing filter without the callbacks it does not implement "
                      "(built as the filter is)", "floor_kept", JWKS_PATH, 200, headers=b),

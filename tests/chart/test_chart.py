@@ -90,7 +90,7 @@ def crd_errors(objs: list[dict]) -> list[str | None]:
 
 
 def check_config(plugin_config: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """The filter's own parser (examples/check_config.rs) on the rendered pluginConfig; the env
+    """The filter's own parser (tools/check_config.rs) on the rendered pluginConfig; the env
     is the VM's (Istio's vmConfig.env with valueFrom HOST)."""
     return subprocess.run(["cargo", "run", "-q", "--example", "check_config"], cwd=REPO,
                           input=json.dumps(plugin_config), capture_output=True, text=True, timeout=600,
@@ -567,6 +567,11 @@ BAD_VALUES = {
                                                      "apiServer": {"port": 443}}]}, "/issuers/0/apiServer"),
     "issuer-api-server-ip-host": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
                                                 "apiServer": {"host": "api_x"}}]}, "/issuers/0/apiServer/host"),
+    # a dotless host is a short name to istiod: the DestinationRule would miss it (no TLS)
+    "issuer-api-server-dotless-host": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
+                                                     "apiServer": {"host": "localhost"}}]},
+                                       "/issuers/0/apiServer/host"),
+    "api-server-dotless-host": ({"apiServer": {"host": "kubernetes"}}, "/apiServer/host"),
     "issuer-address-not-ip": ({"issuers": [{"name": "a", "issuer": "https://a.example.com",
                                             "apiServer": {"host": "api.a", "addresses": ["api.a"]}}]},
                               "/issuers/0/apiServer/addresses/0"),
@@ -712,7 +717,7 @@ def test_readme_static_mode_snippets_match_the_notes_and_the_rendered_secret():
 
 def test_schema_ranges_and_defaults_are_the_filters_own():
     """values.schema.json's limits are the ranges the filter accepts and values.yaml's defaults
-    are its defaults, as the filter's own parser (examples/check_config.rs) tells: it accepts
+    are its defaults, as the filter's own parser (tools/check_config.rs) tells: it accepts
     each bound, refuses one past it naming the key, and compiles the chart's defaults to the
     same configuration as an empty one."""
     import yaml

@@ -51,6 +51,16 @@ def test_too_many_issuer_paths_for_one_http_route_fail_the_render():
     assert "128 document paths" in str(e.value)
 
 
+def test_more_hosts_than_an_http_route_holds_fail_the_render():
+    issuers = [{"name": f"i{i}", "issuer": f"https://h{i}.example.com",
+                **({"apiServer": {"host": f"api{i}.example.internal"}} if i else {})} for i in range(17)]
+    with pytest.raises(helm_python.HelmError) as e:
+        helm.render(values=GATEWAY_API | {"issuers": issuers})
+    assert "17 public hosts do not fit one HTTPRoute" in str(e.value)
+    route = one(helm.render(values=GATEWAY_API | {"issuers": issuers[:16]}), "HTTPRoute")
+    assert len(route["spec"]["hostnames"]) == 16
+
+
 @pytest.mark.parametrize("variant", ["gateway-api", "gateway-api-issuers"])
 def test_destination_rules_select_the_gateways_pods_by_its_gateway_name_label(variant):
     """A DestinationRule has no targetRefs; Istio's deployment controller labels a Gateway's pods

@@ -265,7 +265,7 @@ def test_issuers_example_in_values_yaml_is_valid():
 
 def test_schema_limits_of_issuers_are_the_filters_own():
     """maxItems and the name's length in values.schema.json are where the filter's own parser
-    (examples/check_config.rs) draws the line: it accepts the schema's bound and refuses one past
+    (tools/check_config.rs) draws the line: it accepts the schema's bound and refuses one past
     it, naming the key."""
     schema = json.loads((helm.CHART / "values.schema.json").read_text())["properties"]["issuers"]
     max_items = schema["maxItems"]

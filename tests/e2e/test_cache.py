@@ -5,7 +5,7 @@ key rotation, and every metric at admin /stats and /stats/prometheus. (What one 
 like, 304 and the age header included, is test_serving.py.)
 
 Each test starts its own fake kube-apiserver and Envoy, so every test starts from a cold cache.
-The time windows below follow the filter's rules (src/cache.rs):
+The time windows below follow the filter's rules (src/policy.rs):
 - a copy is fresh while its age <= refresh_interval_s + timeout_ms, stale (still served, counted
   as ``stale``) while age <= refresh_interval_s + max_stale_s, then never served (503);
 - the root context ticks every second while idle: a refresh is due ``refresh_interval_s`` after

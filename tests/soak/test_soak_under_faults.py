@@ -75,7 +75,7 @@ def deadline(at: float, windows: list[tuple[float, float]]) -> float:
 
 
 def max_failed_attempts(outage_s: float) -> int:
-    """Failed fetches of one document an outage allows (src/cache.rs backoff: from 1 s, doubled,
+    """Failed fetches of one document an outage allows (src/policy.rs backoff: from 1 s, doubled,
     capped at the refresh interval, jittered down to half, never under 1 s), and the fetch the
     outage cut short."""
     t, n = 0.0, 0

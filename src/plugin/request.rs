@@ -1,14 +1,15 @@
 //! One client request: pass another host on, answer 404/405, serve a document from the copy, or
-//! when there is no usable copy, answer the error the schedule gives or wait for a fetch.
+//! when there is no usable copy, answer the error the schedule gives or wait for a fetch; and
+//! the same answer, later, for the requests that waited.
 
+use super::tick::Cause;
+use super::waiters::{Fate, Waiter};
+use super::Plugin;
 use crate::answer::{self, Outcome};
-use crate::cache::{self, Cold, Freshness};
-use crate::classify::{self, Route};
+use crate::classify::{self, IssuerId, Route};
 use crate::document::Document;
 use crate::host::{Action, Host};
-use crate::plugin::Plugin;
-use crate::refresh::KICK_TICK;
-use crate::waiters::{self, Waiter};
+use crate::policy::{self, Cold, Freshness};
 
 /// What the copy could do for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,38 +57,58 @@ impl<H: Host> Plugin<H> {
 
     /// The request is gone (answered, or the client left): it no longer waits.
     pub fn on_request_gone(&self, context_id: u32) {
-        if let Ok(mut w) = self.waiters.try_borrow_mut() {
-            w.retain(|w| w.context_id != context_id);
-        }
+        self.waiters.remove(context_id);
     }
 
-    fn serve(&self, context_id: u32, issuer: usize, doc: Document, inm: Option<String>) {
+    fn serve(&self, context_id: u32, issuer: IssuerId, doc: Document, inm: Option<String>) {
         let now = self.host.now_ms();
-        let deadline_ms = waiters::deadline(&self.cfg, now);
+        let deadline_ms = policy::deadline(&self.cfg, now);
         if self.answer_now(issuer, doc, now, inm.as_deref(), deadline_ms) {
             return;
         }
-        if let Ok(mut w) = self.waiters.try_borrow_mut() {
-            w.push(Waiter {
-                context_id,
-                issuer,
-                doc,
-                if_none_match: inm,
-                deadline_ms,
-            });
-            // Tick now: start the fetch if it is ours to make, or watch for another VM's.
-            self.set_tick(KICK_TICK);
-        } else {
-            self.answer_error(issuer, doc, 503);
+        let waiter = Waiter {
+            context_id,
+            issuer,
+            doc,
+            if_none_match: inm,
+            deadline_ms,
+        };
+        match self.waiters.add(waiter) {
+            Ok(()) => self.tick.set(&self.host, Cause::Waiting),
+            Err(_) => self.answer_error(issuer, doc, 503),
         }
+    }
+
+    /// Answers up to [`super::waiters::SETTLE_BATCH`] waiters whose fate is known: a usable
+    /// copy, a failed fetch now backed off, or their deadline. Returns true when more may be
+    /// answerable right away. Runs in the root context; leaves the root as the effective
+    /// context.
+    pub(super) fn settle_waiters(&self, now: u64) -> bool {
+        let mut switched = false;
+        let more = self.waiters.settle(|w| {
+            switched = true;
+            if self.host.set_effective_context(w.context_id).is_err() {
+                return Fate::Gone;
+            }
+            let inm = w.if_none_match.as_deref();
+            if self.answer_now(w.issuer, w.doc, now, inm, w.deadline_ms) {
+                Fate::Answered
+            } else {
+                Fate::Waits
+            }
+        });
+        if switched {
+            let _ = self.host.set_effective_context(self.root_id);
+        }
+        more
     }
 
     /// Answers a request now if it can be: from a usable copy, or with the error the schedule
     /// gives; false when it must wait for a fetch (until `deadline_ms`). For a new request and
     /// for a waiting one alike.
-    pub(crate) fn answer_now(
+    fn answer_now(
         &self,
-        issuer: usize,
+        issuer: IssuerId,
         doc: Document,
         now: u64,
         if_none_match: Option<&str>,
@@ -100,16 +121,16 @@ impl<H: Host> Plugin<H> {
     /// Answers from the issuer's copy if there is a usable one.
     fn answer_from_copy(
         &self,
-        issuer: usize,
+        issuer: IssuerId,
         doc: Document,
         now: u64,
         if_none_match: Option<&str>,
     ) -> Lookup {
-        let Some(state) = self.issuers.get(issuer) else {
+        let Some(state) = self.state(issuer) else {
             return Lookup::Missing;
         };
         let answered = state.with_copy(&self.shared(), doc, |copy| {
-            let freshness = cache::freshness(&self.cfg, copy.fetched_at_ms, now);
+            let freshness = policy::freshness(&self.cfg, copy.fetched_at_ms, now);
             if freshness == Freshness::Expired {
                 return Lookup::Expired;
             }
@@ -124,26 +145,28 @@ impl<H: Host> Plugin<H> {
     /// Answers a request the copy could not serve, or returns false if it must wait for a fetch.
     fn answer_cold(
         &self,
-        issuer: usize,
+        issuer: IssuerId,
         doc: Document,
         lookup: Lookup,
         now: u64,
         deadline_ms: u64,
     ) -> bool {
         let schedule = self
-            .keys(issuer, doc)
+            .issuers
+            .get(issuer.0)
+            .and_then(|state| state.keys(doc))
             .map(|k| self.shared().schedule(k).0)
             .unwrap_or_default();
-        match cache::cold(&schedule, now, lookup == Lookup::Expired, deadline_ms) {
+        match policy::cold(&schedule, now, lookup == Lookup::Expired, deadline_ms) {
             Cold::Fail(status) => self.answer_error(issuer, doc, status),
             Cold::Wait => return false,
         }
         true
     }
 
-    pub(crate) fn answer_error(&self, issuer: usize, doc: Document, status: u16) {
+    fn answer_error(&self, issuer: IssuerId, doc: Document, status: u16) {
         self.host.send(&answer::error(u32::from(status)));
-        if let Some(state) = self.issuers.get(issuer) {
+        if let Some(state) = self.state(issuer) {
             state
                 .metrics
                 .request(&self.host, doc, Outcome::UpstreamError);
@@ -156,7 +179,7 @@ mod tests {
     use super::*;
     use crate::host::fake::{discovery_of, jwks_of, warm_fleet, Process, DEV, JWKS, PROD};
     use crate::metrics;
-    use crate::refresh::{IDLE_TICK, KICK_TICK, WAIT_TICK};
+    use crate::plugin::tick::{IDLE_TICK, KICK_TICK, WAIT_TICK};
 
     const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"token_env":"T","timeout_ms":2000,
         "refresh_interval_s":60,"max_stale_s":100}"#;

@@ -1,13 +1,10 @@
-//! Requests waiting for a fetch: their deadline, and settling them a batch at a time once their
-//! fate is known. The waiters of the fetching VM are settled from its response, those of other
-//! worker VMs from the shared copy on their next (fast) tick.
+//! Requests waiting for a fetch: the list, in arrival order, and settling it a batch at a time
+//! once their fate is known. The waiters of the fetching VM are settled from its response, those
+//! of other worker VMs from the shared copy on their next (fast) tick.
 
-use crate::cache;
-use crate::config::Config;
+use crate::classify::IssuerId;
 use crate::document::Document;
-use crate::host::Host;
-use crate::plugin::Plugin;
-use crate::refresh::LEASE_MARGIN;
+use std::cell::RefCell;
 
 /// Most waiters answered in one tick. Envoy defers a local reply sent from the tick until the tick
 /// returns and runs the deferred replies nested in one another's filter callbacks, so stack use
@@ -16,30 +13,66 @@ pub const SETTLE_BATCH: usize = 32;
 
 /// A request waiting for a fetch.
 #[derive(Debug)]
-pub(crate) struct Waiter {
-    pub(crate) context_id: u32,
-    /// The issuer's position in the configuration.
-    pub(crate) issuer: usize,
-    pub(crate) doc: Document,
-    pub(crate) if_none_match: Option<String>,
-    pub(crate) deadline_ms: u64,
+pub(super) struct Waiter {
+    pub(super) context_id: u32,
+    pub(super) issuer: IssuerId,
+    pub(super) doc: Document,
+    pub(super) if_none_match: Option<String>,
+    /// When it gives up with 504 ([`crate::policy::deadline`]).
+    pub(super) deadline_ms: u64,
 }
 
-/// When a request that starts waiting at `now_ms` gives up (504): the lease of the fetch it
-/// waits for has run out by then.
-pub(crate) fn deadline(cfg: &Config, now_ms: u64) -> u64 {
-    now_ms
-        .saturating_add(cache::millis(cfg.timeout))
-        .saturating_add(cache::millis(LEASE_MARGIN))
+/// What became of a waiter offered an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// Answered: it leaves the list.
+    Answered,
+    /// The host no longer has the request: it leaves the list unanswered.
+    Gone,
+    /// Its fetch is still to come: it stays.
+    Waits,
 }
 
-impl<H: Host> Plugin<H> {
-    /// Answers up to [`SETTLE_BATCH`] waiters whose fate is known: a usable copy, a failed fetch
-    /// now backed off, or their deadline. Returns true when more may be answerable right away.
-    /// Runs in the root context; leaves the root as the effective context.
-    pub(crate) fn settle_waiters(&self, now: u64) -> bool {
-        let waiting = match self.waiters.try_borrow_mut() {
-            Ok(mut w) if !w.is_empty() => std::mem::take(&mut *w),
+/// This VM's waiters. Only this type changes the list.
+#[derive(Debug, Default)]
+pub(super) struct Waiters {
+    list: RefCell<Vec<Waiter>>,
+}
+
+impl Waiters {
+    /// Adds a waiter; gives it back when the list is busy (a call from within [`Waiters::settle`]),
+    /// for the caller to answer at once.
+    pub(super) fn add(&self, waiter: Waiter) -> Result<(), Waiter> {
+        match self.list.try_borrow_mut() {
+            Ok(mut list) => {
+                list.push(waiter);
+                Ok(())
+            }
+            Err(_) => Err(waiter),
+        }
+    }
+
+    /// The request is gone (answered, or the client left): it no longer waits.
+    pub(super) fn remove(&self, context_id: u32) {
+        if let Ok(mut list) = self.list.try_borrow_mut() {
+            list.retain(|w| w.context_id != context_id);
+        }
+    }
+
+    /// Whether any request waits (a busy list counts as waiting).
+    pub(super) fn any(&self) -> bool {
+        self.list
+            .try_borrow()
+            .map(|l| !l.is_empty())
+            .unwrap_or(true)
+    }
+
+    /// Offers waiters, in order, to `offer`, until [`SETTLE_BATCH`] are answered; those answered
+    /// or gone leave the list. Returns true when the batch was cut short: more may be
+    /// answerable right away.
+    pub(super) fn settle(&self, mut offer: impl FnMut(&Waiter) -> Fate) -> bool {
+        let waiting = match self.list.try_borrow_mut() {
+            Ok(mut list) if !list.is_empty() => std::mem::take(&mut *list),
             _ => return false,
         };
         let mut still = Vec::new();
@@ -51,27 +84,22 @@ impl<H: Host> Plugin<H> {
                 still.push(w);
                 continue;
             }
-            if self.host.set_effective_context(w.context_id).is_err() {
-                continue; // the request is gone
-            }
-            let inm = w.if_none_match.as_deref();
-            if self.answer_now(w.issuer, w.doc, now, inm, w.deadline_ms) {
-                answered += 1;
-            } else {
-                still.push(w);
+            match offer(&w) {
+                Fate::Answered => answered += 1,
+                Fate::Gone => {}
+                Fate::Waits => still.push(w),
             }
         }
-        let _ = self.host.set_effective_context(self.root_id);
-        if let Ok(mut w) = self.waiters.try_borrow_mut() {
-            w.extend(still);
+        if let Ok(mut list) = self.list.try_borrow_mut() {
+            list.extend(still);
         }
         cut_short
     }
 
     /// The requests waiting, in order.
     #[cfg(test)]
-    pub(crate) fn waiting(&self) -> Vec<u32> {
-        self.waiters.borrow().iter().map(|w| w.context_id).collect()
+    pub(super) fn ids(&self) -> Vec<u32> {
+        self.list.borrow().iter().map(|w| w.context_id).collect()
     }
 }
 
@@ -81,7 +109,7 @@ mod tests {
     use crate::answer::Outcome;
     use crate::host::fake::{jwks_of, Process, DEV, FLEET, JWKS, PROD};
     use crate::metrics;
-    use crate::refresh::{IDLE_TICK, KICK_TICK, WAIT_TICK};
+    use crate::plugin::tick::{IDLE_TICK, KICK_TICK, WAIT_TICK};
     use std::collections::BTreeSet;
 
     const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"timeout_ms":2000}"#;
@@ -165,20 +193,13 @@ mod tests {
         vm.tick_now();
         let calls = vm.host().take_calls();
         vm.end(7); // the client left; the host deleted the context
-        assert_eq!(vm.waiting(), [8, 9]);
+        assert_eq!(vm.waiters.ids(), [8, 9]);
         vm.vanish(8); // gone from the host, not yet deleted in the plugin
         vm.respond_ok(&calls[1]);
         assert_eq!(vm.host().take_answers(), [(9, 200)]);
         vm.tick_now();
         assert!(vm.host().take_replies().is_empty());
         assert_eq!(vm.host().tick(), Some(IDLE_TICK), "no waiter left behind");
-    }
-
-    #[test]
-    fn the_deadline_covers_the_call_and_the_lease_margin() {
-        let cfg = crate::config::Config::from_json(br#"{"timeout_ms":2000}"#, |_| None).unwrap();
-        assert_eq!(deadline(&cfg, 10), 3010);
-        assert_eq!(deadline(&cfg, u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The shared copy of each document: one per Envoy process, in proxy-wasm shared data, used by
-//! every worker VM; a per-VM decoded copy revalidated against a version key; and the refresh
-//! schedule whose lease makes exactly one VM of the process fetch at a time.
+//! The shared copy: what every worker VM of one Envoy process reads and writes in proxy-wasm
+//! shared data. Its keys, the encodings stored under them, and the operations on them, each a
+//! read and a compare-and-swap; and [`LocalCopy`], a VM's decoded copy, revalidated against a
+//! version key. What the values mean (when a fetch is due, who holds the lease) is
+//! [`crate::policy`]'s.
 //!
 //! Shared-data keys (per issuer and document, under a prefix derived from the issuer's upstream
 //! configuration, so that each issuer has its own copy, schedule and lease):
@@ -9,25 +11,18 @@
 //!   copy's version. Read on every request: the host copies nothing into the VM for an empty
 //!   value, and that copy (a call from the host back into the VM to allocate) is what a
 //!   shared-data read costs;
-//! - `schedule`: the [`Schedule`], only ever changed with compare-and-swap;
+//! - `schedule`: the encoded [`Schedule`], only ever changed with compare-and-swap;
 //!
-//! and per issuer `issuer_mismatch`: `1` while its API server's last discovery document named
-//! another issuer (see [`Shared::set_mismatched`]).
+//! per issuer `issuer_mismatch`: `1` while its API server's last discovery document named
+//! another issuer (see [`Shared::set_mismatched`]); and per plugin configuration `started/...`
+//! ([`start_key`]): when a VM of the process last logged the start line.
 
-use crate::config::{Config, Issuer};
+use crate::config::{Config, IssuerConfig};
 use crate::document::Document;
+use crate::host::SharedStore;
+use crate::policy::Schedule;
 use crate::upstream::Fetched;
 use std::time::Duration;
-
-/// What proxy-wasm shared data offers: get with a CAS token, set guarded by one.
-pub trait SharedStore {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
-    /// `cas: None` writes unconditionally; `Some(c)` fails with [`CasMismatch`] if the key changed.
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch>;
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CasMismatch;
 
 /// FNV-1a, 64 bit: a stable fingerprint for keys and entity tags (not a security function:
 /// the bodies come from the API server, not from clients).
@@ -61,7 +56,7 @@ pub struct Keys {
 impl Keys {
     /// Two issuers, or two plugin configurations, that fetch, check or publish differently never
     /// share a copy, even in one VM id.
-    pub fn new(issuer: &Issuer, doc: Document) -> Keys {
+    pub fn new(issuer: &IssuerConfig, doc: Document) -> Keys {
         let base = format!("{}/{}", issuer_prefix(issuer), doc.name());
         Keys {
             copy: format!("{base}/copy"),
@@ -72,11 +67,11 @@ impl Keys {
 }
 
 /// The shared-data key of an issuer's mismatch flag ([`Shared::mismatched`]).
-pub fn mismatch_key(issuer: &Issuer) -> String {
+pub fn mismatch_key(issuer: &IssuerConfig) -> String {
     format!("{}/issuer_mismatch", issuer_prefix(issuer))
 }
 
-fn issuer_prefix(issuer: &Issuer) -> String {
+fn issuer_prefix(issuer: &IssuerConfig) -> String {
     let fp = fnv1a64(&[
         issuer.cluster.as_bytes(),
         issuer.authority.as_bytes(),
@@ -85,6 +80,14 @@ fn issuer_prefix(issuer: &Issuer) -> String {
         issuer.url.as_deref().unwrap_or_default().as_bytes(),
     ]);
     format!("kube-oidc-discovery/{fp:016x}")
+}
+
+/// The shared-data key where the VMs of a process note when one logged the start line of this
+/// configuration ([`crate::startup::first_to_start`]). The Debug form redacts the token but
+/// names its variable.
+pub fn start_key(cfg: &Config) -> String {
+    let fp = fnv1a64(&[format!("{cfg:?}").as_bytes()]);
+    format!("kube-oidc-discovery/started/{fp:016x}")
 }
 
 /// A document as stored in shared data.
@@ -160,45 +163,7 @@ fn number<T: std::str::FromStr + ToString>(text: &str) -> Option<T> {
     (n.to_string() == text).then_some(n)
 }
 
-/// How usable a copy is at a given moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Within one refresh interval (plus the upstream timeout, for a refresh in flight).
-    Fresh,
-    /// Past its refresh time because refreshes fail; served for up to `max_stale`.
-    Stale,
-    /// Older than refresh interval + `max_stale`: never served.
-    Expired,
-}
-
-pub fn freshness(cfg: &Config, fetched_at_ms: u64, now_ms: u64) -> Freshness {
-    let age = now_ms.saturating_sub(fetched_at_ms);
-    let refresh = millis(cfg.refresh_interval);
-    if age <= refresh.saturating_add(millis(cfg.timeout)) {
-        Freshness::Fresh
-    } else if age <= refresh.saturating_add(millis(cfg.max_stale)) {
-        Freshness::Stale
-    } else {
-        Freshness::Expired
-    }
-}
-
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// When the next fetch of a document is due, and who is fetching it now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Schedule {
-    pub next_due_ms: u64,
-    /// Consecutive failed fetches; drives the backoff.
-    pub failures: u32,
-    /// A VM holds the fetch until then; a crashed holder's lease simply runs out.
-    pub lease_until_ms: u64,
-    /// Client status of the last failure (0 after a success), for requests that waited on it.
-    pub last_error: u16,
-}
-
+/// The schedule's encoding in shared data (its meaning is [`crate::policy`]'s).
 impl Schedule {
     pub fn encode(&self) -> Vec<u8> {
         format!(
@@ -218,52 +183,6 @@ impl Schedule {
             last_error: number(it.next()?)?,
         };
         it.next().is_none().then_some(s)
-    }
-
-    pub fn leased(&self, now_ms: u64) -> bool {
-        self.lease_until_ms > now_ms
-    }
-
-    pub fn due(&self, now_ms: u64) -> bool {
-        !self.leased(now_ms) && self.next_due_ms <= now_ms
-    }
-}
-
-/// Delay before retrying after `failures` consecutive failures: exponential from 1 s, capped at
-/// the refresh interval, with jitter in its upper half so that gateways do not retry in step;
-/// never under 1 s.
-pub fn backoff(failures: u32, refresh_interval: Duration, jitter: u64) -> Duration {
-    let cap = millis(refresh_interval).max(1000);
-    let exp = failures.saturating_sub(1).min(20);
-    let base = 1000u64.saturating_mul(1 << exp).min(cap);
-    let half = base / 2;
-    let ms = half + jitter % (base - half + 1);
-    Duration::from_millis(ms.max(1000))
-}
-
-/// What a request finding no usable copy should do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cold {
-    /// A fetch is in flight or due now: wait for it (coalesced with every other waiter).
-    Wait,
-    /// Answer this status now.
-    Fail(u16),
-}
-
-/// Decides for a request that found no usable copy. `expired`: a copy exists but is past
-/// `max_stale` (then the answer is 503, whatever the last fetch said); `deadline_ms`: when a
-/// waiting request gives up with 504.
-pub fn cold(schedule: &Schedule, now_ms: u64, expired: bool, deadline_ms: u64) -> Cold {
-    if schedule.leased(now_ms) || schedule.next_due_ms <= now_ms {
-        if now_ms >= deadline_ms {
-            Cold::Fail(504)
-        } else {
-            Cold::Wait
-        }
-    } else if expired || schedule.last_error == 0 {
-        Cold::Fail(503)
-    } else {
-        Cold::Fail(schedule.last_error)
     }
 }
 
@@ -297,12 +216,8 @@ impl<S: SharedStore> Shared<'_, S> {
             self.ensure_schedule(keys);
             return false;
         };
-        if !schedule.due(now_ms) {
+        let Some(taken) = schedule.take_lease(now_ms, lease) else {
             return false;
-        }
-        let taken = Schedule {
-            lease_until_ms: now_ms.saturating_add(millis(lease)),
-            ..schedule
         };
         self.store
             .set(&keys.schedule, &taken.encode(), Some(cas))
@@ -319,23 +234,7 @@ impl<S: SharedStore> Shared<'_, S> {
     ) {
         for _ in 0..8 {
             let (schedule, cas) = self.schedule(keys);
-            let next = match outcome {
-                Ok(()) => Schedule {
-                    next_due_ms: now_ms.saturating_add(millis(next_in(0))),
-                    failures: 0,
-                    lease_until_ms: 0,
-                    last_error: 0,
-                },
-                Err(status) => {
-                    let failures = schedule.failures.saturating_add(1);
-                    Schedule {
-                        next_due_ms: now_ms.saturating_add(millis(next_in(failures))),
-                        failures,
-                        lease_until_ms: 0,
-                        last_error: status,
-                    }
-                }
-            };
+            let next = schedule.finished(now_ms, outcome, &next_in);
             if self.store.set(&keys.schedule, &next.encode(), cas).is_ok() {
                 return;
             }
@@ -360,11 +259,7 @@ impl<S: SharedStore> Shared<'_, S> {
         let (schedule, Some(cas)) = self.schedule(keys) else {
             return;
         };
-        if !schedule.leased(now_ms) && schedule.next_due_ms > now_ms {
-            let due = Schedule {
-                next_due_ms: now_ms,
-                ..schedule
-            };
+        if let Some(due) = schedule.made_due(now_ms) {
             let _ = self.store.set(&keys.schedule, &due.encode(), Some(cas));
         }
     }
@@ -426,6 +321,8 @@ impl LocalCopy {
 mod tests {
     use super::*;
     use crate::host::fake::MemStore;
+    use crate::host::CasMismatch;
+    use crate::policy::{cold, Cold};
 
     fn cfg() -> Config {
         Config::from_json(
@@ -466,7 +363,7 @@ mod tests {
         assert_ne!(a, etag(b"{\"keys\":[2]}"));
     }
 
-    fn issuer(json: &str) -> Issuer {
+    fn issuer(json: &str) -> IssuerConfig {
         Config::from_json(json.as_bytes(), |_| None)
             .unwrap()
             .issuers
@@ -515,17 +412,6 @@ mod tests {
     }
 
     #[test]
-    fn freshness_windows() {
-        let c = cfg();
-        assert_eq!(freshness(&c, 1000, 1000), Freshness::Fresh);
-        assert_eq!(freshness(&c, 0, 62_000), Freshness::Fresh);
-        assert_eq!(freshness(&c, 0, 62_001), Freshness::Stale);
-        assert_eq!(freshness(&c, 0, 160_000), Freshness::Stale);
-        assert_eq!(freshness(&c, 0, 160_001), Freshness::Expired);
-        assert_eq!(freshness(&c, 5000, 0), Freshness::Fresh);
-    }
-
-    #[test]
     fn schedule_round_trips_and_rejects_garbage() {
         let s = Schedule {
             next_due_ms: 5,
@@ -540,28 +426,6 @@ mod tests {
         assert_eq!(Schedule::decode(b"0 000 00 0"), None);
         assert_eq!(Schedule::decode(b"+1 2 3 4"), None);
         assert_eq!(Schedule::decode(b"0 0 0 0"), Some(Schedule::default()));
-        assert!(s.leased(8) && !s.leased(9));
-        assert!(!s.due(8) && s.due(9));
-    }
-
-    #[test]
-    fn backoff_grows_is_jittered_and_bounded() {
-        let ri = Duration::from_secs(60);
-        for jitter in [0, 1, 77, 999, u64::MAX] {
-            for f in 0..40 {
-                let d = backoff(f, ri, jitter);
-                assert!(d >= Duration::from_secs(1), "{f} {jitter} {d:?}");
-                assert!(d <= ri, "{f} {jitter} {d:?}");
-            }
-        }
-        assert_eq!(backoff(1, ri, 0), Duration::from_secs(1));
-        assert_eq!(backoff(4, ri, 0), Duration::from_secs(4));
-        assert_eq!(backoff(4, ri, 4000), Duration::from_secs(8));
-        assert_eq!(backoff(30, ri, 0), Duration::from_secs(30));
-        assert_eq!(
-            backoff(30, Duration::from_secs(5), 1_000_000_007),
-            Duration::from_millis(2500 + 1_000_000_007 % 2501)
-        );
     }
 
     #[test]

@@ -5,38 +5,24 @@
 //! that disconnects never cancels a fetch other requests are waiting for. A request that finds no
 //! usable copy registers as a waiter and shortens the tick so that the fetch starts at once.
 
-use crate::cache::{self, StoredCopy};
+use super::tick::Cause;
+use super::{LocalIssuer, Plugin};
+use crate::classify::IssuerId;
+use crate::clock;
+use crate::config::IssuerConfig;
 use crate::document::{Document, Expect};
 use crate::host::Host;
-use crate::plugin::{IssuerState, Plugin};
-use crate::upstream::{self, FetchError, FetchResult, UpstreamAnswer};
+use crate::policy;
+use crate::shared::{self, StoredCopy};
+use crate::upstream::{self, FetchError, FetchResult, ResponseHead};
 use log::{debug, warn};
-use std::time::Duration;
-
-/// Tick while nothing waits: refresh times and backoff are whole seconds.
-pub const IDLE_TICK: Duration = Duration::from_millis(1000);
-/// Tick while requests wait for a fetch made by another worker VM.
-pub const WAIT_TICK: Duration = Duration::from_millis(20);
-/// Tick that starts a fetch right after a request found no copy (or after plugin start).
-pub const KICK_TICK: Duration = Duration::from_millis(1);
-/// A lease outlives the call it covers by this much, then another VM may fetch.
-pub const LEASE_MARGIN: Duration = Duration::from_millis(1000);
 
 /// An upstream call in flight: which issuer and document, and when it started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct InFlight {
-    pub(crate) issuer: usize,
-    pub(crate) doc: Document,
-    pub(crate) started_ms: u64,
-}
-
-/// The head of an upstream call's response, as the host reports it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
-    pub status: Option<String>,
-    pub content_type: Option<String>,
-    pub cache_control: Option<String>,
-    pub body_size: usize,
+pub(super) struct InFlight {
+    issuer: IssuerId,
+    doc: Document,
+    started_ms: u64,
 }
 
 impl<H: Host> Plugin<H> {
@@ -45,31 +31,23 @@ impl<H: Host> Plugin<H> {
     /// period.
     pub fn on_tick(&self) {
         let now = self.host.now_ms();
-        let lease = self.cfg.timeout.saturating_add(LEASE_MARGIN);
-        for (issuer, state) in self.issuers.iter().enumerate() {
+        let lease = policy::lease(&self.cfg);
+        for (i, state) in self.issuers.iter().enumerate() {
             for (doc, keys) in Document::ALL.into_iter().zip(&state.keys) {
                 if self.shared().try_lease(keys, now, lease) {
-                    self.fetch(issuer, doc, now);
+                    self.fetch(IssuerId(i), doc, now);
                 }
                 let fetched_at = state.with_copy(&self.shared(), doc, |c| c.fetched_at_ms);
                 if let Some(fetched_at) = fetched_at {
                     state
                         .metrics
-                        .age(&self.host, doc, now.saturating_sub(fetched_at) / 1000);
+                        .age(&self.host, doc, clock::age_s(fetched_at, now));
                 }
             }
         }
         let more = self.settle_waiters(now);
-        let waiting = self
-            .waiters
-            .try_borrow()
-            .map(|w| !w.is_empty())
-            .unwrap_or(true);
-        self.set_tick(match (more, waiting) {
-            (true, _) => KICK_TICK,
-            (false, true) => WAIT_TICK,
-            (false, false) => IDLE_TICK,
-        });
+        let waiting = self.waiters.any();
+        self.tick.set(&self.host, Cause::Ticked { more, waiting });
     }
 
     /// The response to one of our calls. `head` and `read_body(max)` read it from the host, and
@@ -93,8 +71,7 @@ impl<H: Host> Plugin<H> {
         else {
             return;
         };
-        let (Some(cfg), Some(state)) = (self.cfg.issuers.get(issuer), self.issuers.get(issuer))
-        else {
+        let Some((cfg, state)) = self.issuer(issuer) else {
             return;
         };
         let now = self.host.now_ms();
@@ -102,17 +79,11 @@ impl<H: Host> Plugin<H> {
             .metrics
             .latency(&self.host, doc, now.saturating_sub(started_ms));
         let head = head();
-        let answer = UpstreamAnswer {
-            status: head.status.as_deref(),
-            content_type: head.content_type.as_deref(),
-            cache_control: head.cache_control.as_deref(),
-            body_size: head.body_size,
-        };
         let expect = Expect {
             issuer: cfg.url.as_deref(),
             jwks_uri: cfg.jwks_uri.as_deref(),
         };
-        let (result, excerpt) = match upstream::accept(doc, &answer, read_body, &expect) {
+        let (result, excerpt) = match upstream::accept(doc, &head, read_body, &expect) {
             Ok(_) if doc == Document::Jwks && self.shared().mismatched(&state.mismatch) => {
                 (Err(FetchError::Unverified), String::new())
             }
@@ -129,13 +100,13 @@ impl<H: Host> Plugin<H> {
     /// vouches for it. While that names another issuer (a misrouted cluster, another API
     /// server), the issuer's key set is dropped and none is stored; once it names the right one
     /// again, the key set is fetched at once.
-    fn vouch(&self, state: &IssuerState, now: u64, discovery: &Result<StoredCopy, FetchError>) {
+    fn vouch(&self, state: &LocalIssuer, now: u64, discovery: &Result<StoredCopy, FetchError>) {
         let mismatched = match discovery {
             Ok(_) => false,
             Err(e) if e.result() == FetchResult::IssuerMismatch => true,
             Err(_) => return, // says nothing of whom the cluster reaches
         };
-        let Some(jwks) = state.keys.get(Document::Jwks.index()) else {
+        let Some(jwks) = state.keys(Document::Jwks) else {
             return;
         };
         if self.shared().set_mismatched(&state.mismatch, mismatched) {
@@ -146,8 +117,8 @@ impl<H: Host> Plugin<H> {
         }
     }
 
-    fn fetch(&self, issuer: usize, doc: Document, now: u64) {
-        let Some(cfg) = self.cfg.issuers.get(issuer) else {
+    fn fetch(&self, issuer: IssuerId, doc: Document, now: u64) {
+        let Some(cfg) = self.cfg.issuer(issuer) else {
             return;
         };
         let headers = upstream::request_headers(cfg, doc);
@@ -171,21 +142,20 @@ impl<H: Host> Plugin<H> {
     /// be answered.
     fn complete(
         &self,
-        issuer: usize,
+        issuer: IssuerId,
         doc: Document,
         now: u64,
         result: Result<StoredCopy, FetchError>,
         excerpt: &str,
     ) {
-        let (Some(cfg), Some(state)) = (self.cfg.issuers.get(issuer), self.issuers.get(issuer))
-        else {
+        let Some((cfg, state)) = self.issuer(issuer) else {
             return;
         };
-        let Some(keys) = state.keys.get(doc.index()) else {
+        let Some(keys) = state.keys(doc) else {
             return;
         };
         let interval = self.cfg.refresh_interval;
-        let label = self.label(issuer);
+        let label = label(cfg);
         match result {
             Ok(copy) => {
                 state.metrics.fetch(&self.host, doc, FetchResult::Ok);
@@ -208,14 +178,22 @@ impl<H: Host> Plugin<H> {
                         "; upstream body: "
                     }
                 );
-                let jitter = cache::fnv1a64(&[&now.to_le_bytes(), &self.root_id.to_le_bytes()]);
+                let jitter = shared::fnv1a64(&[&now.to_le_bytes(), &self.root_id.to_le_bytes()]);
                 self.shared()
                     .finish(keys, now, Err(e.client_status()), |f| {
-                        cache::backoff(f, interval, jitter)
+                        policy::backoff(f, interval, jitter)
                     });
             }
         }
         self.settle_waiters(now);
+    }
+}
+
+/// `issuer <name>: ` for an `issuers` entry, to begin its log lines; empty otherwise.
+fn label(issuer: &IssuerConfig) -> String {
+    match &issuer.name {
+        Some(name) => format!("issuer {name}: "),
+        None => String::new(),
     }
 }
 
@@ -227,6 +205,8 @@ mod tests {
         jwks_of, logs, warm_fleet, Call, Process, DEV, FLEET, JWKS, PROD, TOKEN,
     };
     use crate::metrics;
+    use crate::plugin::tick::{IDLE_TICK, KICK_TICK, WAIT_TICK};
+    use std::time::Duration;
 
     const CONFIG: &str = r#"{"hosts":["oidc.example.com"],"token_env":"T","timeout_ms":2000,
         "refresh_interval_s":60,"cluster":"api"}"#;

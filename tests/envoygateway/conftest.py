@@ -1,0 +1,232 @@
+"""Fixtures of the Envoy Gateway tests: Envoy Gateway itself (built by `make tools-envoy-gateway`
+from github.com/envoyproxy/gateway at the tag tests/envoygateway/go.mod pins) in standalone mode,
+fed the chart charts/kube-oidc-discovery-envoy-gateway as rendered by Helm's engine, pulling the
+filter's OCI image from a local registry over HTTPS, driving the suite's Envoy 1.40 against the
+fake kube-apiserver. Everything runs in private network and mount namespaces (sandbox.py), one
+Envoy Gateway at a time (its ports are fixed); run this directory as a pytest invocation of its
+own (`make eg-test`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "charts" / "image"))
+sys.path.insert(0, str(HERE))
+
+import build_oci  # noqa: E402
+import helm  # noqa: E402  (tools/helm.py)
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+
+import eg as egmod  # noqa: E402
+import sandbox  # noqa: E402
+import standalone  # noqa: E402
+from harness import child, client, pki as _pki  # noqa: E402
+from harness.backend import Backend  # noqa: E402
+from harness.fake_apiserver import FakeApiServer  # noqa: E402
+from harness.registry import Registry  # noqa: E402
+
+CHART = REPO / "charts" / "kube-oidc-discovery-envoy-gateway"
+WASM = REPO / "dist" / "kube_oidc_discovery.wasm"
+NAMESPACE = "oidc"
+RELEASE = "kod"
+GATEWAY = "eg"
+APP_HOST = "app.example.com"
+IMAGE_REPO = "kube-oidc-discovery"
+DEFAULT_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated(tmp_path_factory):
+    """Before anything listens: this process in its own network and mount namespaces."""
+    sandbox.enter(tmp_path_factory.mktemp("sandbox"),
+                  {f"envoy-gateway.{standalone.EG_NAMESPACE}.svc.cluster.local": "127.0.0.1"})
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return _pki.generate(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A registry on 127.0.0.1 over HTTPS (Envoy Gateway's image fetcher allows no plain HTTP
+    unless told, and v1.9.1 exposes no such setting), its certificate from a CA of its own."""
+    d = tmp_path_factory.mktemp("registry-pki")
+    ca = _pki.make_ca("registry CA")
+    cert, key = _pki.make_leaf(ca, "registry", ["localhost"], ["127.0.0.1"])
+    # the CA alone in a directory: skopeo's --dest-cert-dir reads *.crt as CAs, *.key as client keys
+    (d / "trust").mkdir()
+    paths = {"ca.crt": d / "trust" / "ca.crt", "tls.crt": d / "tls.crt", "tls.key": d / "tls.key"}
+    paths["ca.crt"].write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
+    paths["tls.crt"].write_bytes(cert)
+    paths["tls.key"].write_bytes(key)
+    with Registry(tmp_path_factory.mktemp("registry"), tls=(paths["tls.crt"], paths["tls.key"], paths["ca.crt"])) as r:
+        r.ca = paths["ca.crt"]
+        yield r
+
+
+@pytest.fixture(scope="session")
+def image(registry, tmp_path_factory) -> dict:
+    """The filter's OCI image (charts/image/build_oci.py, as `make oci`) pushed with skopeo:
+    {"url": registry/repo:tag, "sha256": manifest digest hex}."""
+    if not WASM.is_file():
+        pytest.fail(f"{WASM} is missing: run `make build` (make eg-test does)")
+    out = tmp_path_factory.mktemp("oci") / "layout"
+    digests = build_oci.build(WASM.read_bytes(), out)
+    certs = registry.ca.parent
+    url = f"{registry.addr}/{IMAGE_REPO}:test"
+    r = subprocess.run(["skopeo", "copy", "--dest-cert-dir", str(certs), f"oci:{out}:latest", f"docker://{url}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return {"url": url, "sha256": digests["manifest"].split(":", 1)[1]}
+
+
+@pytest.fixture(scope="session")
+def app():
+    b = Backend().start()
+    yield b
+    b.stop()
+
+
+@dataclass
+class Env:
+    """One Envoy Gateway running the chart's render."""
+    eg: egmod.EnvoyGateway
+    port: int
+    objs: list[dict]
+    fed: list[dict]
+    fakes: dict[str, FakeApiServer] = field(default_factory=dict)
+
+    def get(self, path: str, host: str, **kw) -> client.Response:
+        return client.request(self.port, path, host=host, **kw)
+
+    def chart(self, kind: str) -> list[dict]:
+        return [o for o in self.objs if o["kind"] == kind]
+
+
+def wait_serving(env: Env, host: str, path: str, timeout: float = 120) -> None:
+    """Until the Envoy that Envoy Gateway started answers on the Gateway's port for ``host``
+    with something other than a connection error or the 404 of a Gateway without the route."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if not env.eg.running:
+            raise AssertionError(f"envoy-gateway exited:\n{env.eg.log_text()[-6000:]}")
+        try:
+            last = env.get(path, host, timeout=5)
+            if last.status != 404:
+                return
+        except OSError as e:
+            last = e
+        time.sleep(0.5)
+    raise AssertionError(f"not serving {host}{path} after {timeout}s (last: {last}):\n{env.eg.log_text()[-6000:]}")
+
+
+class Envs:
+    """One Envoy Gateway at a time (its ports are fixed): ``get(key, start)`` returns the running
+    environment ``key``, or stops the running one and starts ``key`` with ``start()``. Test
+    modules declare the environment they use (``EG_ENV``) and run grouped by it."""
+
+    def __init__(self):
+        self.key: str | None = None
+        self.env: Env | None = None
+
+    def get(self, key: str, start) -> Env:
+        if self.key != key:
+            self.stop()
+            self.key = key
+            self.env = start()
+        return self.env
+
+    def stop(self) -> None:
+        if self.env is not None:
+            self.env.eg.stop()
+        self.key, self.env = None, None
+
+
+def pytest_collection_modifyitems(config, items):
+    order: dict[str, int] = {}
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(HERE) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT_S))
+        order.setdefault(getattr(item.module, "EG_ENV", ""), len(order))
+    items.sort(key=lambda i: order[getattr(i.module, "EG_ENV", "")])
+
+
+@pytest.fixture(scope="session")
+def envs():
+    e = Envs()
+    yield e
+    e.stop()
+
+
+@pytest.fixture(scope="session")
+def start_eg(tmp_path_factory, pki, image, registry, app):
+    """start_eg(values, services=..., secrets=..., configmaps=..., wait=(host, path), eg_env=...)
+    -> Env (eg_env: Envoy Gateway's, and so its Envoy's, extra environment variables): the
+    chart rendered with ``values`` (over the image and Gateway the test provides), made standalone,
+    in a fresh Envoy Gateway (stop it with env.eg.stop(); Envs does)."""
+
+    def start(values: dict, *, services: list[standalone.ServiceAddress], secrets: dict,
+              configmaps: dict | None = None, fakes: dict | None = None,
+              wait: tuple[str, str] | None = None, eg_env: dict[str, str] | None = None) -> Env:
+        work = tmp_path_factory.mktemp("eg")
+        gw = egmod.EnvoyGateway(work)
+        gw.certgen()
+        sandbox.install_ca(gw.cert("envoy", "ca.crt").encode())
+        port, admin_port = child.free_port(), child.free_port()
+        vals = helm._merge({"gateway": {"name": GATEWAY}, "image": dict(image)}, values)
+        objs = helm.render(CHART, vals, release=RELEASE, namespace=NAMESPACE)
+        fed = (standalone.to_standalone(objs, services)
+               + standalone.cluster_objects(ca_pem=pki.ca_cert.read_text(), secrets=secrets, configmaps=configmaps)
+               + standalone.gateway_objects(namespace=NAMESPACE, gateway=GATEWAY, port=port, admin_port=admin_port,
+                                            envoy_version=egmod.ENVOY_VERSION,
+                                            envoy_tls=(gw.cert("envoy", "tls.crt"), gw.cert("envoy", "tls.key")))
+               + standalone.app_route(namespace=NAMESPACE, gateway=GATEWAY, host=APP_HOST,
+                                      address="127.0.0.1", port=app.port))
+        gw.start(standalone.dump(fed), admin_port, env={"SSL_CERT_FILE": str(registry.ca), **(eg_env or {})})
+        env = Env(gw, port, objs, fed, dict(fakes or {}))
+        try:
+            wait_serving(env, APP_HOST, "/")
+            if wait:
+                wait_serving(env, *wait)
+        except BaseException:
+            gw.stop()
+            raise
+        return env
+
+    return start
+
+
+# ---------------------------------------------------------------------- the single-issuer form
+TOKEN = "eg-test-token-0123456789"
+ROUTE = f"{RELEASE}-kube-oidc-discovery-envoy-gateway"
+
+
+@pytest.fixture(scope="session")
+def fake(pki):
+    """The fake kube-apiserver behind the `kubernetes` Service of the single-issuer form."""
+    f = FakeApiServer(pki.server_cert, pki.server_key, token=TOKEN).start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def single(envs, start_eg, fake) -> Env:
+    """The chart's defaults (single-issuer form, token injected) on host oidc.example.com."""
+    from e2e.checks import HOST, JWKS
+    return envs.get("single", lambda: start_eg(
+        {"hosts": [HOST]},
+        services=[standalone.ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)],
+        secrets={(NAMESPACE, f"{ROUTE}-credential"): {"credential": f"Bearer {TOKEN}"}},
+        fakes={"local": fake}, wait=(HOST, JWKS)))

@@ -1,0 +1,240 @@
+"""The chart charts/kube-oidc-discovery-envoy-gateway offline: strict lint, every rendered object
+valid (core kinds against Kubernetes' schemas; Gateway API kinds against the CRDs of
+sigs.k8s.io/gateway-api at the version Envoy Gateway v1.9.1's go.mod pins, v1.6.1, the types
+Envoy Gateway decodes them with; Envoy Gateway's kinds against the CRDs in its own module,
+charts/gateway-crds-helm), the filter configuration accepted by the filter's own parser, the
+cross-entry checks, and what goes into `default`.
+
+The CRD schemas are checked as JSON Schema (openAPIV3Schema); their CEL rules
+(x-kubernetes-validations) are not evaluated here: Envoy Gateway running the render
+(test_serving.py, test_issuers.py) is the check that it accepts the objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import helm_python
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+import helm
+from conftest import CHART, HERE, NAMESPACE, REPO
+
+K8S_VERSION = "1.33"
+DISCOVERY_ROLE = "system:service-account-issuer-discovery"
+ISSUERS = {"issuers": [
+    {"name": "local", "issuer": "https://oidc.example.com/clusters/local"},
+    {"name": "prod", "issuer": "https://oidc.example.com/clusters/prod", "jwksUri": "https://keys.example.com/prod",
+     "apiServer": {"host": "api.prod.example.internal"}},
+    {"name": "edge_1", "issuer": "https://edge-oidc.example.com/",
+     "apiServer": {"host": "api.edge.example.internal", "port": 6443, "addresses": ["10.20.0.10"],
+                   "hostname": "kubernetes.default.svc", "caConfigMap": "edge-ca"}, "tokenSecret": "edge-token"}]}
+VARIANTS = {
+    "defaults": {},
+    "everything": {"hosts": ["oidc.example.com", "issuer.example.org"], "jwksUri": "https://keys.example.org/jwks",
+                   "gateway": {"name": "public", "namespace": "gateways", "sectionName": "https"},
+                   "image": {"sha256": "a" * 64, "pullSecret": "regcred"},
+                   "plugin": {"failOpen": False, "timeoutMs": 1500, "refreshIntervalS": 30, "maxStaleS": 3600},
+                   "token": {"secretName": "my-credential", "serviceAccountName": "oidc-reader"}},
+    "env-token": {"token": {"mode": "env"}},
+    "issuers": ISSUERS,
+    "issuers-env": {**ISSUERS, "token": {"mode": "env"}},
+    "no-default-namespace": {"apiServer": {"createDefaultNamespaceObjects": False}},
+}
+
+
+def render(values: dict) -> list[dict]:
+    return helm.render(CHART, values, release="kod", namespace=NAMESPACE)
+
+
+def by_kind(objs: list[dict], kind: str) -> list[dict]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+@cache
+def module_dir(module: str) -> Path:
+    """The module's source in the Go module cache, at the version tests/envoygateway/go.sum pins."""
+    r = subprocess.run(["go", "list", "-mod=readonly", "-m", "-f", "{{.Dir}}", module], cwd=HERE,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip(), f"{module}: {r.stderr} (run `make tools-envoy-gateway`)"
+    return Path(r.stdout.strip())
+
+
+def _crd_docs(path: Path) -> list[dict]:
+    # Envoy Gateway's generated CRDs sit in `{{- if ... }}` of its CRD chart
+    text = "\n".join(line for line in path.read_text().splitlines() if "{{" not in line)
+    return [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "CustomResourceDefinition"]
+
+
+@cache
+def crd_schemas() -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> openAPIV3Schema, for the served versions."""
+    files = sorted((module_dir("sigs.k8s.io/gateway-api") / "config" / "crd" / "standard").glob("*.yaml"))
+    files += sorted((module_dir("github.com/envoyproxy/gateway") / "charts" / "gateway-crds-helm" / "templates"
+                     / "generated").glob("gateway.envoyproxy.io_*.yaml"))
+    out = {}
+    for f in files:
+        for crd in _crd_docs(f):
+            for v in crd["spec"]["versions"]:
+                if v.get("served"):
+                    out[(f"{crd['spec']['group']}/{v['name']}", crd["spec"]["names"]["kind"])] = v["schema"]["openAPIV3Schema"]
+    return out
+
+
+def crd_errors(obj: dict) -> list[str]:
+    schema = crd_schemas().get((obj["apiVersion"], obj["kind"]))
+    assert schema is not None, f"no CRD for {obj['apiVersion']} {obj['kind']}"
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in jsonschema.Draft7Validator(schema).iter_errors(obj)]
+
+
+def check_config(config: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The filter's own parser (tools/check_config.rs, the example check_config) on the rendered configuration."""
+    return subprocess.run(["cargo", "run", "-q", "--example", "check_config"], cwd=REPO, input=json.dumps(config),
+                          capture_output=True, text=True, timeout=600,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("KUBE_OIDC_TOKEN")} | env)
+
+
+# ---------------------------------------------------------------------- lint and validity
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_strict_lint_is_clean(variant):
+    assert helm.lint(CHART, VARIANTS[variant]) == []
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_object_is_valid(variant):
+    objs = render(VARIANTS[variant])
+    crd_kinds = [o for o in objs if "." in o["apiVersion"].split("/")[0] and not o["apiVersion"].startswith("rbac.")]
+    assert crd_kinds
+    for o in crd_kinds:
+        assert crd_errors(o) == [], (o["kind"], o["metadata"]["name"])
+    for o in objs:
+        if o not in crd_kinds:
+            kubernetes_validate.validate(o, K8S_VERSION, strict=True)
+
+
+def test_crd_validation_can_fail():
+    (route,) = by_kind(render({}), "HTTPRoute")
+    route["spec"]["rules"][0]["matches"][0]["method"] = "FETCH"
+    assert crd_errors(route)
+    (policy,) = by_kind(render({}), "EnvoyExtensionPolicy")
+    policy["spec"]["wasm"][0]["code"]["type"] = "Tarball"
+    assert crd_errors(policy)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_filter_accepts_its_configuration(variant):
+    (policy,) = by_kind(render(VARIANTS[variant]), "EnvoyExtensionPolicy")
+    wasm = policy["spec"]["wasm"][0]
+    env = {k: "eyJ.test.token" for k in wasm.get("env", {}).get("hostKeys", [])}
+    r = check_config(wasm["config"], env)
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------- what the chart says
+def test_defaults_put_the_token_on_the_backend_and_harden_the_route():
+    objs = render({})
+    (route,) = by_kind(objs, "HTTPRoute")
+    (rule,) = route["spec"]["rules"]
+    assert [(m["path"]["value"], m["method"]) for m in rule["matches"]] == [
+        ("/.well-known/openid-configuration", "GET"), ("/openid/v1/jwks", "GET")]
+    assert all(m["path"]["type"] == "Exact" for m in rule["matches"])
+    (ref,) = rule["backendRefs"]
+    assert (ref["kind"], ref["name"], ref["namespace"], ref["port"]) == ("Service", "kubernetes", "default", 443)
+    (f,) = ref["filters"]
+    (hf,) = by_kind(objs, "HTTPRouteFilter")
+    assert f["extensionRef"]["name"] == hf["metadata"]["name"]
+    assert hf["spec"]["credentialInjection"]["overwrite"] is True
+    assert hf["spec"]["credentialInjection"]["credential"]["valueRef"]["name"] == "kod-kube-oidc-discovery-envoy-gateway-credential"
+    mods = {f["type"]: f for f in rule["filters"]}
+    assert {"Authorization", "Impersonate-User", "Impersonate-Group"} <= set(mods["RequestHeaderModifier"]["requestHeaderModifier"]["remove"])
+    assert {"Audit-Id", "Warning", "Set-Cookie"} <= set(mods["ResponseHeaderModifier"]["responseHeaderModifier"]["remove"])
+    (policy,) = by_kind(objs, "EnvoyExtensionPolicy")
+    assert policy["spec"]["wasm"][0]["failOpen"] is True
+    assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                             "name": route["metadata"]["name"]}]
+
+
+def test_default_namespace_objects():
+    objs = render({})
+    in_default = sorted((o["kind"], o["metadata"]["namespace"]) for o in objs if o["metadata"].get("namespace") == "default")
+    assert in_default == [("BackendTLSPolicy", "default"), ("ReferenceGrant", "default")]
+    (grant,) = by_kind(objs, "ReferenceGrant")
+    assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": NAMESPACE}]
+    assert grant["spec"]["to"] == [{"group": "", "kind": "Service", "name": "kubernetes"}]
+    (tls,) = by_kind(objs, "BackendTLSPolicy")
+    assert tls["spec"]["validation"] == {"caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "kube-root-ca.crt"}],
+                                         "hostname": "kubernetes.default.svc"}
+    assert not [o for o in render(VARIANTS["no-default-namespace"]) if o["metadata"].get("namespace") == "default"]
+
+
+def test_the_account_may_only_read_the_discovery_documents():
+    objs = render({})
+    (crb,) = by_kind(objs, "ClusterRoleBinding")
+    assert crb["roleRef"]["name"] == DISCOVERY_ROLE
+    (sa,) = by_kind(objs, "ServiceAccount")
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+    assert sa["automountServiceAccountToken"] is False
+    assert not by_kind(objs, "Role") and not by_kind(objs, "ClusterRole") and not by_kind(objs, "RoleBinding")
+
+
+def test_env_mode_names_the_rule_cluster_and_the_host_key():
+    (policy,) = by_kind(render(VARIANTS["env-token"]), "EnvoyExtensionPolicy")
+    wasm = policy["spec"]["wasm"][0]
+    assert wasm["env"] == {"hostKeys": ["KUBE_OIDC_TOKEN"]}
+    assert wasm["config"]["token_env"] == "KUBE_OIDC_TOKEN"
+    assert wasm["config"]["cluster"].endswith("/rule/0")
+    assert not by_kind(render(VARIANTS["env-token"]), "HTTPRouteFilter")
+
+
+def test_issuers_one_route_per_api_server():
+    objs = render(ISSUERS)
+    routes = {r["metadata"]["name"]: r for r in by_kind(objs, "HTTPRoute")}
+    assert sorted(routes) == [f"kod-kube-oidc-discovery-envoy-gateway-{n}" for n in ("edge-1", "local", "prod")]
+    edge = routes["kod-kube-oidc-discovery-envoy-gateway-edge-1"]["spec"]
+    assert edge["hostnames"] == ["edge-oidc.example.com"]
+    assert [m["path"]["value"] for m in edge["rules"][0]["matches"]] == ["/.well-known/openid-configuration", "/openid/v1/jwks"]
+    prod = routes["kod-kube-oidc-discovery-envoy-gateway-prod"]["spec"]
+    assert [m["path"]["value"] for m in prod["rules"][0]["matches"]] == [
+        "/clusters/prod/.well-known/openid-configuration", "/clusters/prod/openid/v1/jwks"]
+    assert prod["rules"][0]["backendRefs"][0]["kind"] == "Backend"
+    backends = {b["metadata"]["name"]: b["spec"] for b in by_kind(objs, "Backend")}
+    assert backends["kod-kube-oidc-discovery-envoy-gateway-edge-1"]["endpoints"] == [{"ip": {"address": "10.20.0.10", "port": 6443}}]
+    assert backends["kod-kube-oidc-discovery-envoy-gateway-prod"]["endpoints"] == [{"fqdn": {"hostname": "api.prod.example.internal", "port": 443}}]
+    (policy,) = by_kind(objs, "EnvoyExtensionPolicy")
+    assert sorted(t["name"] for t in policy["spec"]["targetRefs"]) == sorted(routes)
+    assert [e["cluster"] for e in policy["spec"]["wasm"][0]["config"]["issuers"]] == [
+        f"httproute/{NAMESPACE}/{n}/rule/0/backend/0" for n in
+        ("kod-kube-oidc-discovery-envoy-gateway-local", "kod-kube-oidc-discovery-envoy-gateway-prod",
+         "kod-kube-oidc-discovery-envoy-gateway-edge-1")]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"issuers": [{"name": "a_b", "issuer": "https://a.example.com"}, {"name": "a-b", "issuer": "https://b.example.com"}]},
+     "issuers[1].name"),
+    ({"issuers": [{"name": "a", "issuer": "https://a.example.com"}, {"name": "b", "issuer": "https://b.example.com"}]},
+     "only one entry may be this cluster"),
+    ({"jwksUri": "https://k.example.com/jwks", "issuers": [{"name": "a", "issuer": "https://a.example.com"}]},
+     "jwksUri is the single-issuer form's"),
+])
+def test_cross_entry_errors(values, message):
+    with pytest.raises(helm_python.HelmError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        render(values)
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"token": {"mode": "projected"}}, "/token/mode"),
+    ({"image": {"url": "oci://registry.example.com/kod:1"}}, "/image/url"),
+    ({"plugin": {"timeoutMs": 0}}, "/plugin/timeoutMs"),
+    ({"hosts": []}, "/hosts"),
+])
+def test_the_schema_rejects(values, field):
+    with pytest.raises(helm_python.HelmError) as e:
+        render(values)
+    assert field.strip("/").split("/")[-1] in str(e.value)

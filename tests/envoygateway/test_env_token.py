@@ -1,0 +1,42 @@
+"""token.mode=env: the token from the Envoy container's environment, given to the VM with Wasm
+env.hostKeys (read when the VM starts). The backendRef then has no filter, so Envoy Gateway makes
+one cluster for the rule and names it without /backend/<j>: the name the chart writes, held here
+to Envoy Gateway's output. Envoy inherits Envoy Gateway's environment in standalone mode (func-e
+sets none of its own)."""
+
+from __future__ import annotations
+
+import pytest
+
+import xds
+from conftest import NAMESPACE, ROUTE, TOKEN
+from e2e.checks import DOCS, HOST, JWKS
+from standalone import ServiceAddress
+
+EG_ENV = "env-token"
+CLUSTER = f"httproute/{NAMESPACE}/{ROUTE}/rule/0"
+
+
+@pytest.fixture
+def env(envs, start_eg, fake):
+    return envs.get(EG_ENV, lambda: start_eg(
+        {"hosts": [HOST], "token": {"mode": "env"}},
+        services=[ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)], secrets={},
+        eg_env={"KUBE_OIDC_TOKEN": TOKEN}, wait=(HOST, JWKS)))
+
+
+def test_the_rule_cluster_without_an_injector(env):
+    (policy,) = env.chart("EnvoyExtensionPolicy")
+    assert policy["spec"]["wasm"][0]["config"]["cluster"] == CLUSTER
+    clusters = xds.clusters(env.eg.config_dump())
+    assert [c for c in clusters if c.startswith(f"httproute/{NAMESPACE}/{ROUTE}/")] == [CLUSTER]
+    assert not [f for f in xds.upstream_filters(clusters[CLUSTER]) if f.get("typed_config", {}).get("@type") == xds.CRED_TYPE]
+
+
+def test_documents_served_with_the_host_key_token(env, fake):
+    fake.reset()
+    for path in DOCS:
+        r = env.get(path, HOST)
+        assert r.status == 200, (path, r.status, r.body[:200])
+    recs = [h for h in fake.history if h.path in DOCS]
+    assert recs and all(h.header_all("authorization") == [f"Bearer {TOKEN}"] for h in recs)
