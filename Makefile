@@ -144,6 +144,7 @@ real-test: build tools-py kube-tools
 # caches (~/go/pkg/mod, ~/.cache/go-build) persist, so a rebuild is incremental.
 ISTIO_XDS := target/istio-xds
 $(ISTIO_XDS): $(wildcard tests/istio/*.go) tests/istio/go.mod tests/istio/go.sum
+	@command -v go >/dev/null || { echo "Go (>= the go line of tests/istio/go.mod) is needed for tests/istio" >&2; exit 1; }
 	cd tests/istio && go build -mod=readonly -o ../../$(ISTIO_XDS) .
 
 istio-xds: $(ISTIO_XDS)
