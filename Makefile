@@ -27,8 +27,8 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e shipped-test real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke tools-envoy-gateway eg-test envoy-gateway-config \
-        tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
+        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-test istio-snapshot tools-envoy-gateway eg-test \
+        envoy-gateway-config tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
         tools-release tools-cosign deny sbom release release-push release-sign release-test
 
 # ---------------------------------------------------------------- tools
@@ -181,6 +181,26 @@ shipped-test: build tools-py
 real-test: build tools-py kube-tools
 	$(PYTEST) -q tests/real
 
+# ---------------------------------------------------------------- istiod's own code
+# tests/istio: the chart's objects through istiod's validation and config generation and
+# pilot-agent's Wasm and SDS code (istio.io/istio pinned in tests/istio/go.mod, go.sum committed),
+# then run in real Envoy. Rebuilt only when its sources or go.sum change; the module and build
+# caches (~/go/pkg/mod, ~/.cache/go-build) persist, so a rebuild is incremental.
+ISTIO_XDS := target/istio-xds
+$(ISTIO_XDS): $(wildcard tests/istio/*.go) tests/istio/go.mod tests/istio/go.sum
+	@command -v go >/dev/null || { echo "Go (>= the go line of tests/istio/go.mod) is needed for tests/istio" >&2; exit 1; }
+	cd tests/istio && go build -mod=readonly -o ../../$(ISTIO_XDS) .
+
+istio-xds: $(ISTIO_XDS)
+
+istio-test: build tools-apt tools-py istio-xds
+	$(PYTEST) -q tests/istio
+
+# envoy/istio-gateway.yaml: what istiod sends the gateway for the chart's defaults, for readers
+# (tests/istio/test_snapshot.py fails when it drifts).
+istio-snapshot: tools-py istio-xds
+	$(PY) tests/istio/snapshot.py
+
 # The chart charts/kube-oidc-discovery-envoy-gateway run by Envoy Gateway itself (standalone
 # mode, private network namespace; tests/envoygateway), and its kinds against the CRDs.
 eg-test: build tools-apt tools-py tools-envoy-gateway
@@ -294,7 +314,7 @@ soak: build tools-apt tools-py
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 # pytest with no paths runs every folder of pytest.ini's testpaths (tests/README.md: the tiers).
-test: lint tools unit wasm-test fuzz-smoke build
+test: lint tools unit wasm-test fuzz-smoke build istio-xds
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) $(PYTEST) -q
 	# a session of its own: it moves into private network and mount namespaces
 	$(PYTEST) -q tests/envoygateway

@@ -16,7 +16,7 @@ import yaml
 
 import helm
 from test_chart import (DISCOVERY_ROLE, check_config, ISTIO_CLUSTER, K8S_VERSION, README, VARIANTS, _notes_patch, by_kind,
-                        injected_credential, one, scope_patches)
+                        injected_credential, one)
 
 FORMS = ["issuers", "issuers-remote"]
 SDS_MOUNT = "/etc/kube-oidc-discovery"
@@ -120,18 +120,24 @@ def test_each_api_server_is_checked_with_its_own_clusters_ca_by_the_gateway_only
 
 
 # ---------------------------------------------------------------------- public hosts
-@pytest.mark.parametrize("variant", FORMS)
-def test_the_plugin_runs_on_the_virtual_host_of_every_issuer_host(variant):
+@pytest.mark.parametrize("variant", FORMS + ["gateway-api-issuers"])
+def test_the_chart_routes_every_issuer_host_and_path(variant):
     values = VARIANTS[variant] | {"hosts": ["unused.example.com"]}  # hosts: the single-issuer form's
     hosts = list(dict.fromkeys(urlsplit(e["issuer"]).hostname for e in values["issuers"]))
-    _, _, vhosts = scope_patches(values)
-    assert [p["match"]["routeConfiguration"]["vhost"]["name"] for p in vhosts] == [f"{h}:443" for h in hosts]
+    paths = [f"{urlsplit(e['issuer']).path.rstrip('/')}{d}" for e in values["issuers"]
+             for d in ("/.well-known/openid-configuration", "/openid/v1/jwks")]
     objs = by_kind(helm.render(values=values))
-    if "Gateway" in objs:
+    if "HTTPRoute" in objs:
+        (route,) = objs["HTTPRoute"]
+        assert route["spec"]["hostnames"] == hosts
+        assert [m["path"] for m in route["spec"]["rules"][0]["matches"]] == [{"type": "Exact", "value": p}
+                                                                           for p in paths]
+    elif "Gateway" in objs:
         (gw,), (vs,), (cert,) = objs["Gateway"], objs["VirtualService"], objs["Certificate"]
         assert gw["spec"]["servers"][0]["hosts"] == vs["spec"]["hosts"] == cert["spec"]["dnsNames"] == hosts
+        assert [m["uri"]["exact"] for m in vs["spec"]["http"][0]["match"]] == paths
     else:
-        assert f"virtual hosts {' '.join(f'{h}:443' for h in hosts)}\n" in helm.notes(values=values)
+        assert f"the public hosts {' '.join(hosts)}\n" in helm.notes(values=values)
 
 
 # ---------------------------------------------------------------------- tokens

@@ -8,9 +8,6 @@ import time
 
 from harness.client import Response
 from harness.constants import API_SERVER_NAME, DOCS, PLUGIN_NAME
-# only for test_istio.py and test_istio_issuers.py, which import them from here; other tests
-# import them from harness.constants
-from harness.constants import DISCOVERY, HOST, JWKS  # noqa: F401
 from harness.fake_apiserver import MEDIA_TYPES, Recorded
 
 # Headers a document answer may carry: relayed or set by the filter, plus Envoy's own date/server.
@@ -35,16 +32,20 @@ ERROR_BODIES = {
 }
 
 
-def assert_no_upstream_headers(r: Response) -> None:
+# The `server` header Envoy writes: its own name, or the HCM's server_name (istiod: istio-envoy).
+ENVOY_SERVER = "envoy"
+
+
+def assert_no_upstream_headers(r: Response, server: str = ENVOY_SERVER) -> None:
     names = r.header_names()
     for h in UPSTREAM_ONLY:
         assert h not in names, f"upstream header {h} relayed: {r.headers}"
     assert not any(n.startswith("x-kubernetes-") for n in names), r.headers
-    assert r.header("server") == "envoy", r.headers
+    assert r.header("server") == server, r.headers
     assert r.header("date") != FAKE_DATE, r.headers
 
 
-def assert_generic_error(r: Response, status: int, forbidden: list[str] = ()) -> None:
+def assert_generic_error(r: Response, status: int, forbidden: list[str] = (), server: str = ENVOY_SERVER) -> None:
     """A generic JSON error: exact status and body, no upstream detail anywhere in the answer."""
     assert r.status == status, f"want {status}, got {r.status}: {r.body[:300]!r}"
     assert r.body == ERROR_BODIES[status], r.body[:300]
@@ -52,7 +53,7 @@ def assert_generic_error(r: Response, status: int, forbidden: list[str] = ()) ->
     assert r.header("x-content-type-options") == "nosniff", r.headers
     # an error answer is never cached downstream, a 404/405 may be
     assert r.header("cache-control") == ("no-store" if status >= 500 else None), r.headers
-    assert_no_upstream_headers(r)
+    assert_no_upstream_headers(r, server)
     raw = r.raw()
     for word in forbidden:
         assert word not in raw, f"{word!r} leaked into the answer: {raw[:500]}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from e2e import istiod
 from e2e.checks import plugin_log_lines
 from harness import config as cfgmod
 from harness import envoy as envoymod
@@ -100,7 +99,7 @@ def test_not_json_stops_envoy(make_stack):
 def test_empty_configuration_means_defaults(make_stack, plugin):
     # defaults: cluster "kubernetes", every host served (given the filter is in every host's path)
     s = make_stack("pod.yaml", plugin=plugin, start=False)
-    istiod.unscoped(s.cfg)
+    cfgmod.unscoped(s.cfg)
     cfgmod.dump(s.cfg, s.envoy.config_path)
     s.start()
     r = s.get("/openid/v1/jwks", host="any.host.example")

@@ -21,21 +21,12 @@ import eg as egmod  # this folder's modules: pytest puts it on sys.path (it has 
 import helm  # tools/helm.py
 import sandbox
 import standalone
+from names import APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, ROUTE, TOKEN, WASM
 from harness import child, client, pki as _pki
 from harness.backend import Backend
 from harness.fake_apiserver import FakeApiServer
 from harness.registry import Registry
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-
-CHART = REPO / "charts" / "kube-oidc-discovery-envoy-gateway"
-WASM = REPO / "dist" / "kube_oidc_discovery.wasm"
-NAMESPACE = "oidc"
-RELEASE = "kod"
-GATEWAY = "eg"
-APP_HOST = "app.example.com"
-IMAGE_REPO = "kube-oidc-discovery"
 DEFAULT_TIMEOUT_S = 240
 
 
@@ -203,8 +194,6 @@ def start_eg(tmp_path_factory, pki, image, registry, app):
 
 
 # ---------------------------------------------------------------------- the single-issuer form
-TOKEN = "eg-test-token-0123456789"
-ROUTE = f"{RELEASE}-kube-oidc-discovery-envoy-gateway"
 
 
 @pytest.fixture(scope="session")
@@ -218,7 +207,7 @@ def fake(pki):
 @pytest.fixture
 def single(envs, start_eg, fake) -> Env:
     """The chart's defaults (single-issuer form, token injected) on host oidc.example.com."""
-    from e2e.checks import HOST, JWKS
+    from harness.constants import HOST, JWKS
     return envs.get("single", lambda: start_eg(
         {"hosts": [HOST]},
         services=[standalone.ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)],

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 import helm
-from conftest import CHART, HERE, NAMESPACE, REPO
+from names import CHART, HERE, NAMESPACE, REPO
 
 K8S_VERSION = "1.33"
 DISCOVERY_ROLE = "system:service-account-issuer-discovery"

@@ -12,7 +12,7 @@ import json
 import pytest
 
 import xds
-from conftest import NAMESPACE, ROUTE
+from names import NAMESPACE, ROUTE
 
 EG_ENV = "single"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 import xds
-from conftest import NAMESPACE, ROUTE, TOKEN
-from e2e.checks import DOCS, HOST, JWKS
+from names import NAMESPACE, ROUTE, TOKEN
+from harness.constants import DOCS, HOST, JWKS
 from standalone import ServiceAddress
 
 EG_ENV = "env-token"

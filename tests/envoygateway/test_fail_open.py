@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 import xds
-from conftest import NAMESPACE, ROUTE, TOKEN
-from e2e.checks import DOCS, HOST, JWKS, UPSTREAM_ONLY
+from names import NAMESPACE, ROUTE, TOKEN
+from e2e.checks import UPSTREAM_ONLY
+from harness.constants import DOCS, HOST, JWKS
 from standalone import ServiceAddress
 from test_serving import condition
 

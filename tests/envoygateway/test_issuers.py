@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 import xds
-from conftest import NAMESPACE, ROUTE
-from e2e.checks import DISCOVERY, ERROR_BODIES, JWKS, UPSTREAM_ONLY
+from names import NAMESPACE, ROUTE
+from e2e.checks import ERROR_BODIES, UPSTREAM_ONLY
+from harness.constants import DISCOVERY, JWKS
 from harness import pki as _pki
 from harness.fake_apiserver import FakeApiServer
 from standalone import ServiceAddress

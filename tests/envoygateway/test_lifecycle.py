@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 import eg as egmod
-from conftest import NAMESPACE, ROUTE, TOKEN
-from e2e.checks import HOST, JWKS
+from names import NAMESPACE, ROUTE, TOKEN
+from harness.constants import HOST, JWKS
 from standalone import ServiceAddress
 
 EG_ENV = "lifecycle"

@@ -10,8 +10,9 @@ import re
 
 import pytest
 
-from conftest import APP_HOST, NAMESPACE, ROUTE, TOKEN
-from e2e.checks import DISCOVERY, DOCS, HOST, JWKS, assert_exact_upstream_request, poll, served_discovery
+from names import APP_HOST, NAMESPACE, ROUTE, TOKEN
+from e2e.checks import assert_exact_upstream_request, poll, served_discovery
+from harness.constants import DISCOVERY, DOCS, HOST, JWKS
 
 EG_ENV = "single"
 JWKS_URI = f"https://{HOST}/openid/v1/jwks"

@@ -13,8 +13,9 @@ import yaml
 
 import eg as egmod
 import staticconfig
-from conftest import REPO, TOKEN, WASM
-from e2e.checks import DISCOVERY, DOCS, HOST, served_discovery
+from names import REPO, TOKEN, WASM
+from e2e.checks import served_discovery
+from harness.constants import DISCOVERY, DOCS, HOST
 from harness import client
 from harness.envoy import Envoy
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.client
+import ssl
 from dataclasses import dataclass
 
 from .constants import HOST
@@ -35,10 +36,26 @@ class Response:
         return f"{self.status}\n{head}\n\n{self.text}"
 
 
+class _TLSConnection(http.client.HTTPSConnection):
+    """HTTPS to ``address`` with SNI ``sni`` (a gateway picks its filter chain by SNI)."""
+
+    def __init__(self, address: str, port: int, sni: str, context: ssl.SSLContext, timeout: float):
+        super().__init__(address, port, timeout=timeout, context=context)
+        self._sni = sni
+
+    def connect(self):
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._sni)
+
+
 def request(port: int, path: str, *, method: str = "GET", host: str | None = HOST,
             headers: list[tuple[str, str]] | dict[str, str] | None = None, body: bytes | None = None,
-            timeout: float = 10, address: str = "127.0.0.1") -> Response:
-    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+            timeout: float = 10, address: str = "127.0.0.1", tls_ca: str | None = None) -> Response:
+    """``tls_ca``: speak TLS, SNI ``host``, trusting only this CA file."""
+    if tls_ca is None:
+        conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    else:
+        conn = _TLSConnection(address, port, host, ssl.create_default_context(cafile=tls_ca), timeout)
     try:
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
         if host is not None:

@@ -54,6 +54,15 @@ def hcm(cfg: dict, listener: int = 0) -> dict:
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
 
+def unscoped(cfg: dict) -> None:
+    """The filter in every request's path: no `disabled`, no per-virtual-host entries (a shipped
+    config without its scoping)."""
+    for f in hcm(cfg)["http_filters"]:
+        f.pop("disabled", None)
+    for vh in hcm(cfg)["route_config"]["virtual_hosts"]:
+        vh.pop("typed_per_filter_config", None)
+
+
 def is_wasm(http_filter: dict) -> bool:
     """Whether an HTTP filter is a Wasm filter, told by its type: Istio names the filter after
     the WasmPlugin, not ``envoy.filters.http.wasm``."""

@@ -12,7 +12,6 @@ as shipped, the durations scaled (their shipped values are promtool's unit tests
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import yaml

@@ -178,3 +178,116 @@ that do not exist match nothing):
 - extensions.istio.io/wasmplugin/{{ $n }}
 - extensions.istio.io/trafficextension/{{ $n }}~istio-translated-wasmplugin
 {{- end -}}
+
+{{/* The Gateway API Gateway of gateway.targetRefs (Gateway API mode), empty in classic mode. The
+schema allows at most one targetRef, of kind Gateway: the DestinationRules select its pods by the
+label Istio's deployment controller gives them, which is also what istiod matches targetRefs by
+(pilot/pkg/model/policyattachment.go). Classic mode's Istio Gateway and VirtualService do not
+apply to a Gateway API gateway, so they are refused here. */}}
+{{- define "kod.gatewayAPI" -}}
+{{- with .Values.gateway.targetRefs -}}
+{{- $gw := $.Values.publicGateway -}}
+{{- if or $gw.create $gw.gateways -}}
+{{- fail "gateway.targetRefs (Gateway API mode) takes the chart's HTTPRoute: publicGateway.create and publicGateway.gateways are classic mode's Istio Gateway and VirtualService" -}}
+{{- end -}}
+{{- (first .).name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* How the chart's Istio objects bind to the gateway: targetRefs in Gateway API mode (istiod
+ignores a workloadSelector policy for such a gateway when ENABLE_SELECTOR_BASED_K8S_GATEWAY_POLICY
+is off, and a targetRefs policy for any other gateway), else the workloadSelector. `key` is the
+selector's field name: EnvoyFilter `workloadSelector` + `labels`. */}}
+{{- define "kod.envoyFilterBinding" -}}
+{{- if include "kod.gatewayAPI" . -}}
+targetRefs:
+  {{- toYaml .Values.gateway.targetRefs | nindent 2 }}
+{{- else -}}
+workloadSelector:
+  labels:
+    {{- toYaml .Values.gateway.selector | nindent 4 }}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway's pod labels for a DestinationRule's workloadSelector (it has no targetRefs): in
+Gateway API mode the label Istio's deployment controller puts on the Gateway's pods. */}}
+{{- define "kod.podLabels" -}}
+{{- with include "kod.gatewayAPI" . -}}
+gateway.networking.k8s.io/gateway-name: {{ . }}
+{{- else -}}
+{{- toYaml .Values.gateway.selector -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The request paths the filter answers: the two documents under each issuer's path (the
+single-issuer form: at the root), each once. */}}
+{{- define "kod.documentPaths" -}}
+{{- $prefixes := list "" -}}
+{{- if .Values.issuers -}}
+{{- $prefixes = list -}}
+{{- range include "kod.issuers" . | fromYamlArray }}{{ $prefixes = append $prefixes .prefix }}{{ end -}}
+{{- end -}}
+{{- $paths := list -}}
+{{- range $prefixes | uniq -}}
+{{- $paths = append $paths (printf "%s/.well-known/openid-configuration" .) -}}
+{{- $paths = append $paths (printf "%s/openid/v1/jwks" .) -}}
+{{- end -}}
+{{- toYaml $paths -}}
+{{- end -}}
+
+{{/* Whether the chart routes the public hosts: its VirtualService (classic mode, bound to its
+Gateway or yours) or its HTTPRoute (Gateway API mode). */}}
+{{- define "kod.routesHosts" -}}
+{{- $gw := .Values.publicGateway -}}
+{{- if include "kod.gatewayAPI" . -}}
+{{- if $gw.httpRoute }}true{{ end -}}
+{{- else if and $gw.virtualService (or $gw.create $gw.gateways) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* The names of the chart's routes, as istiod names them in the gateway's route configuration:
+the VirtualService's http route names (pilot/pkg/networking/core/route/route.go, TranslateRoute:
+the route's name, its matches unnamed), or for the HTTPRoute's rules, which carry no name,
+`<namespace>.<name>.<rule index>` (pilot/pkg/config/kube/gateway/conversion.go). The plugin is
+enabled on exactly these routes (scope.yaml): route names survive the merge of virtual hosts that
+route collapse does, virtual host names do not. The HTTPRoute's rules: the document paths in
+chunks of at most 64 matches (the CRD's limit), then the catch-all. */}}
+{{- define "kod.routeNames" -}}
+{{- $base := printf "%s.%s" .Release.Namespace (include "kod.fullname" .) -}}
+{{- if include "kod.gatewayAPI" . -}}
+{{- $n := len (include "kod.documentPathChunks" . | fromYamlArray) -}}
+{{- range until (add1 $n | int) }}
+- {{ printf "%s.%d" $base . }}
+{{- end -}}
+{{- else -}}
+- {{ $base }}.documents
+- {{ $base }}.not-found
+{{- end -}}
+{{- end -}}
+
+{{/* kod.documentPaths in chunks of at most 64 (an HTTPRoute rule's matches). The CRD also
+allows at most 128 matches per HTTPRoute, the catch-all included. */}}
+{{- define "kod.documentPathChunks" -}}
+{{- $paths := include "kod.documentPaths" . | fromYamlArray -}}
+{{- if gt (len $paths) 127 -}}
+{{- fail (printf "Gateway API mode: %d document paths (2 per issuer path) do not fit one HTTPRoute (at most 127 beside its catch-all)" (len $paths)) -}}
+{{- end -}}
+{{- $chunks := list -}}
+{{- $chunk := list -}}
+{{- range $paths -}}
+{{- if eq (len $chunk) 64 }}{{ $chunks = append $chunks $chunk }}{{ $chunk = list }}{{ end -}}
+{{- $chunk = append $chunk . -}}
+{{- end -}}
+{{- toYaml (append $chunks $chunk) -}}
+{{- end -}}
+
+{{/* The hosts of the Services whose clusters the filter calls (the API servers), for the
+EnvoyFilter annotation envoyfilter.istio.io/referenced-services. */}}
+{{- define "kod.apiServerHosts" -}}
+{{- $hosts := list -}}
+{{- range include "kod.upstreams" . | fromYamlArray -}}
+{{- $hosts = append $hosts (ternary .host $.Values.apiServer.host .remote) -}}
+{{- end -}}
+{{- toYaml ($hosts | uniq) -}}
+{{- end -}}
