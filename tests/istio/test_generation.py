@@ -111,13 +111,20 @@ def test_every_api_servers_cluster_reaches_the_gateway(case, generated):
 
 
 def test_a_dotless_api_server_host_gets_no_tls(servers, tmp_path):
-    """istiod reads a DestinationRule's dotless host as a short name of its namespace
-    (`localhost` -> localhost.istio-ingress.svc.cluster.local), so the chart's rule never applies
-    to a ServiceEntry host without a dot: the cluster has no TLS at all."""
+    """Why the chart's schema wants a dot in apiServer.host: istiod reads a DestinationRule's
+    dotless host as a short name of its namespace (`localhost` -> localhost.istio-ingress.svc.
+    cluster.local), so the rule never applies to a ServiceEntry host without a dot and the
+    cluster has no TLS at all. The chart refuses such a host, so the objects are rendered with a
+    dotted one and renamed."""
     values = {"issuers": [{"name": "local", "issuer": "https://oidc.example.com/clusters/local"},
                           {"name": "edge", "issuer": "https://edge-oidc.example.com",
-                           "apiServer": {"host": "localhost", "port": 6443}}]}
+                           "apiServer": {"host": "edge.invalid", "port": 6443}}]}
     g = Gateway(tmp_path, matrix.BY_ID["classic"], servers=servers, values=values)
+    for o in g.config:
+        if o["kind"] == "ServiceEntry":
+            o["spec"]["hosts"] = ["localhost" if h == "edge.invalid" else h for h in o["spec"]["hosts"]]
+        if o["kind"] == "DestinationRule" and o["spec"]["host"] == "edge.invalid":
+            o["spec"]["host"] = "localhost"
     g.generate()
     assert "transport_socket" not in g.result.resource("clusters", "outbound|6443||localhost")
     assert "transport_socket" in g.result.resource("clusters", "outbound|443||kubernetes.default.svc.cluster.local")
