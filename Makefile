@@ -28,10 +28,12 @@ CARGO_FUZZ_VERSION := 0.13.2
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
         clean tools-fuzz fuzz fuzz-smoke istio-xds istio-test istio-snapshot tools-envoy-gateway eg-test \
-        envoy-gateway-config
+        envoy-gateway-config tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
+        tools-release tools-cosign deny sbom release release-push release-sign release-test
 
 # ---------------------------------------------------------------- tools
-tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-envoy-gateway
+tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-envoy-gateway \
+       tools-prometheus tools-istio-stats tools-release tools-cosign
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -93,6 +95,42 @@ tools-envoy-gateway:
 	  mkdir -p "$$(dirname "$$bin")"; \
 	  (cd $(EG_MOD) && GOFLAGS=-mod=readonly go build -o "$$bin.tmp" github.com/envoyproxy/gateway/cmd/envoy-gateway); \
 	  mv "$$bin.tmp" "$$bin"; \
+	fi
+
+# Prometheus and promtool 2.42 from Debian's package, unpacked into a cache (installing the package
+# would start a Prometheus service); where tests/harness/prometheus.py finds them.
+PROM_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/prometheus
+export KOD_PROMETHEUS_BIN := $(PROM_CACHE)/bin
+tools-prometheus:
+	@tools/prometheus/install.sh $(PROM_CACHE) >/dev/null
+
+# Istio's own bootstrap code generating a gateway's stats_config (tests/monitoring/istio_stats,
+# modules pinned by its go.mod and go.sum), for tests/monitoring/test_istio_stats.py.
+export KOD_ISTIO_STATS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/istio-stats/istio_stats
+tools-istio-stats:
+	@cd tests/monitoring/istio_stats && go build -o $(KOD_ISTIO_STATS_BIN) .
+
+# The release's tools from crates.io, at pinned versions (once, several minutes each).
+CARGO_CYCLONEDX_VERSION := 0.5.9
+CARGO_DENY_VERSION := 0.20.2
+tools-release:
+	@if ! cargo cyclonedx --version 2>/dev/null | grep -q " $(CARGO_CYCLONEDX_VERSION)$$"; then \
+	  echo "installing cargo-cyclonedx $(CARGO_CYCLONEDX_VERSION)"; \
+	  cargo install -q --locked cargo-cyclonedx --version $(CARGO_CYCLONEDX_VERSION); \
+	fi
+	@if ! cargo deny --version 2>/dev/null | grep -q " $(CARGO_DENY_VERSION)$$"; then \
+	  echo "installing cargo-deny $(CARGO_DENY_VERSION)"; \
+	  cargo install -q --locked cargo-deny --version $(CARGO_DENY_VERSION); \
+	fi
+
+# cosign, built from its Go module (no registry here ships its binary; about 30 minutes of a
+# loaded 2-core machine once, then cached): for make release-sign and tests/release/test_signing.py.
+COSIGN_VERSION := v2.6.5
+export KOD_COSIGN_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/cosign/cosign
+tools-cosign:
+	@if ! $(KOD_COSIGN_BIN) version 2>/dev/null | grep -q "GitVersion: *$(COSIGN_VERSION)$$"; then \
+	  echo "building cosign $(COSIGN_VERSION) from its Go module (once)"; \
+	  GOBIN=$(dir $(KOD_COSIGN_BIN)) go install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION); \
 	fi
 
 tools-fuzz:
@@ -210,6 +248,53 @@ push: oci
 	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=registry.example.com/kube-oidc-discovery:0.1.0" >&2; exit 2; }
 	skopeo copy $(PUSH_FLAGS) oci:$(DIST)/oci:latest docker://$(IMAGE)
 
+# ---------------------------------------------------------------- monitoring
+# monitoring/kube-oidc-discovery.rules.yaml is the chart's PrometheusRule rendered: regenerate it
+# after editing charts/kube-oidc-discovery/templates/prometheusrule.yaml.
+monitoring-rules: tools-py
+	$(PY) tools/monitoring_rules.py
+
+# promtool on the rules, the PrometheusRule's schema, the dashboard, and a real Prometheus
+# scraping the real filter (tests/monitoring).
+monitoring-test: build tools-py tools-npm tools-prometheus tools-istio-stats
+	$(PYTEST) -q tests/monitoring
+
+# ---------------------------------------------------------------- release
+# docs/release.md. The version is the crate's; tools/release.py first checks (tools/versions.py)
+# that every other place names it, and that CHANGELOG.md has its entry.
+RELEASE_IMAGE ?= ghcr.io/kube-oidc-discovery/kube-oidc-discovery
+RELEASE_DIR   ?= $(DIST)/release
+RELEASE_PUSH_FLAGS ?=
+SBOM          := $(DIST)/kube-oidc-discovery.cdx.json
+
+# Licenses, bans and sources of every dependency (deny.toml). Offline once the crates are fetched;
+# advisories need the RustSec database, which this machine cannot fetch.
+deny: tools-release
+	cargo fetch --locked -q
+	cargo deny --offline check licenses bans sources
+
+# CycloneDX SBOM of the crates the filter is built from (wasm32-wasip1, no dev-dependencies).
+sbom: tools-release
+	cargo cyclonedx --format json --target $(WASM_TGT) --override-filename kube-oidc-discovery.cdx --spec-version 1.5 -q
+	mkdir -p $(DIST) && mv kube-oidc-discovery.cdx.json $(SBOM)
+
+release: build tools-py deny sbom
+	$(PY) tools/release.py --wasm $(DIST_WASM) --sbom $(SBOM) --image $(RELEASE_IMAGE) --out $(RELEASE_DIR) \
+	  --revision "$$(git rev-parse HEAD)$$(git diff --quiet HEAD -- || echo -dirty)"
+
+# The image, its SBOM artifact and the referrers index; e.g. RELEASE_PUSH_FLAGS=--plain-http.
+release-push: tools-py
+	$(PY) tools/release.py push --out $(RELEASE_DIR) --image $(RELEASE_IMAGE) $(RELEASE_PUSH_FLAGS)
+
+# Signs the pushed image's digest and attests its SBOM with COSIGN_KEY (a cosign key pair;
+# COSIGN_PASSWORD in the environment), without a transparency log (docs/release.md).
+COSIGN_KEY ?= cosign.key
+release-sign: tools-py tools-cosign
+	$(PY) tools/release.py sign --out $(RELEASE_DIR) --image $(RELEASE_IMAGE) --key $(COSIGN_KEY) $(RELEASE_PUSH_FLAGS)
+
+release-test: build tools-apt tools-py tools-release tools-cosign
+	$(PYTEST) -q tests/release
+
 # ---------------------------------------------------------------- soak
 # Load on both documents, the 404 path and another host while the API server goes down, the
 # JWKS and the token rotate (tests/soak); figures in dist/soak.md. make test runs a short one.
@@ -223,7 +308,7 @@ soak: build tools-apt tools-py
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 test: lint tools unit wasm-test fuzz-smoke build istio-xds
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) \
-	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/istio tests/soak
+	  $(PYTEST) -q tests/e2e tests/real tests/chart tests/image tests/istio tests/monitoring tests/release tests/soak
 	# a session of its own: it moves into private network and mount namespaces
 	$(PYTEST) -q tests/envoygateway
 

@@ -13,6 +13,9 @@ Reproducible byte for byte: fixed tar metadata (mtime SOURCE_DATE_EPOCH or 0, ui
 names, mode 0644, ustar), gzip without a name or time stamp, JSON with sorted keys and no
 whitespace. The output directory is written fresh each time (stale blobs go). Only the standard
 library.
+
+The manifest carries org.opencontainers.image.title; `make release` (tools/release.py) builds the
+same image with the annotations source, version, revision and licenses added.
 """
 
 from __future__ import annotations
@@ -71,8 +74,10 @@ def gzip_bytes(data: bytes) -> bytes:
     return buf.getvalue()
 
 
-def image_blobs(wasm: bytes, mtime: int = 0) -> tuple[dict[str, bytes], bytes]:
-    """The blobs (digest -> bytes: layer, config, manifest) and index.json of the image."""
+def image_blobs(wasm: bytes, mtime: int = 0,
+                annotations: dict[str, str] | None = None) -> tuple[dict[str, bytes], bytes]:
+    """The blobs (digest -> bytes: layer, config, manifest) and index.json of the image;
+    ``annotations`` are added to the manifest's."""
     tar = layer_tar(wasm, mtime)
     layer = gzip_bytes(tar)
     config = _json({
@@ -87,7 +92,7 @@ def image_blobs(wasm: bytes, mtime: int = 0) -> tuple[dict[str, bytes], bytes]:
         "mediaType": MANIFEST,
         "config": {"mediaType": CONFIG, "digest": _digest(config), "size": len(config)},
         "layers": [{"mediaType": LAYER, "digest": _digest(layer), "size": len(layer)}],
-        "annotations": {**VARIANT, "org.opencontainers.image.title": TITLE},
+        "annotations": {**(annotations or {}), **VARIANT, "org.opencontainers.image.title": TITLE},
     })
     index = _json({
         "schemaVersion": 2,
@@ -107,11 +112,11 @@ def _replaceable(out: Path) -> bool:
     return (out / "oci-layout").is_file() or not any(out.iterdir())
 
 
-def build(wasm: bytes, out: Path, mtime: int = 0) -> dict[str, str]:
+def build(wasm: bytes, out: Path, mtime: int = 0, annotations: dict[str, str] | None = None) -> dict[str, str]:
     """Writes the layout to ``out`` (replacing a previous one); returns the digests."""
     if not _replaceable(out):
         raise BuildError(f"{out} exists and is not an OCI layout: not replacing it")
-    blobs, index = image_blobs(wasm, mtime)
+    blobs, index = image_blobs(wasm, mtime, annotations)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside `out` and renamed into place: a reader never sees half a layout, and
     # nothing of a previous build (stale blobs) survives.
