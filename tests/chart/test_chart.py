@@ -388,9 +388,10 @@ ENABLED = {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "i
 @pytest.mark.parametrize("variant", ["everything", "gateway-api", "issuers", "gateway-api-issuers", "own-gateway"])
 def test_scope_enables_it_on_the_chart_routes_by_name_on_any_virtual_host(variant):
     """Route collapse (gateway.go, collapseDuplicateRoutes) merges the virtual hosts of hosts
-    with the same routes into one named after the alphabetically first host, which may be
-    another VirtualService's host: a match by virtual host name can miss, or enable the filter for
-    another host. A route keeps its name wherever it lands, so the patches name no virtual host."""
+    with the same routes into one named after the first host in istiod's order (longest first, then
+    alphabetical), which may be another host: a match by virtual host name can miss, or enable the
+    filter for another host (tests/istio runs both collapse cases through istiod). A route keeps
+    its name wherever it lands, so the patches name no virtual host."""
     values = VARIANTS.get(variant, {"publicGateway": {"gateways": ["istio-ingress/public"]}})
     objs = helm.render(values=values)
     _, filters, routes = scope_patches(values)

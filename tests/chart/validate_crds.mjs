@@ -1,6 +1,6 @@
 // Validates Istio, Gateway API, cert-manager and prometheus-operator objects against their CRD
-// schemas (the validators that @kubernetes-models generates from the CRDs). Reads a JSON array of objects on stdin; prints a
-// JSON array with, per object, null when valid or the validation message.
+// schemas (the validators that @kubernetes-models generates from the CRDs). Reads a JSON array of
+// objects on stdin; prints a JSON array with, per object, null when valid or the validation message.
 import * as istioExt from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
 import * as istioNetV1 from "@kubernetes-models/istio/networking.istio.io/v1";
 import * as istioNetV1a3 from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
