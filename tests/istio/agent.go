@@ -43,15 +43,7 @@ func convertWasm(t *failer, a *agentSpec, ecds []*anypb.Any) []json.RawMessage {
 	}
 	var out []json.RawMessage
 	for _, r := range ecds {
-		msg, err := r.UnmarshalNew()
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := toJSON.Marshal(msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, js)
+		out = append(out, resourceJSON(t, r))
 	}
 	return out
 }
@@ -96,15 +88,7 @@ func agentSecrets(t *failer, a *agentSpec, names []string) []json.RawMessage {
 		RequestResponseAck(t, &discovery.DiscoveryRequest{ResourceNames: names})
 	var out []json.RawMessage
 	for _, r := range resp.Resources {
-		msg, err := r.UnmarshalNew()
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := toJSON.Marshal(msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, js)
+		out = append(out, resourceJSON(t, r))
 	}
 	return out
 }

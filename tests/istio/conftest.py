@@ -10,7 +10,7 @@ import build_oci  # charts/image/build_oci.py
 import pytest
 
 from istio import istiod
-from istio.gateway import Image
+from istio.gateway import Gateway, Image
 
 # wasm, pki, backend, registry and skopeo_bin are the shared fixtures of tests/conftest.py; the
 # registry is where pilot-agent's pkg/wasm pulls the filter from, as in a cluster.
@@ -34,3 +34,20 @@ def image(tmp_path_factory, wasm, registry, skopeo_bin):
     subprocess.run([skopeo_bin, "copy", "--dest-tls-verify=false", f"oci:{out}:latest", f"docker://{ref}"],
                    check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     return Image(registry, f"oci://{ref}", digests["manifest"].split(":", 1)[1])
+
+
+@pytest.fixture
+def make_gateway(tmp_path, image, backend):
+    """``make_gateway(case, servers, image=..., **kw)``: a gateway on istiod's output for a matrix
+    case, not yet started; every one is stopped at teardown."""
+    made: list[Gateway] = []
+
+    def make(case, servers, image=image, **kw) -> Gateway:
+        g = Gateway(tmp_path / f"gw{len(made) or ''}", case, servers=servers, image=image,
+                    backend_port=backend.port, **kw)
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.stop()

@@ -29,17 +29,9 @@ def local(tmp_path):
     s.stop()
 
 
-@pytest.fixture
-def gateways():
-    made: list[Gateway] = []
-    yield made
-    for g in made:
-        g.stop()
 
-
-def start(gateways, tmp_path, case, servers, image, backend, module_fetched=True, **kw) -> Gateway:
-    g = Gateway(tmp_path / "gw", case, servers=servers, image=image, backend_port=backend.port, **kw)
-    gateways.append(g)
+def start(make_gateway, case, servers, image, module_fetched=True, **kw) -> Gateway:
+    g = make_gateway(case, servers, image=image, **kw)
     g.start(wasm_trace=True, module_fetched=module_fetched)
     if module_fetched and servers["local"].fake.handshake_failures == 0 and "timeoutMs" not in kw.get("values", {}).get("plugin", {}):
         # the VM fetches both documents at start, whether or not a request enters the filter
@@ -91,8 +83,8 @@ def serve_public_hosts(g: Gateway, backend) -> int:
 
 
 @pytest.mark.parametrize("case_id", SERVED)
-def test_public_hosts_served_and_app_hosts_untouched(case_id, gateways, tmp_path, local, image, backend):
-    g = start(gateways, tmp_path, matrix.BY_ID[case_id], {"local": local}, image, backend)
+def test_public_hosts_served_and_app_hosts_untouched(case_id, make_gateway, local, image, backend):
+    g = start(make_gateway, matrix.BY_ID[case_id], {"local": local}, image)
     pass_app_hosts(g, backend)
     apps = len([h for h in g.case.app_hosts if h not in g.public_hosts()])
     scope_all = g.values.get("plugin", {}).get("scope") == "all"
@@ -104,8 +96,8 @@ def test_public_hosts_served_and_app_hosts_untouched(case_id, gateways, tmp_path
 
 
 @pytest.mark.parametrize("case_id", ["classic-rotating", "gateway-api-rotating"])
-def test_rotating_token_from_the_mounted_secret_without_a_restart(case_id, gateways, tmp_path, local, image, backend):
-    g = start(gateways, tmp_path, matrix.BY_ID[case_id], {"local": local}, image, backend,
+def test_rotating_token_from_the_mounted_secret_without_a_restart(case_id, make_gateway, local, image):
+    g = start(make_gateway, matrix.BY_ID[case_id], {"local": local}, image,
               values={"plugin": {"refreshIntervalS": 5}})
     assert g.static_tokens() == {}  # no token in the gateway's environment
     assert g.get(JWKS, host="oidc.example.com").status == 200
@@ -121,13 +113,13 @@ def test_rotating_token_from_the_mounted_secret_without_a_restart(case_id, gatew
 
 
 @pytest.mark.parametrize("variant", ["wrong-ca", "wrong-san"])
-def test_the_destination_rules_tls_fails_closed(variant, gateways, tmp_path, image, backend):
+def test_the_destination_rules_tls_fails_closed(variant, make_gateway, tmp_path, image):
     other = ApiServer(tmp_path, "other", "https://x", pkimod.API_SERVER_SANS)
     sans = pkimod.API_SERVER_SANS if variant == "wrong-ca" else ["wrong.example"]
     local = ApiServer(tmp_path, "local", "https://kubernetes.default.svc.cluster.local", sans,
                       signed_by=other if variant == "wrong-ca" else None)
     try:
-        g = start(gateways, tmp_path, matrix.BY_ID["classic"], {"local": local}, image, backend,
+        g = start(make_gateway, matrix.BY_ID["classic"], {"local": local}, image,
                   values={"plugin": {"timeoutMs": 1000}})
         assert_generic_error(g.get(JWKS, host="oidc.example.com"), 503, leak_words(local.fake, local.token), server=ISTIOD_SERVER)
         assert poll(lambda: local.fake.handshake_failures, 5, what="a refused handshake")
@@ -137,11 +129,11 @@ def test_the_destination_rules_tls_fails_closed(variant, gateways, tmp_path, ima
         other.stop()
 
 
-def test_a_plugin_the_agent_cannot_fetch_fails_open_to_the_charts_404(gateways, tmp_path, local, image, backend):
+def test_a_plugin_the_agent_cannot_fetch_fails_open_to_the_charts_404(make_gateway, local, image, backend):
     # a sha256 that is not the image's: pilot-agent's pkg/wasm refuses the module and, as
     # failStrategy FAIL_OPEN says, hands Envoy an allow-all RBAC filter in its place
     bad = type(image)(image.registry, image.url, "0" * 64)
-    g = start(gateways, tmp_path, matrix.BY_ID["classic"], {"local": local}, bad, backend, module_fetched=False)
+    g = start(make_gateway, matrix.BY_ID["classic"], {"local": local}, bad, module_fetched=False)
     for path in (*DOCS, "/"):  # the chart's VirtualService answers (directResponse 404)
         r = g.get(path, host="oidc.example.com")
         assert (r.status, r.body) == (404, b'{"error":"not found"}'), (path, r.status, r.body[:200])
@@ -149,8 +141,8 @@ def test_a_plugin_the_agent_cannot_fetch_fails_open_to_the_charts_404(gateways, 
     pass_app_hosts(g, backend)
 
 
-def test_token_never_in_the_trace_log(gateways, tmp_path, local, image, backend):
-    g = start(gateways, tmp_path, matrix.BY_ID["classic"], {"local": local}, image, backend)
+def test_token_never_in_the_trace_log(make_gateway, local, image):
+    g = start(make_gateway, matrix.BY_ID["classic"], {"local": local}, image)
     assert g.get(JWKS, host="oidc.example.com").status == 200
     g.stop()
     log = g.envoy.log_text()
@@ -159,11 +151,11 @@ def test_token_never_in_the_trace_log(gateways, tmp_path, local, image, backend)
     assert local.token not in log
 
 
-def test_the_largest_values_as_istiod_serialises_them(gateways, tmp_path, local, image, backend):
+def test_the_largest_values_as_istiod_serialises_them(make_gateway, local, image):
     # pluginConfig goes Struct -> JSON in istiod (numbers are doubles there): the filter must
     # accept what istiod writes for the schema's largest values
     values = {"plugin": {"maxStaleS": 31536000, "refreshIntervalS": 86400, "timeoutMs": 60000}}
-    g = start(gateways, tmp_path, matrix.BY_ID["classic"], {"local": local}, image, backend, values=values)
+    g = start(make_gateway, matrix.BY_ID["classic"], {"local": local}, image, values=values)
     (ext,) = g.result.agent_ecds
     sent = ext["typed_config"]["config"]["configuration"]["value"]
     # Go's encoding/json writes these doubles as integers

@@ -29,23 +29,14 @@ def servers(tmp_path):
         s.stop()
 
 
-@pytest.fixture
-def gateways():
-    made: list[Gateway] = []
-    yield made
-    for g in made:
-        g.stop()
 
-
-def start(gateways, tmp_path, case_id, servers, image, backend, **kw) -> Gateway:
-    g = Gateway(tmp_path / "gw", matrix.BY_ID[case_id], servers=servers, image=image, backend_port=backend.port, **kw)
-    gateways.append(g)
-    return g.start()
+def start(make_gateway, case_id, servers, **kw) -> Gateway:
+    return make_gateway(matrix.BY_ID[case_id], servers, **kw).start()
 
 
 @pytest.mark.parametrize("case_id", ["issuers", "issuers-filtered-clusters", "issuers-gateway-api"])
-def test_each_issuer_gets_its_own_clusters_documents(case_id, gateways, tmp_path, servers, image, backend):
-    g = start(gateways, tmp_path, case_id, servers, image, backend, values={"plugin": {"refreshIntervalS": 5}})
+def test_each_issuer_gets_its_own_clusters_documents(case_id, make_gateway, servers):
+    g = start(make_gateway, case_id, servers, values={"plugin": {"refreshIntervalS": 5}})
     (wp,) = [o for o in g.objects if o["kind"] == "WasmPlugin"]
     entries = {e["name"]: e for e in wp["spec"]["pluginConfig"]["issuers"]}
     for name, (host, prefix) in URLS.items():
@@ -76,9 +67,9 @@ def test_each_issuer_gets_its_own_clusters_documents(case_id, gateways, tmp_path
 
 
 def test_an_api_server_not_signed_by_its_clusters_ca_is_never_served_and_the_others_are(
-        gateways, tmp_path, servers, image, backend):
+        make_gateway, servers):
     # prod's CA Secret holds edge's CA
-    g = start(gateways, tmp_path, "issuers", servers, image, backend, ca_of={"prod": "edge"},
+    g = start(make_gateway, "issuers", servers, ca_of={"prod": "edge"},
               values={"plugin": {"timeoutMs": 1000}})
     assert_generic_error(g.get("/clusters/prod" + JWKS, host="oidc.example.com"), 503, server=ISTIOD_SERVER)
     assert poll(lambda: servers["prod"].fake.handshake_failures, 5, what="a refused handshake")

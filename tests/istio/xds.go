@@ -40,6 +40,19 @@ func (g gatewayIdentity) Authenticate(security.AuthContext) (*security.Caller, e
 // protojson with Envoy's field names, so the output reads like Envoy's docs and config dumps.
 var toJSON = protojson.MarshalOptions{UseProtoNames: true}
 
+// resourceJSON is one xDS resource, unpacked from its Any, as JSON for the Python side.
+func resourceJSON(t *failer, r *anypb.Any) json.RawMessage {
+	msg, err := r.UnmarshalNew()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := toJSON.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // The order Envoy asks in; each later type's names come from the earlier types' resources.
 var xdsKinds = []struct{ key, typeURL string }{
 	{"listeners", v3.ListenerType},
@@ -83,14 +96,7 @@ func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb
 		}
 		resp := ads.RequestResponseAck(t, &discovery.DiscoveryRequest{TypeUrl: k.typeURL, ResourceNames: names[k.typeURL]})
 		for _, r := range resp.Resources {
-			msg, err := r.UnmarshalNew()
-			if err != nil {
-				t.Fatal(err)
-			}
-			js, err := toJSON.Marshal(msg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			js := resourceJSON(t, r)
 			out[k.key] = append(out[k.key], js)
 			var tree any
 			_ = json.Unmarshal(js, &tree)
