@@ -687,6 +687,19 @@ fn compile_jwks_uri(key: Key, uri: String) -> Result<String, ConfigError> {
 }
 
 #[cfg(test)]
+impl Config {
+    /// Refresh every 60 s, stale for 100 s more, a 2 s timeout: the numbers the policy and
+    /// shared-data tests reason with.
+    pub(crate) fn for_tests() -> Config {
+        Config::from_json(
+            br#"{"refresh_interval_s":60,"max_stale_s":100,"timeout_ms":2000}"#,
+            |_| None,
+        )
+        .unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

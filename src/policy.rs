@@ -146,17 +146,9 @@ pub fn cold(schedule: &Schedule, now_ms: u64, expired: bool, deadline_ms: u64) -
 mod tests {
     use super::*;
 
-    fn cfg() -> Config {
-        Config::from_json(
-            br#"{"refresh_interval_s":60,"max_stale_s":100,"timeout_ms":2000}"#,
-            |_| None,
-        )
-        .unwrap()
-    }
-
     #[test]
     fn freshness_windows() {
-        let c = cfg();
+        let c = Config::for_tests();
         assert_eq!(freshness(&c, 1000, 1000), Freshness::Fresh);
         assert_eq!(freshness(&c, 0, 62_000), Freshness::Fresh);
         assert_eq!(freshness(&c, 0, 62_001), Freshness::Stale);
@@ -167,7 +159,7 @@ mod tests {
 
     #[test]
     fn the_deadline_covers_the_call_and_the_lease_margin() {
-        let cfg = cfg();
+        let cfg = Config::for_tests();
         assert_eq!(lease(&cfg), Duration::from_millis(3000));
         assert_eq!(deadline(&cfg, 10), 3010);
         assert_eq!(deadline(&cfg, u64::MAX), u64::MAX);

@@ -324,14 +324,6 @@ mod tests {
     use crate::host::CasMismatch;
     use crate::policy::{cold, Cold};
 
-    fn cfg() -> Config {
-        Config::from_json(
-            br#"{"refresh_interval_s":60,"max_stale_s":100,"timeout_ms":2000}"#,
-            |_| None,
-        )
-        .unwrap()
-    }
-
     fn fetched(body: &str) -> Fetched {
         Fetched {
             body: body.as_bytes().to_vec(),
@@ -432,7 +424,7 @@ mod tests {
     fn only_one_vm_takes_the_lease() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        let keys = Keys::new(&Config::for_tests().issuers[0], Document::Jwks);
         // No schedule yet: the first attempt only creates it.
         assert!(!shared.try_lease(&keys, 10, Duration::from_secs(3)));
         assert!(shared.try_lease(&keys, 10, Duration::from_secs(3)));
@@ -449,7 +441,7 @@ mod tests {
     fn a_stale_cas_loses_the_race() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        let keys = Keys::new(&Config::for_tests().issuers[0], Document::Jwks);
         shared.ensure_schedule(&keys);
         let (_, cas) = shared.schedule(&keys);
         assert!(shared.try_lease(&keys, 1, Duration::from_secs(1)));
@@ -467,7 +459,7 @@ mod tests {
     fn finish_schedules_refresh_or_backoff() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg().issuers[0], Document::Discovery);
+        let keys = Keys::new(&Config::for_tests().issuers[0], Document::Discovery);
         shared.ensure_schedule(&keys);
         assert!(shared.try_lease(&keys, 100, Duration::from_secs(3)));
         shared.finish(&keys, 200, Err(504), |f| Duration::from_secs(u64::from(f)));
@@ -517,7 +509,7 @@ mod tests {
     fn a_dropped_copy_is_gone_for_every_vm() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        let keys = Keys::new(&Config::for_tests().issuers[0], Document::Jwks);
         let mut local = LocalCopy::default();
         shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[1]}"), 7));
         assert!(local.current(&shared, &keys).is_some());
@@ -529,7 +521,7 @@ mod tests {
     fn make_due_moves_the_next_fetch_to_now_unless_one_is_in_flight() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        let keys = Keys::new(&Config::for_tests().issuers[0], Document::Jwks);
         shared.ensure_schedule(&keys);
         assert!(shared.try_lease(&keys, 100, Duration::from_secs(3)));
         shared.make_due(&keys, 200);
@@ -548,7 +540,7 @@ mod tests {
     fn the_mismatch_flag_changes_only_when_it_must() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let key = mismatch_key(&cfg().issuers[0]);
+        let key = mismatch_key(&Config::for_tests().issuers[0]);
         assert!(!shared.mismatched(&key));
         assert!(
             !shared.set_mismatched(&key, false),
@@ -565,7 +557,7 @@ mod tests {
     fn local_copy_reads_only_the_version_when_unchanged() {
         let store = MemStore::default();
         let shared = Shared { store: &store };
-        let keys = Keys::new(&cfg().issuers[0], Document::Jwks);
+        let keys = Keys::new(&Config::for_tests().issuers[0], Document::Jwks);
         let mut local = LocalCopy::default();
         assert!(local.current(&shared, &keys).is_none());
         shared.store_copy(&keys, &StoredCopy::new(fetched("{\"keys\":[1]}"), 7));

@@ -10,7 +10,7 @@ import build_oci  # charts/image/build_oci.py
 import pytest
 
 from istio import istiod
-from istio.gateway import Gateway, Image
+from istio.gateway import Gateway, Image, issuer_servers
 
 # wasm, pki, backend, registry and skopeo_bin are the shared fixtures of tests/conftest.py; the
 # registry is where pilot-agent's pkg/wasm pulls the filter from, as in a cluster.
@@ -34,6 +34,13 @@ def image(tmp_path_factory, wasm, registry, skopeo_bin):
     subprocess.run([skopeo_bin, "copy", "--dest-tls-verify=false", f"oci:{out}:latest", f"docker://{ref}"],
                    check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     return Image(registry, f"oci://{ref}", digests["manifest"].split(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """The three API servers of the `issuers` cases, shared by a module's tests."""
+    with issuer_servers(tmp_path_factory.mktemp("servers")) as made:
+        yield made
 
 
 @pytest.fixture

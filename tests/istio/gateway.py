@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,12 +87,19 @@ def issuers_values(servers: dict[str, ApiServer]) -> dict:
     ]}
 
 
-def issuer_servers(workdir: Path) -> dict[str, ApiServer]:
-    return {
+@contextmanager
+def issuer_servers(workdir: Path) -> Iterator[dict[str, ApiServer]]:
+    """The three API servers of the `issuers` cases, by issuer name; stopped on leaving."""
+    made = {
         "local": ApiServer(workdir, "local", "https://oidc.example.com/clusters/local", pkimod.API_SERVER_SANS),
         "prod": ApiServer(workdir, "prod", "https://oidc.example.com/clusters/prod", ["api.prod.example.internal"]),
         "edge": ApiServer(workdir, "edge", "https://edge-oidc.example.com", pkimod.API_SERVER_SANS),
     }
+    try:
+        yield made
+    finally:
+        for s in made.values():
+            s.stop()
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -23,10 +23,9 @@ URLS = {"local": ("oidc.example.com", "/clusters/local"), "prod": ("oidc.example
 
 @pytest.fixture
 def servers(tmp_path):
-    made = issuer_servers(tmp_path)
-    yield made
-    for s in made.values():
-        s.stop()
+    """Fresh per test (conftest's are per module): these tests count each server's requests."""
+    with issuer_servers(tmp_path) as made:
+        yield made
 
 
 

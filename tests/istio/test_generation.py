@@ -14,18 +14,11 @@ import json
 import pytest
 
 from istio import matrix
-from istio.gateway import Gateway, issuer_servers
+from istio.gateway import Gateway
 
 WASM = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 HCM = "envoy.filters.network.http_connection_manager"
 
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    made = issuer_servers(tmp_path_factory.mktemp("servers"))
-    yield made
-    for s in made.values():
-        s.stop()
 
 
 _generated: dict[str, Gateway] = {}

@@ -12,17 +12,10 @@ import yaml
 
 from harness import pki as pkimod
 from istio import cluster, istiod, matrix
-from istio.gateway import Gateway, issuer_servers
+from istio.gateway import Gateway
 
 BEFORE_19 = Path(__file__).parent / "testdata" / "chart-before-19.yaml"
 
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    made = issuer_servers(tmp_path_factory.mktemp("servers"))
-    yield made
-    for s in made.values():
-        s.stop()
 
 
 @pytest.mark.parametrize("case", matrix.CASES, ids=[c.id for c in matrix.CASES])
