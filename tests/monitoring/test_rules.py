@@ -42,6 +42,18 @@ def test_the_unit_tests_pass(promtool):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_the_recording_rules_are_evaluated_before_the_alerts_that_read_them():
+    """promtool evaluates the groups of one timestamp in random order unless `group_eval_order`
+    names them all; the alerts read the recorded series, so a test file without it passes or fails
+    by chance (it failed CI once)."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    order = yaml.safe_load(RULES_TEST.read_text()).get("group_eval_order") or []
+    assert sorted(order) == sorted(g["name"] for g in groups), order
+    records = [g["name"] for g in groups if any("record" in r for r in g["rules"])]
+    alerts = [g["name"] for g in groups if any("alert" in r for r in g["rules"])]
+    assert max(map(order.index, records)) < min(map(order.index, alerts)), order
+
+
 def test_every_alert_has_a_firing_and_a_silent_case():
     tests = yaml.safe_load(RULES_TEST.read_text())["tests"]
     cases = [c for t in tests for c in t.get("alert_rule_test", [])]
