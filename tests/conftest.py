@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.issuers import CLUSTERS, Cluster, plugin_config, three_clusters
+from harness.issuers import CLUSTERS, Cluster, plugin_config, three_clusters
 from harness import make_run
 from harness import pki as _pki
 from harness.backend import Backend

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from e2e.checks import ERROR_BODIES, poll, served_discovery
+from harness.checks import ERROR_BODIES, poll, served_discovery
 from harness import client, config
 from harness.constants import DISCOVERY, DOC_NAMES, DOCS, HOST, JWKS
 from harness.constants import METRIC_PREFIX as P

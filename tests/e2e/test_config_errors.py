@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.checks import plugin_log_lines
+from harness.checks import plugin_log_lines
 from harness import config as cfgmod
 from harness import envoy as envoymod
 from harness.constants import PLUGIN_NAME

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from e2e.checks import poll
-from e2e.issuers import host_of, public_path
+from harness.checks import poll
+from harness.issuers import host_of, public_path
 from harness.constants import DISCOVERY, JWKS
 from harness.constants import METRIC_PREFIX as P
 from harness.load import burst, raise_nofile, request_bytes

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from e2e.checks import ERROR_BODIES, plugin_log_lines, poll
-from e2e.issuers import host_of, public_path
+from harness.checks import ERROR_BODIES, plugin_log_lines, poll
+from harness.issuers import host_of, public_path
 from harness.constants import DEFAULT_ISSUER, DISCOVERY, JWKS, PROD_ISSUER
 from harness.constants import METRIC_PREFIX as P
 

@@ -14,8 +14,8 @@ import re
 
 import pytest
 
-from e2e.checks import assert_generic_error, is_strong_etag, poll
-from e2e.issuers import host_of, public_path
+from harness.checks import assert_generic_error, is_strong_etag, poll
+from harness.issuers import host_of, public_path
 from harness import config as cfgmod
 from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
-from e2e.checks import ERROR_BODIES, assert_no_upstream_headers, plugin_log_lines, poll
-from e2e.issuers import CLUSTERS, EDGE_HOST, host_of, public_path
+from harness.checks import ERROR_BODIES, assert_no_upstream_headers, plugin_log_lines, poll
+from harness.issuers import CLUSTERS, EDGE_HOST, host_of, public_path
 from harness.backend import BODY as BACKEND_BODY
 from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
 from harness.constants import METRIC_PREFIX as P

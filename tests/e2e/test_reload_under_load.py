@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.checks import plugin_log_lines, poll, served_discovery
+from harness.checks import plugin_log_lines, poll, served_discovery
 from harness import client, config
 from harness.child import free_port
 from harness.constants import DISCOVERY, FASTEST_REFRESH_S, HOST, JWKS

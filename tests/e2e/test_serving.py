@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from e2e.checks import (DOC_HEADERS, ERROR_BODIES, FAKE_DATE, assert_exact_upstream_request,
+from harness.checks import (DOC_HEADERS, ERROR_BODIES, FAKE_DATE, assert_exact_upstream_request,
                         assert_generic_error, assert_no_upstream_headers, is_strong_etag, poll,
                         served_discovery)
 from harness.constants import DISCOVERY, DOCS, HOST, JWKS

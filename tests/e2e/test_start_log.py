@@ -4,7 +4,7 @@ interval."""
 
 from __future__ import annotations
 
-from e2e.checks import plugin_log_lines
+from harness.checks import plugin_log_lines
 from harness.constants import JWKS
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.checks import assert_exact_upstream_request, plugin_log_lines, poll
+from harness.checks import assert_exact_upstream_request, plugin_log_lines, poll
 from harness.constants import DOCS, JWKS
 from harness.stack import new_token
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.checks import assert_generic_error, leak_words, plugin_log_lines, poll
+from harness.checks import assert_generic_error, leak_words, plugin_log_lines, poll
 from harness import config as cfgmod
 from harness.constants import DOC_NAMES, DOCS
 

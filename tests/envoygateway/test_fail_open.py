@@ -10,7 +10,7 @@ import pytest
 
 import xds
 from names import NAMESPACE, ROUTE, TOKEN
-from e2e.checks import UPSTREAM_ONLY
+from harness.checks import UPSTREAM_ONLY
 from harness.constants import DOCS, HOST, JWKS
 from standalone import ServiceAddress
 from test_serving import condition

@@ -10,7 +10,7 @@ import pytest
 
 import xds
 from names import NAMESPACE, ROUTE
-from e2e.checks import ERROR_BODIES, UPSTREAM_ONLY
+from harness.checks import ERROR_BODIES, UPSTREAM_ONLY
 from harness.constants import DISCOVERY, JWKS
 from harness import pki as _pki
 from harness.fake_apiserver import FakeApiServer
@@ -95,7 +95,7 @@ def test_two_api_servers_each_serve_their_issuer(env, fakes, name):
 def test_a_wrong_ca_or_san_fails_closed(env, fakes, name):
     r = env.get(f"/clusters/{name}{JWKS}", HOST)
     # the filter's generic 503 (Envoy Gateway's listener sends no `server` header, so not
-    # e2e.checks.assert_generic_error's check of it)
+    # harness.checks.assert_generic_error's check of it)
     assert (r.status, r.body) == (503, ERROR_BODIES[503]), r
     assert not set(UPSTREAM_ONLY) & r.header_names(), r.headers
     assert fakes[name].count() == 0 and fakes[name].handshake_failures > 0

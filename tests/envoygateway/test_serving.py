@@ -11,7 +11,7 @@ import re
 import pytest
 
 from names import APP_HOST, NAMESPACE, ROUTE, TOKEN
-from e2e.checks import assert_exact_upstream_request, poll, served_discovery
+from harness.checks import assert_exact_upstream_request, poll, served_discovery
 from harness.constants import DISCOVERY, DOCS, HOST, JWKS
 
 EG_ENV = "single"

@@ -14,7 +14,7 @@ import yaml
 import eg as egmod
 import staticconfig
 from names import REPO, TOKEN, WASM
-from e2e.checks import served_discovery
+from harness.checks import served_discovery
 from harness.constants import DISCOVERY, DOCS, HOST
 from harness import client
 from harness.envoy import Envoy

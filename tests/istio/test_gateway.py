@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.checks import assert_exact_upstream_request, assert_generic_error, is_strong_etag, leak_words, poll
+from harness.checks import assert_exact_upstream_request, assert_generic_error, is_strong_etag, leak_words, poll
 from harness.constants import DISCOVERY, DOCS, JWKS
 from e2e.test_other_hosts import STREAM_CALLBACK
 from harness import pki as pkimod

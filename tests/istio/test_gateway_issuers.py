@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from e2e.checks import assert_generic_error, poll
+from harness.checks import assert_generic_error, poll
 from harness.constants import DISCOVERY, DOCS, JWKS
 from harness.stack import new_token
 from istio import matrix

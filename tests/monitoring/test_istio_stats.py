@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.checks import poll
+from harness.checks import poll
 from harness import config
 from harness import pki as _pki
 from harness.fake_apiserver import DEFAULT_ISSUER

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import monitoring_rules
-from e2e.checks import poll
-from e2e.issuers import host_of, public_path
+from harness.checks import poll
+from harness.issuers import host_of, public_path
 from harness.constants import JWKS
 from harness.prometheus import Prometheus
 from harness.stack import new_token

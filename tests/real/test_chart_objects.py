@@ -13,7 +13,7 @@ import json
 import yaml
 
 import helm  # tools/helm.py
-from e2e.checks import poll
+from harness.checks import poll
 from harness.constants import DISCOVERY, JWKS
 
 NAMESPACE = "istio-ingress"

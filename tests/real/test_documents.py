@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from e2e.checks import poll
+from harness.checks import poll
 from harness.constants import DISCOVERY, JWKS
 from harness.fake_apiserver import MEDIA_TYPES
 

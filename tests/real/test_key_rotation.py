@@ -11,7 +11,7 @@ import time
 
 from cryptography.hazmat.primitives import serialization
 
-from e2e.checks import poll
+from harness.checks import poll
 from harness.constants import FASTEST_REFRESH_S, JWKS
 
 

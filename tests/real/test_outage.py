@@ -3,7 +3,7 @@ its refresh time, then 503; when the API server is back, fresh copies again."""
 
 from __future__ import annotations
 
-from e2e.checks import poll
+from harness.checks import poll
 from harness.constants import DISCOVERY, JWKS
 
 # A copy is fresh for refresh + timeout, stale up to refresh + max_stale, then expired.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from e2e.checks import poll
+from harness.checks import poll
 from harness.constants import FASTEST_REFRESH_S, JWKS
 
 

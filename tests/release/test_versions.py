@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 import versions
-from e2e.checks import poll
+from harness.checks import poll
 from harness import pki as _pki
 from harness.stack import Stack
 

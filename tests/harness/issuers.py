@@ -1,7 +1,7 @@
 """The `issuers` form in real Envoy (envoy/multi-cluster.yaml), against fake API servers of
 different clusters: each its own CA (a harness Pki of its own), certificate name, token, signing
 keys and `--service-account-issuer`. The ``fleet`` and ``cluster_pkis`` fixtures that start them
-are in conftest.py.
+are in tests/conftest.py.
 
 - prod: path-prefixed on oidc.example.com, its own CA, token from the VM env (KOD_TOKEN_PROD)
 - dev: path-prefixed on oidc.example.com, another CA, token injected by its cluster (SDS file)

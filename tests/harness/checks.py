@@ -1,4 +1,4 @@
-"""Assertions shared by the e2e tests."""
+"""Assertions shared by the tests of every tier: generic errors, the exact upstream request, what may never leak, and `poll`."""
 
 from __future__ import annotations
 
