@@ -21,9 +21,10 @@ import eg as egmod  # this folder's modules: pytest puts it on sys.path (it has 
 import helm  # tools/helm.py
 import sandbox
 import standalone
-from names import APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, ROUTE, TOKEN, WASM
+from names import APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, ROUTE, TOKEN
 from harness import child, client, pki as _pki
 from harness.backend import Backend
+from harness.constants import WASM
 from harness.fake_apiserver import FakeApiServer
 from harness.registry import Registry
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.constants import OTHER_HOST, WASM  # noqa: F401  (re-exported for this folder)
+from harness.constants import OTHER_HOST
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

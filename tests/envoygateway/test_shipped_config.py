@@ -13,9 +13,9 @@ import yaml
 
 import eg as egmod
 import staticconfig
-from names import REPO, TOKEN, WASM
+from names import REPO, TOKEN
 from harness.checks import served_discovery
-from harness.constants import DISCOVERY, DOCS, HOST
+from harness.constants import DISCOVERY, DOCS, HOST, WASM
 from harness import client
 from harness.envoy import Envoy
 
