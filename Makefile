@@ -153,13 +153,15 @@ fmt:
 	cargo fmt
 	cargo fmt --manifest-path fuzz/Cargo.toml
 
-lint: tools-rust
+lint: tools-rust tools-py
 	cargo fmt --check
 	cargo fmt --check --manifest-path fuzz/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target $(WASM_TGT) -- -D warnings
 	cargo clippy --lib --tests --target wasm32-unknown-unknown -- -D warnings
 	cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+	# the Python of the tests and tools: unused imports and names, undefined names
+	git ls-files -z '*.py' | xargs -0 $(VENV)/bin/pyflakes
 
 unit:
 	cargo test
