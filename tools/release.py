@@ -58,8 +58,8 @@ class ReleaseError(Exception):
     pass
 
 
-# canonical JSON and digests as the image's
-_json, _digest = build_oci._json, build_oci._digest
+# canonical JSON as the image's
+_json = build_oci._json
 
 
 def changelog_has(version: str, path: Path = REPO / "CHANGELOG.md") -> bool:
@@ -77,16 +77,11 @@ def check_sbom(sbom: bytes, version: str) -> dict:
     return doc
 
 
-def add_blob(layout: Path, data: bytes) -> dict:
-    (layout / "blobs" / "sha256" / _digest(data).split(":", 1)[1]).write_bytes(data)
-    return {"digest": _digest(data), "size": len(data)}
-
-
 def sbom_artifact(layout: Path, image: dict, sbom: bytes, sbom_name: str) -> tuple[dict, dict]:
     """Adds the SBOM as an OCI 1.1 artifact manifest whose subject is ``image`` (a descriptor),
     and the referrers index of the tag schema; returns their descriptors."""
-    config = add_blob(layout, b"{}")
-    layer = add_blob(layout, sbom)
+    config = build_oci.write_blob(layout, b"{}")
+    layer = build_oci.write_blob(layout, sbom)
     manifest = _json({
         "schemaVersion": 2,
         "mediaType": build_oci.MANIFEST,
@@ -96,9 +91,9 @@ def sbom_artifact(layout: Path, image: dict, sbom: bytes, sbom_name: str) -> tup
                     "annotations": {"org.opencontainers.image.title": sbom_name}}],
         "subject": {"mediaType": image["mediaType"], "digest": image["digest"], "size": image["size"]},
     })
-    artifact = {"mediaType": build_oci.MANIFEST, **add_blob(layout, manifest), "artifactType": SBOM_TYPE}
+    artifact = {"mediaType": build_oci.MANIFEST, **build_oci.write_blob(layout, manifest), "artifactType": SBOM_TYPE}
     referrers = _json({"schemaVersion": 2, "mediaType": build_oci.INDEX, "manifests": [artifact]})
-    return artifact, {"mediaType": build_oci.INDEX, **add_blob(layout, referrers)}
+    return artifact, {"mediaType": build_oci.INDEX, **build_oci.write_blob(layout, referrers)}
 
 
 def tag(desc: dict, name: str) -> dict:
@@ -211,7 +206,7 @@ def push(out: Path, image: str, plain_http: bool, flags: list[str]) -> None:
             if has_referrers_api(image, image_digest, plain_http):
                 print(f"{image}: the registry indexes the SBOM by its subject (referrers API)")
                 continue
-            data = (layout / "blobs" / "sha256" / desc["digest"].split(":", 1)[1]).read_bytes()
+            data = build_oci.blob_path(layout, desc["digest"]).read_bytes()
             got = put_manifest(image, name, data, desc["mediaType"], plain_http)
             if got != desc["digest"]:
                 raise ReleaseError(f"{image}:{name}: the registry stored {got}, not {desc['digest']}")

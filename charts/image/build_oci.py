@@ -55,6 +55,18 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def blob_path(layout: Path, digest: str) -> Path:
+    """Where an OCI layout keeps the blob of a sha256 ``digest``."""
+    return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+
+def write_blob(layout: Path, data: bytes) -> dict:
+    """Writes ``data`` into the layout's blobs; returns its descriptor's digest and size."""
+    digest = _digest(data)
+    blob_path(layout, digest).write_bytes(data)
+    return {"digest": digest, "size": len(data)}
+
+
 def layer_tar(wasm: bytes, mtime: int) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -123,8 +135,8 @@ def build(wasm: bytes, out: Path, mtime: int = 0, annotations: dict[str, str] | 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / "blobs" / "sha256").mkdir(parents=True)
-        for digest, blob in blobs.items():
-            (tmp / "blobs" / "sha256" / digest.split(":", 1)[1]).write_bytes(blob)
+        for blob in blobs.values():
+            write_blob(tmp, blob)
         (tmp / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
         (tmp / "index.json").write_bytes(index)
         for p in [tmp, *tmp.rglob("*")]:
