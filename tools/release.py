@@ -58,10 +58,6 @@ class ReleaseError(Exception):
     pass
 
 
-# canonical JSON as the image's
-_json = build_oci._json
-
-
 def changelog_has(version: str, path: Path = REPO / "CHANGELOG.md") -> bool:
     return bool(re.search(rf"^## \[{re.escape(version)}\]", path.read_text(), re.M)) if path.exists() else False
 
@@ -82,7 +78,7 @@ def sbom_artifact(layout: Path, image: dict, sbom: bytes, sbom_name: str) -> tup
     and the referrers index of the tag schema; returns their descriptors."""
     config = build_oci.write_blob(layout, b"{}")
     layer = build_oci.write_blob(layout, sbom)
-    manifest = _json({
+    manifest = build_oci.canonical_json({
         "schemaVersion": 2,
         "mediaType": build_oci.MANIFEST,
         "artifactType": SBOM_TYPE,
@@ -92,7 +88,7 @@ def sbom_artifact(layout: Path, image: dict, sbom: bytes, sbom_name: str) -> tup
         "subject": {"mediaType": image["mediaType"], "digest": image["digest"], "size": image["size"]},
     })
     artifact = {"mediaType": build_oci.MANIFEST, **build_oci.write_blob(layout, manifest), "artifactType": SBOM_TYPE}
-    referrers = _json({"schemaVersion": 2, "mediaType": build_oci.INDEX, "manifests": [artifact]})
+    referrers = build_oci.canonical_json({"schemaVersion": 2, "mediaType": build_oci.INDEX, "manifests": [artifact]})
     return artifact, {"mediaType": build_oci.INDEX, **build_oci.write_blob(layout, referrers)}
 
 
@@ -148,7 +144,7 @@ def release(wasm_path: Path, sbom_path: Path, out: Path, image: str, revision: s
     hex_ = image_desc["digest"].split(":", 1)[1]
     index["manifests"] = [tag(image_desc, version), tag(artifact, f"{version}.sbom"),
                           tag(referrers, f"sha256-{hex_}")]
-    (layout / "index.json").write_bytes(_json(index))
+    (layout / "index.json").write_bytes(build_oci.canonical_json(index))
 
     (out / WASM_NAME).write_bytes(wasm)
     (out / sbom_name).write_bytes(sbom)

@@ -47,11 +47,11 @@ class BuildError(Exception):
     pass
 
 
-def _json(obj) -> bytes:
+def canonical_json(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _digest(data: bytes) -> str:
+def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -62,7 +62,7 @@ def blob_path(layout: Path, digest: str) -> Path:
 
 def write_blob(layout: Path, data: bytes) -> dict:
     """Writes ``data`` into the layout's blobs; returns its descriptor's digest and size."""
-    digest = _digest(data)
+    digest = sha256_digest(data)
     blob_path(layout, digest).write_bytes(data)
     return {"digest": digest, "size": len(data)}
 
@@ -92,27 +92,27 @@ def image_blobs(wasm: bytes, mtime: int = 0,
     ``annotations`` are added to the manifest's."""
     tar = layer_tar(wasm, mtime)
     layer = gzip_bytes(tar)
-    config = _json({
+    config = canonical_json({
         # GOOS/GOARCH-style values of a WASI module; Istio reads neither.
         "architecture": "wasm",
         "os": "wasip1",
         "config": {},
-        "rootfs": {"type": "layers", "diff_ids": [_digest(tar)]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(tar)]},
     })
-    manifest = _json({
+    manifest = canonical_json({
         "schemaVersion": 2,
         "mediaType": MANIFEST,
-        "config": {"mediaType": CONFIG, "digest": _digest(config), "size": len(config)},
-        "layers": [{"mediaType": LAYER, "digest": _digest(layer), "size": len(layer)}],
+        "config": {"mediaType": CONFIG, "digest": sha256_digest(config), "size": len(config)},
+        "layers": [{"mediaType": LAYER, "digest": sha256_digest(layer), "size": len(layer)}],
         "annotations": {**(annotations or {}), **VARIANT, "org.opencontainers.image.title": TITLE},
     })
-    index = _json({
+    index = canonical_json({
         "schemaVersion": 2,
         "mediaType": INDEX,
-        "manifests": [{"mediaType": MANIFEST, "digest": _digest(manifest), "size": len(manifest),
+        "manifests": [{"mediaType": MANIFEST, "digest": sha256_digest(manifest), "size": len(manifest),
                        "annotations": {"org.opencontainers.image.ref.name": REF_NAME}}],
     })
-    return {_digest(b): b for b in (layer, config, manifest)}, index
+    return {sha256_digest(b): b for b in (layer, config, manifest)}, index
 
 
 def _replaceable(out: Path) -> bool:
@@ -137,7 +137,7 @@ def build(wasm: bytes, out: Path, mtime: int = 0, annotations: dict[str, str] | 
         (tmp / "blobs" / "sha256").mkdir(parents=True)
         for blob in blobs.values():
             write_blob(tmp, blob)
-        (tmp / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
+        (tmp / "oci-layout").write_bytes(canonical_json({"imageLayoutVersion": "1.0.0"}))
         (tmp / "index.json").write_bytes(index)
         for p in [tmp, *tmp.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
@@ -153,7 +153,7 @@ def build(wasm: bytes, out: Path, mtime: int = 0, annotations: dict[str, str] | 
             shutil.rmtree(tmp)
     manifest = json.loads(index)["manifests"][0]["digest"]
     layer = json.loads(blobs[manifest])["layers"][0]["digest"]
-    return {"manifest": manifest, "layer": layer, "module": _digest(wasm)}
+    return {"manifest": manifest, "layer": layer, "module": sha256_digest(wasm)}
 
 
 def source_date_epoch() -> int:

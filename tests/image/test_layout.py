@@ -176,17 +176,17 @@ def rewrite(root: Path, *, tar: bytes | None = None, layer: bytes | None = None,
         cfg["rootfs"]["diff_ids"][-1] = sha256(tar)
     if config:
         config(cfg)
-    cfg_bytes = build_oci._json(cfg)
+    cfg_bytes = build_oci.canonical_json(cfg)
     (blobs / sha256(cfg_bytes).split(":")[1]).write_bytes(cfg_bytes)
     m["config"].update(digest=sha256(cfg_bytes), size=len(cfg_bytes))
     if manifest:
         manifest(m)
-    m_bytes = build_oci._json(m)
+    m_bytes = build_oci.canonical_json(m)
     (blobs / sha256(m_bytes).split(":")[1]).write_bytes(m_bytes)
     idx["manifests"][0].update(digest=sha256(m_bytes), size=len(m_bytes))
     if index:
         index(idx)
-    (root / "index.json").write_bytes(build_oci._json(idx))
+    (root / "index.json").write_bytes(build_oci.canonical_json(idx))
     wanted = {idx["manifests"][0]["digest"], m["config"]["digest"], *(ly["digest"] for ly in m["layers"])}
     for p in blobs.iterdir():
         if "sha256:" + p.name not in wanted:
