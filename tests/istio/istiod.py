@@ -23,12 +23,14 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+import helm  # tools/helm.py
+from harness import REPO_ROOT
+
 BINARY = Path(os.environ.get("ISTIO_XDS_BIN", REPO_ROOT / "target" / "istio-xds"))
 # The one warning istiod's webhook gives every EnvoyFilter (pkg/config/validation/envoyfilter).
 GENERIC_WARNING = "EnvoyFilter exposes internal implementation details"
 # The chart installs into this namespace (tools/helm.py) and the gateway runs there.
-NAMESPACE = "istio-ingress"
+NAMESPACE = helm.NAMESPACE
 CLASSIC_LABELS = {"istio": "ingressgateway"}
 ISTIO_GROUPS = ("istio.io", "gateway.networking.k8s.io")
 
