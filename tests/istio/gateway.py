@@ -102,13 +102,6 @@ def issuer_servers(workdir: Path) -> Iterator[dict[str, ApiServer]]:
             s.stop()
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 class Gateway:
     def __init__(self, workdir: Path, case: Case, *, servers: dict[str, ApiServer], image: Image | None = None,
                  backend_port: int = 9, values: dict | None = None, ca_of: dict[str, str] | None = None):
@@ -147,8 +140,8 @@ class Gateway:
         if self.image:
             v["image"] = {"url": self.image.url, "sha256": self.image.sha256}
         if self.case.issuers:
-            v = _merge(v, issuers_values(self.servers))
-        return _merge(_merge(v, self.case.values), extra)
+            v = helm._merge(v, issuers_values(self.servers))
+        return helm._merge(helm._merge(v, self.case.values), extra)
 
     def public_hosts(self) -> list[str]:
         if self.case.issuers:

@@ -27,10 +27,11 @@ func generate(req request) (resp response) {
 		}
 	}()
 	var ecds []*anypb.Any
-	resp.XDS, ecds = generateXDS(t, req)
+	var agentNames []string
+	resp.XDS, ecds, agentNames = generateXDS(t, req)
 	if req.Agent != nil {
 		resp.AgentECDS = convertWasm(t, req.Agent, ecds)
-		resp.AgentSecrets = agentSecrets(t, req.Agent, agentSecretNames(resp.XDS))
+		resp.AgentSecrets = agentSecrets(t, req.Agent, agentNames)
 	}
 	return resp
 }

@@ -23,12 +23,14 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+import helm  # tools/helm.py
+from harness import REPO_ROOT
+
 BINARY = Path(os.environ.get("ISTIO_XDS_BIN", REPO_ROOT / "target" / "istio-xds"))
 # The one warning istiod's webhook gives every EnvoyFilter (pkg/config/validation/envoyfilter).
 GENERIC_WARNING = "EnvoyFilter exposes internal implementation details"
 # The chart installs into this namespace (tools/helm.py) and the gateway runs there.
-NAMESPACE = "istio-ingress"
+NAMESPACE = helm.NAMESPACE
 CLASSIC_LABELS = {"istio": "ingressgateway"}
 ISTIO_GROUPS = ("istio.io", "gateway.networking.k8s.io")
 
@@ -89,15 +91,14 @@ def is_istio_kind(obj: dict) -> bool:
 def generate(config: list[dict], kube: list[dict], *, proxy: Proxy | None = None,
              env: dict[str, str] | None = None, agent: dict | None = None, timeout: float = 120) -> Result:
     proxy = proxy or Proxy()
+    # istiod reads Gateway API objects from Kubernetes (its gateway controller's informers), as
+    # Istio's own tests give them: in both the config store and the Kubernetes client.
+    kube = kube + [o for o in config if o["apiVersion"].startswith("gateway.networking.k8s.io/")]
     req = {"config": yaml.safe_dump_all(config, sort_keys=False), "kube": yaml.safe_dump_all(kube, sort_keys=False),
            "proxy": {"namespace": proxy.namespace, "name": proxy.name, "ip": proxy.ip, "labels": proxy.labels,
                      "service_account": proxy.service_account}}
     if agent is not None:
         req["agent"] = agent
-    # istiod reads Gateway API objects from Kubernetes (its gateway controller's informers), as
-    # Istio's own tests give them: in both the config store and the Kubernetes client.
-    kube = kube + [o for o in config if o["apiVersion"].startswith("gateway.networking.k8s.io/")]
-    req["kube"] = yaml.safe_dump_all(kube, sort_keys=False)
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("PILOT_")} | (env or {})
     p = subprocess.run([str(binary()), "generate"], input=json.dumps(req), capture_output=True, text=True,
                        env=run_env, timeout=timeout)
@@ -106,9 +107,8 @@ def generate(config: list[dict], kube: list[dict], *, proxy: Proxy | None = None
     if os.environ.get("ISTIO_XDS_LOG"):
         Path(os.environ["ISTIO_XDS_LOG"]).write_text(p.stderr)
     out = json.loads(p.stdout)
-    xds = {k: [json.loads(json.dumps(r)) for r in v] for k, v in (out.get("xds") or {}).items()}
-    return Result(out["validation"], xds, out.get("agent_ecds") or [], out.get("agent_secrets") or [],
-                  out.get("errors") or [])
+    return Result(out["validation"], out.get("xds") or {}, out.get("agent_ecds") or [],
+                  out.get("agent_secrets") or [], out.get("errors") or [])
 
 
 def split(objs: list[dict]) -> tuple[list[dict], list[dict]]:

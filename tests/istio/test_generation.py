@@ -13,11 +13,10 @@ import json
 
 import pytest
 
+from harness.config import HCM
+from harness.config import WASM_TYPE as WASM
 from istio import matrix
 from istio.gateway import Gateway
-
-WASM = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
-HCM = "envoy.filters.network.http_connection_manager"
 
 
 

@@ -63,7 +63,9 @@ var xdsKinds = []struct{ key, typeURL string }{
 	{"secrets", v3.SecretType},
 }
 
-func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb.Any) {
+// generateXDS returns what istiod sent by kind, its ECDS resources as sent (for the agent's Wasm
+// conversion) and the SDS names the generated config asks the agent for (collectNames' "agent").
+func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb.Any, []string) {
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
 		Configs:                storedConfigs(t, req.Config),
 		KubernetesObjectString: req.Kube,
@@ -106,7 +108,7 @@ func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb
 			}
 		}
 	}
-	return out, ecds
+	return out, ecds, names["agent"]
 }
 
 // storedConfigs are the objects as istiod's config store holds them: converted as its CRD client
@@ -185,17 +187,4 @@ func collectNames(node any, names map[string][]string) {
 			collectNames(v, names)
 		}
 	}
-}
-
-// agentSecretNames are the SDS names the proxy asks the agent for, from the generated config.
-func agentSecretNames(x map[string][]json.RawMessage) []string {
-	names := map[string][]string{}
-	for _, rs := range x {
-		for _, r := range rs {
-			var tree any
-			_ = json.Unmarshal(r, &tree)
-			collectNames(tree, names)
-		}
-	}
-	return names["agent"]
 }
