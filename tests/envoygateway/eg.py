@@ -195,15 +195,6 @@ class EnvoyGateway:
             raise RuntimeError(f"config_dump: {status} {body[:300]}")
         return json.loads(body)
 
-    def stats(self, prefix: str = "") -> dict[str, int]:
-        _, body = self.admin(f"/stats?filter={prefix}" if prefix else "/stats")
-        out = {}
-        for line in body.splitlines():
-            name, _, value = line.partition(": ")
-            if value.strip().isdigit():
-                out[name] = int(value)
-        return out
-
 
 def _alive(pid: int) -> bool:
     try:

@@ -57,7 +57,7 @@ def to_static(dump: dict, ports: dict[int, int]) -> dict:
     eps = xds.endpoints(dump)
     listeners = sorted(copy.deepcopy(xds.listeners(dump)), key=lambda l: l["name"])
     for l in listeners:
-        for chain in l.get("filter_chains", []) + [l[k] for k in ("default_filter_chain",) if k in l]:
+        for chain in xds.filter_chains(l):
             for f in chain.get("filters", []):
                 hcm = f.get("typed_config", {})
                 if "rds" in hcm:

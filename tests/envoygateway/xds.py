@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+from harness.config import is_wasm
+
 CRED_TYPE = "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector"
 
 
@@ -45,17 +46,22 @@ def endpoints(dump: dict) -> dict[str, dict]:
             for e in sec.get("dynamic_endpoint_configs", [])}
 
 
+def filter_chains(listener: dict) -> list[dict]:
+    """A listener's filter chains, its default one included."""
+    return listener.get("filter_chains", []) + ([listener["default_filter_chain"]]
+                                                if "default_filter_chain" in listener else [])
+
+
 def http_filters(listener: dict) -> list[dict]:
     out = []
-    for chain in listener.get("filter_chains", []) + ([listener["default_filter_chain"]]
-                                                       if "default_filter_chain" in listener else []):
+    for chain in filter_chains(listener):
         for f in chain.get("filters", []):
             out += f.get("typed_config", {}).get("http_filters", [])
     return out
 
 
 def wasm_filters(dump: dict) -> list[dict]:
-    return [f for l in listeners(dump) for f in http_filters(l) if f.get("typed_config", {}).get("@type") == WASM_TYPE]
+    return [f for l in listeners(dump) for f in http_filters(l) if is_wasm(f)]
 
 
 def wasm_plugin_config(f: dict) -> dict:

@@ -31,8 +31,9 @@ tests/envoygateway/test_cluster_name.py holds it to Envoy Gateway's output. */}}
 
 {{/* The filter's upstreams, one HTTPRoute each: the `issuers` entries, or this cluster's API
 server alone (single-issuer form). Each: route (HTTPRoute name), hostnames, prefix (document path
-prefix), cluster, authority, tokenSecret, and for another cluster's API server (remote) its
-Backend and BackendTLSPolicy settings. */}}
+prefix), cluster, authority, tokenSecret, envName (its token's variable in env mode:
+token.envName, another cluster's <envName>_<NAME>), and for another cluster's API server (remote)
+its Backend and BackendTLSPolicy settings. */}}
 {{- define "kodeg.upstreams" -}}
 {{- $full := include "kodeg.fullname" . -}}
 {{- $ns := .Release.Namespace -}}
@@ -83,8 +84,10 @@ Backend and BackendTLSPolicy settings. */}}
 {{- $out = append $out $u -}}
 {{- end -}}
 {{- end -}}
+{{- $envName := .Values.token.envName -}}
 {{- range $out -}}
 {{- $_ := set . "cluster" (include "kodeg.clusterName" (dict "ns" $ns "route" .route "mode" $mode)) -}}
+{{- $_ := set . "envName" (ternary (printf "%s_%s" $envName (upper .id | replace "-" "_")) $envName .remote) -}}
 {{- end -}}
 {{- toYaml $out -}}
 {{- end -}}
@@ -107,25 +110,16 @@ pluginConfig, with Envoy Gateway's cluster names. */}}
 {{- $_ := set $cfg "authority" $u.authority -}}
 {{- $_ := set $cfg "hosts" .Values.hosts -}}
 {{- $_ := set $cfg "jwks_uri" (default (printf "https://%s/openid/v1/jwks" (first .Values.hosts)) .Values.jwksUri) -}}
-{{- if $envMode }}{{ $_ := set $cfg "token_env" .Values.token.envName }}{{ end -}}
+{{- if $envMode }}{{ $_ := set $cfg "token_env" $u.envName }}{{ end -}}
 {{- else -}}
 {{- $list := list -}}
 {{- range $ups -}}
 {{- $e := dict "name" .name "issuer" .issuer "cluster" .cluster "authority" .authority -}}
 {{- with .jwksUri }}{{ $_ := set $e "jwks_uri" . }}{{ end -}}
-{{- if $envMode }}{{ $_ := set $e "token_env" (include "kodeg.envName" (dict "root" $ "u" .)) }}{{ end -}}
+{{- if $envMode }}{{ $_ := set $e "token_env" .envName }}{{ end -}}
 {{- $list = append $list $e -}}
 {{- end -}}
 {{- $_ := set $cfg "issuers" $list -}}
 {{- end -}}
 {{- toJson $cfg -}}
-{{- end -}}
-
-{{/* env mode: the variable of an upstream's token: envName, another cluster's <envName>_<NAME>. */}}
-{{- define "kodeg.envName" -}}
-{{- if .u.remote -}}
-{{- printf "%s_%s" .root.Values.token.envName (upper .u.id | replace "-" "_") -}}
-{{- else -}}
-{{- .root.Values.token.envName -}}
-{{- end -}}
 {{- end -}}
