@@ -196,8 +196,8 @@ apply to a Gateway API gateway, so they are refused here. */}}
 
 {{/* How the chart's Istio objects bind to the gateway: targetRefs in Gateway API mode (istiod
 ignores a workloadSelector policy for such a gateway when ENABLE_SELECTOR_BASED_K8S_GATEWAY_POLICY
-is off, and a targetRefs policy for any other gateway), else the workloadSelector. `key` is the
-selector's field name: EnvoyFilter `workloadSelector` + `labels`. */}}
+is off, and a targetRefs policy for any other gateway), else the workloadSelector. Used by the
+EnvoyFilters, whose selector is `workloadSelector` + `labels`. */}}
 {{- define "kod.envoyFilterBinding" -}}
 {{- if include "kod.gatewayAPI" . -}}
 targetRefs:
