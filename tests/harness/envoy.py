@@ -22,8 +22,9 @@ from pathlib import Path
 
 from . import REPO_ROOT, child
 from . import config as _config
+from . import releases as _releases
 
-ENVOY_BIN = Path(os.environ.get("ENVOY_BIN", REPO_ROOT / ".venv" / "bin" / "envoy"))
+DEFAULT_ENVOY_BIN = REPO_ROOT / ".venv" / "bin" / "envoy"
 
 _counter = itertools.count(1)
 
@@ -33,12 +34,55 @@ class EnvoyError(RuntimeError):
 
 
 def envoy_bin() -> str:
-    if ENVOY_BIN.exists():
-        return str(ENVOY_BIN)
-    found = shutil.which("envoy")
-    if found:
-        return found
-    raise EnvoyError(f"no Envoy binary at {ENVOY_BIN}; run `make tools-py`")
+    """The Envoy the tests run: ``ENVOY_BIN`` (any binary); else ``KOD_ENVOY_VERSION``, one of the
+    pinned releases of harness.releases (`make envoy-matrix` sets it, tests/envoygateway sets
+    Envoy Gateway's); else the suite's default, .venv's. Read per call, so a conftest can choose."""
+    explicit, pinned = os.environ.get("ENVOY_BIN"), os.environ.get("KOD_ENVOY_VERSION")
+    path = Path(explicit) if explicit else _releases.binary(pinned) if pinned else DEFAULT_ENVOY_BIN
+    if path.exists():
+        return str(path)
+    if not explicit and not pinned and shutil.which("envoy"):
+        return shutil.which("envoy")
+    raise EnvoyError(f"no Envoy binary at {path}; run `make tools-py` (or `make envoys`)")
+
+
+def version() -> str:
+    """The release of the Envoy the tests run (``1.40.0``): what its ``--version`` says."""
+    return _releases.version_of(envoy_bin())
+
+
+def has_header_value_prefix() -> bool:
+    """Whether this Envoy's generic credential injector knows ``header_value_prefix``, which the
+    rotating-token configs need (harness.releases: from 1.37)."""
+    return _releases.has_header_value_prefix(version())
+
+
+def pod_config() -> str:
+    """The shipped pod config this Envoy runs: envoy/pod.yaml, or envoy/pod-static-token.yaml
+    in an Envoy that refuses pod.yaml's ``header_value_prefix`` (Istio 1.28's 1.36)."""
+    return "pod.yaml" if has_header_value_prefix() else "pod-static-token.yaml"
+
+
+def expected_refusal(cfg: dict | str) -> str | None:
+    """What this Envoy prints when it refuses ``cfg`` for a field it does not know yet
+    (docs/support.md quotes it), or None when it knows every field ``cfg`` uses."""
+    text = cfg if isinstance(cfg, str) else json.dumps(cfg)
+    if "header_value_prefix" in text and not has_header_value_prefix():
+        return _releases.HEADER_VALUE_PREFIX_REFUSAL
+    return None
+
+
+def assert_validates_or_is_refused_as_documented(cfg: dict | str,
+                                                  r: subprocess.CompletedProcess) -> None:
+    """``envoy --mode validate`` of ``cfg``: valid, or refused with exactly the documented
+    message when it uses a field this Envoy does not know."""
+    refusal = expected_refusal(cfg)
+    if refusal is None:
+        assert r.returncode == 0, r.stdout[-3000:]
+        assert "OK" in r.stdout, r.stdout[-3000:]
+    else:
+        # protobuf pads the message with runs of spaces; docs/support.md quotes it collapsed
+        assert r.returncode != 0 and refusal in " ".join(r.stdout.split()), r.stdout[-3000:]
 
 
 def unique_base_id() -> int:

@@ -1,6 +1,6 @@
 """A real Kubernetes control plane on 127.0.0.1 for the tests: etcd, kube-apiserver and
-kube-controller-manager (for the token controller), v1.20.2, built from Debian's packages by
-tools/kube/build.sh (`make kube-tools`).
+kube-controller-manager (for the token controller), the versions tools/kube/go.mod pins, built
+from their Go modules by tools/kube/build.sh (`make kube-tools`).
 
 The API server runs hardened, like the clusters this project is for: ``--anonymous-auth=false``,
 ``--authorization-mode=Node,RBAC``, no insecure port. It serves the harness PKI's server
@@ -30,21 +30,39 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import child
+from . import REPO_ROOT, child
 from .child import free_port
 from .constants import DEFAULT_ISSUER
 from .pki import Pki, make_ca, make_client
 
-VERSION = "v1.20.2"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
-READY_TIMEOUT_S = 60
-# kube-apiserver drains for 10 s and more on SIGTERM (its watches stay open); after this it is
-# killed. Everything it stores is in etcd, so a restart loses nothing.
-STOP_GRACE_S = 2
+def _pinned(module: str) -> str:
+    for line in (REPO_ROOT / "tools" / "kube" / "go.mod").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == module:
+            return parts[1]
+    raise KubeError(f"{module} is not pinned in tools/kube/go.mod")
 
 
 class KubeError(RuntimeError):
     pass
+
+
+# What the binaries are built from, and what /version and --version then say.
+VERSION = _pinned("k8s.io/kubernetes")
+ETCD_VERSION = _pinned("go.etcd.io/etcd/server/v3")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+READY_TIMEOUT_S = 60
+ANONYMOUS_DISCOVERY_BINDING = "oidc-discovery-unauthenticated"
+# KEP-4633 (docs/configuration.md#no-token-anonymous-discovery): anonymous authentication for the
+# two OIDC paths alone, every other path still 401.
+ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG = {
+    "apiVersion": "apiserver.config.k8s.io/v1", "kind": "AuthenticationConfiguration",
+    "anonymous": {"enabled": True, "conditions": [
+        {"path": "/.well-known/openid-configuration"}, {"path": "/openid/v1/jwks"}]},
+}
+# kube-apiserver drains for 10 s and more on SIGTERM (its watches stay open); after this it is
+# killed. Everything it stores is in etcd, so a restart loses nothing.
+STOP_GRACE_S = 2
 
 
 def default_bin_dir() -> Path:
@@ -92,7 +110,8 @@ def https_request(port: int, ca: Path, method: str, path: str, *, token: str | N
 
 class Kube:
     def __init__(self, workdir: Path | str, pki: Pki, *, bin_dir: Path | None = None,
-                 issuer: str = DEFAULT_ISSUER, jwks_uri: str | None = None, port: int = 0):
+                 issuer: str = DEFAULT_ISSUER, jwks_uri: str | None = None, port: int = 0,
+                 anonymous_discovery: bool = False):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.bin = bin_dir or default_bin_dir()
@@ -102,6 +121,7 @@ class Kube:
         self.pki = pki
         self.issuer = issuer
         self.jwks_uri = jwks_uri
+        self.anonymous_discovery = anonymous_discovery
         self.port = port or free_port()
         self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -166,10 +186,13 @@ class Kube:
         args = [
             "--etcd-servers", f"http://127.0.0.1:{self.etcd_port}",
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--secure-port", self.port, "--insecure-port", "0",
+            # v1.37 refuses a loopback advertise address while it reconciles the endpoints of
+            # default/kubernetes; no test reads them.
+            "--endpoint-reconciler-type", "none",
+            "--secure-port", self.port,
             "--tls-cert-file", self.pki.server_cert, "--tls-private-key-file", self.pki.server_key,
             "--client-ca-file", self.client_ca, "--cert-dir", self.dir / "certs",
-            "--anonymous-auth=false", "--authorization-mode", "Node,RBAC",
+            *self._anonymous_args(), "--authorization-mode", "Node,RBAC",
             "--service-account-issuer", self.issuer,
             "--service-account-signing-key-file", self.signing_key,
             "--service-cluster-ip-range", "10.0.0.0/24", "--profiling=false",
@@ -180,11 +203,22 @@ class Kube:
             args += ["--service-account-jwks-uri", self.jwks_uri]
         return args
 
+    def _anonymous_args(self) -> list:
+        """Hardened: no anonymous request at all. With ``anonymous_discovery`` (KEP-4633), anonymous
+        requests of the two document paths only; the two cannot be combined. Either way RBAC
+        still decides: anonymous reads need `system:service-account-issuer-discovery` bound to
+        `system:unauthenticated` (``bind_discovery_to_unauthenticated``)."""
+        if not self.anonymous_discovery:
+            return ["--anonymous-auth=false"]
+        config = self._write("authentication-config.json", json.dumps(
+            ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG).encode())
+        return ["--authentication-config", config]
+
     def _controller_manager_args(self) -> list:
         return ["--kubeconfig", self.kubeconfig, "--controllers", "serviceaccount-token",
                 "--service-account-private-key-file", self.signing_key,
                 "--root-ca-file", self.pki.ca_cert, "--leader-elect=false",
-                "--use-service-account-credentials=false", "--port", "0", "--secure-port", "0"]
+                "--use-service-account-credentials=false", "--secure-port", "0"]
 
     def start(self) -> "Kube":
         try:
@@ -295,3 +329,20 @@ class Kube:
         return subprocess.run([str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig),
                                *args], input=input, capture_output=True, text=True,
                               timeout=timeout)
+
+    def bind_discovery_to_unauthenticated(self) -> None:
+        """The ClusterRoleBinding that, with ``anonymous_discovery``, lets a request without a
+        credential read the two documents."""
+        self._ok("create clusterrolebinding", self.api(
+            "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": ANONYMOUS_DISCOVERY_BINDING},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "system:service-account-issuer-discovery"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                              "name": "system:unauthenticated"}]}), 201, 409)
+
+    def unbind_discovery_from_unauthenticated(self) -> None:
+        self._ok("delete clusterrolebinding", self.api(
+            "DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/"
+            + ANONYMOUS_DISCOVERY_BINDING), 200, 404)

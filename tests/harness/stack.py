@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 
 from . import config as _config
-from .envoy import Envoy
+from .envoy import Envoy, pod_config
 from .fake_apiserver import FakeApiServer
 from .front import EnvoyFront
 from .pki import Pki
@@ -27,7 +27,7 @@ def new_token() -> str:
 
 
 class Stack(EnvoyFront):
-    def __init__(self, workdir: Path | str, pki: Pki, wasm: Path | str, config: str = "pod.yaml", *,
+    def __init__(self, workdir: Path | str, pki: Pki, wasm: Path | str, config: str | None = None, *,
                  plugin: dict | str | None = None, plugin_changes: dict | None = None,
                  token: str | None = None, env_token: str | None = None,
                  server_cert: str = "server", start_fake: bool = True,
@@ -50,8 +50,9 @@ class Stack(EnvoyFront):
             self.fake.stop()
         self.tokens = TokenDir(self.workdir / "serviceaccount")
         self.tokens.write_token(self.token, ca=pki.ca_cert.read_bytes())
+        # envoy/pod.yaml, or what this Envoy runs instead (harness.envoy.pod_config)
         self.cfg = _config.for_test(
-            config, wasm=wasm, ca=pki.ca_cert, api_port=self.fake.port,
+            config or pod_config(), wasm=wasm, ca=pki.ca_cert, api_port=self.fake.port,
             token_dir=self.tokens.path, sds_file=self.workdir / "token-sds.yaml",
             plugin=plugin, plugin_changes=plugin_changes, backend_port=backend_port, cfg=base_cfg,
         )

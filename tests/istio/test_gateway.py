@@ -1,4 +1,5 @@
-"""What istiod produced for the chart, in real Envoy 1.40 (tests/istio/gateway.py): the single
+"""What istiod produced for the chart, in real Envoy (1.40; `make envoy-matrix`: the Envoy of
+each supported Istio release, harness.releases) (tests/istio/gateway.py): the single
 form in each mode of the matrix. On each public host both documents are served from this
 cluster's API server with the gateway's token, every other path is a 404; the application hosts
 on the same gateway reach their backend untouched and never enter the filter (Wasm trace log,
@@ -13,7 +14,7 @@ import pytest
 from harness.checks import assert_exact_upstream_request, assert_generic_error, is_strong_etag, leak_words, poll
 from harness.constants import DISCOVERY, DOCS, JWKS
 from e2e.test_other_hosts import STREAM_CALLBACK
-from harness import pki as pkimod
+from harness import envoy, pki as pkimod
 from harness.stack import new_token
 from istio import matrix
 from istio.gateway import ISTIOD_SERVER, ApiServer, Gateway
@@ -95,6 +96,7 @@ def test_public_hosts_served_and_app_hosts_untouched(case_id, make_gateway, loca
     assert callbacks(g) == n + (apps if scope_all else 0)
 
 
+@pytest.mark.needs_header_value_prefix
 @pytest.mark.parametrize("case_id", ["classic-rotating", "gateway-api-rotating"])
 def test_rotating_token_from_the_mounted_secret_without_a_restart(case_id, make_gateway, local, image):
     g = start(make_gateway, matrix.BY_ID[case_id], {"local": local}, image,
@@ -110,6 +112,19 @@ def test_rotating_token_from_the_mounted_secret_without_a_restart(case_id, make_
     for rec in local.fake.history[seen:]:
         assert_exact_upstream_request(rec, new)
     assert g.get(JWKS, host="oidc.example.com").status == 200
+
+
+@pytest.mark.skipif(envoy.has_header_value_prefix(),
+                    reason="the defect of an Envoy without header_value_prefix (make envoy-matrix: 1.36)")
+@pytest.mark.parametrize("case_id", ["classic-rotating", "gateway-api-rotating"])
+def test_rotating_in_istio_1_28s_envoy_sends_no_bearer_and_the_api_server_refuses_it(case_id, make_gateway, local, image):
+    # istiod (1.28.8 and later know the field) sends header_value_prefix as dynamic config; an
+    # Envoy that does not know it (1.36, Istio 1.28's gateway) drops the unknown field instead of
+    # refusing the cluster: why the chart says rotating needs Istio 1.29 (docs/support.md)
+    g = start(make_gateway, matrix.BY_ID[case_id], {"local": local}, image)
+    assert_generic_error(g.get(JWKS, host="oidc.example.com"), 502, leak_words(local.fake, local.token),
+                         server=ISTIOD_SERVER)
+    assert local.fake.last(JWKS).header_all("authorization") == [local.token]
 
 
 @pytest.mark.parametrize("variant", ["wrong-ca", "wrong-san"])

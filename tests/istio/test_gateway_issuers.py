@@ -33,6 +33,7 @@ def start(make_gateway, case_id, servers, **kw) -> Gateway:
     return make_gateway(matrix.BY_ID[case_id], servers, **kw).start()
 
 
+@pytest.mark.needs_header_value_prefix  # prod's rotating token
 @pytest.mark.parametrize("case_id", ["issuers", "issuers-filtered-clusters", "issuers-gateway-api"])
 def test_each_issuer_gets_its_own_clusters_documents(case_id, make_gateway, servers):
     g = start(make_gateway, case_id, servers, values={"plugin": {"refreshIntervalS": 5}})

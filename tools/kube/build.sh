@@ -1,79 +1,49 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes components the test suite runs against, from Debian's packages, into a cache
-# outside the work tree; a second run with the same pins does nothing.
-#   kube-apiserver, kube-controller-manager: built from Debian's `kubernetes` source package (upstream
-#     v1.20.2 with vendor/) with Debian's Go 1.19, in GOPATH mode (the Go module proxy is not reachable).
-#   kubectl: Debian's kubernetes-client (the same 1.20.2), unpacked, not installed (it would clash with
-#     another kubectl package on the machine).
-#   etcd: Debian's etcd-server (3.4), unpacked, not installed (its package starts a service).
-# The system's apt sources are left alone: a private source list, list dir and archive cache are used.
+# Builds the real Kubernetes control plane the test suite runs against into a cache outside the
+# work tree; a second run with the same pins does nothing.
+#   kube-apiserver, kube-controller-manager, kubectl: k8s.io/kubernetes at the version go.mod
+#     pins (its staging modules replaced by their tagged v0.x releases, as a module consumer must),
+#     stamped with that version as the upstream release build stamps it.
+#   etcd: go.etcd.io/etcd/server/v3 at the version go.mod pins (its main package is the module root).
+# Modules come from the Go module proxy, pinned by go.mod and go.sum beside this script; Go's module
+# and build caches are reused, so only a changed pin rebuilds.
 # Usage: tools/kube/build.sh [CACHE_DIR]   (prints the bin dir on its last line)
 set -euo pipefail
 
-KUBE_DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
-KUBE_VERSION=v1.20.2   # the upstream release inside that package
-GO_PKG=golang-1.19
+HERE=$(cd "$(dirname "$0")" && pwd)
+KUBE_VERSION=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$HERE/go.mod")
+ETCD_VERSION=$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$HERE/go.mod")
 CACHE=${1:-${KOD_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kube-oidc-discovery/kube}}
-STAMP="$KUBE_DEB_VERSION $GO_PKG 3"   # bump the last field when this recipe changes
+STAMP="$KUBE_VERSION $ETCD_VERSION $(sha256sum "$HERE/go.sum" | cut -c1-16) 4"   # bump the last field when this recipe changes
 BIN="$CACHE/bin"
 
 if [ -f "$BIN/.stamp" ] && [ "$(cat "$BIN/.stamp")" = "$STAMP" ]; then
   echo "$BIN"; exit 0
 fi
 
-mkdir -p "$CACHE/apt/lists/partial" "$CACHE/apt/archives/partial" "$CACHE/debs" "$BIN"
-cat > "$CACHE/apt/sources.list" <<LIST
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
-LIST
-APT=(-o "Dir::Etc::SourceList=$CACHE/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
-     -o "Dir::State::Lists=$CACHE/apt/lists" -o "Dir::Cache=$CACHE/apt" -o APT::Sandbox::User=root -qq)
-
 log() { echo "kube build: $*" >&2; }
+command -v go >/dev/null || { log "Go (>= the go line of $HERE/go.mod) is needed"; exit 1; }
 
-command -v rsync >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null; }
-
-log "package lists (private)"
-apt-get "${APT[@]}" update
-
-cd "$CACHE/debs"
-debs=("$GO_PKG-go" "$GO_PKG-src" golang-github-modern-go-reflect2-dev kubernetes-client etcd-server)
-log "downloading ${debs[*]}"
-apt-get "${APT[@]}" download "${debs[@]}"
-rm -rf "$CACHE/root" && mkdir -p "$CACHE/root"
-for d in *.deb; do dpkg -x "$d" "$CACHE/root"; done
-
-log "kubernetes source $KUBE_DEB_VERSION"
-apt-get "${APT[@]}" source --download-only "kubernetes=$KUBE_DEB_VERSION"
-orig=$(ls kubernetes_*.orig.tar.gz)
-
-GOROOT="$CACHE/root/usr/lib/go-1.19"
-export GOROOT PATH="$GOROOT/bin:$PATH" GOPATH="$CACHE/gopath" GO111MODULE=off CGO_ENABLED=0 \
-       GOCACHE="$CACHE/gocache" GOFLAGS= GOTOOLCHAIN=local
-SRC="$GOPATH/src/k8s.io/kubernetes"
-rm -rf "$GOPATH" && mkdir -p "$SRC"
-tar -xzf "$orig" -C "$SRC" --strip-components=1
-
-# reflect2 1.0.1 reads runtime internals that changed in Go 1.18 and crashes at start; Debian's 1.0.2 does not.
-rm -rf "$SRC/vendor/github.com/modern-go/reflect2"
-cp -r "$CACHE/root/usr/share/gocode/src/github.com/modern-go/reflect2" "$SRC/vendor/github.com/modern-go/reflect2"
-
-cd "$SRC"
-log "make generated_files (the OpenAPI definitions are not in the tarball)"
-make generated_files >"$CACHE/generated_files.log" 2>&1 || { tail -30 "$CACHE/generated_files.log" >&2; exit 1; }
-# The version the binaries report (/version, --version), as the upstream release build stamps it.
-V=k8s.io/kubernetes/vendor/k8s.io/component-base/version
-major_minor=${KUBE_VERSION#v}; major_minor=${major_minor%.*}   # 1.20: /version's major and minor
+mkdir -p "$BIN"
+cd "$HERE"
+export CGO_ENABLED=0 GOFLAGS=-mod=readonly
+# The version the binaries report (/version, --version); without it they say v0.0.0-master.
+V=k8s.io/component-base/version
+major_minor=${KUBE_VERSION#v}; major_minor=${major_minor%.*}
 LDFLAGS="-s -w -X $V.gitVersion=$KUBE_VERSION -X $V.gitTreeState=clean"
 LDFLAGS="$LDFLAGS -X $V.gitMajor=${major_minor%.*} -X $V.gitMinor=${major_minor#*.}"
-for cmd in kube-apiserver kube-controller-manager; do
-  log "go build $cmd"
-  go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/$cmd" "./cmd/$cmd"
+for cmd in kube-apiserver kube-controller-manager kubectl; do
+  log "go build $cmd $KUBE_VERSION"
+  go build -trimpath -ldflags "$LDFLAGS" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
+  mv "$BIN/$cmd.tmp" "$BIN/$cmd"
 done
-cp "$CACHE/root/usr/bin/kubectl" "$CACHE/root/usr/bin/etcd" "$BIN/"
+log "go build etcd $ETCD_VERSION"
+go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
+mv "$BIN/etcd.tmp" "$BIN/etcd"
 "$BIN/kube-apiserver" --version | grep -qx "Kubernetes $KUBE_VERSION"
+"$BIN/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}"
+# The Debian-built v1.20.2 of earlier versions of this script left its stamp and binaries here;
+# every binary above is replaced, so nothing of it remains.
 echo "$STAMP" > "$BIN/.stamp"
-# Only the binaries are kept (about 270 MB); the rest (3 GB) is rebuilt if the pin changes.
-cd "$CACHE" && rm -rf gopath gocache root debs apt
-log "done: $("$BIN/kube-apiserver" --version) in $BIN"
+log "done: $("$BIN/kube-apiserver" --version), etcd $ETCD_VERSION in $BIN"
 echo "$BIN"
