@@ -1,5 +1,5 @@
 """`make run`: the filter in a local Envoy against a kube-apiserver on 127.0.0.1:6443, in the
-foreground: the fake one, or with `--kube real` (`make run KUBE=real`) a real one (v1.20.2 with
+foreground: the fake one, or with `--kube real` (`make run KUBE=real`) a real one (the pinned release, with
 etcd and the token controller, harness.kube) and a TokenRequest token of a service account.
 
 Generates under .run/ a test PKI (.run/pki) and a kubelet-style token directory (.run/token),

@@ -1,5 +1,6 @@
 """Fixtures of the real-API-server tier: the filter in real Envoy against a real kube-apiserver
-(v1.20.2, hardened: no anonymous access, RBAC), started on 127.0.0.1 by harness.kube.
+(tools/kube/go.mod's release, v1.37.2; hardened: no anonymous access, RBAC), started on
+127.0.0.1 by harness.kube.
 
 `kube` is one control plane for the whole session; tests that stop or restart the API server take
 `own_kube`, a control plane of their own. Service accounts are created per test, in a namespace

@@ -1,6 +1,6 @@
 """The chart's own account objects on a real API server: its ServiceAccount, token Secret and
-ClusterRoleBinding, rendered by Helm and applied with kubectl 1.20 (which validates them against
-the server's OpenAPI). The token controller fills the Secret; that token fetches both documents
+ClusterRoleBinding, rendered by Helm and applied with kubectl (the pinned release's, which
+validates them against the server's OpenAPI). The token controller fills the Secret; that token fetches both documents
 through Envoy, and can do nothing else. The cluster's default binding of the discovery role to
 every service account is removed first, as hardened clusters do, so the chart's binding is what
 grants the access."""

@@ -9,14 +9,14 @@ import subprocess
 
 import jwt
 
-from harness import REPO_ROOT, client
+from harness import REPO_ROOT, client, kube
 from harness.constants import DEFAULT_ISSUER, DISCOVERY, JWKS
 from harness.make_run import run_local, stop_cleanly
 
 
 def test_make_run_real_serves_from_a_real_api_server(ports_free, wasm):
     with run_local("--kube", "real", timeout=90) as (proc, out):
-        assert "kube-apiserver       https://127.0.0.1:6443 (real, v1.20.2" in out
+        assert f"kube-apiserver       https://127.0.0.1:6443 (real, {kube.VERSION};" in out
         jwks = client.get(8080, JWKS)
         assert jwks.status == 200 and json.loads(jwks.body)["keys"]
         discovery = client.get(8080, DISCOVERY)
