@@ -520,11 +520,15 @@ class FakeApiServer:
             self._send(h, 401, status_body(401, "Unauthorized", details=False, accept=accept),
                        "application/json", head, private)
             return
-        # RBAC before routing: the service account may `get` the two documents and, through
+        # RBAC before routing: the service account may `get` the two documents (v1.37's role
+        # also lists each with one trailing slash, and go-restful serves those) and, through
         # system:discovery, the API group list; any other verb or path is forbidden.
+        asked = path
+        if path.endswith("/") and path[:-1] in DOCS:
+            path = path[:-1]
         if not (h.command == "GET" and (path in DOCS or path.startswith("/apis/"))):
             verb = h.command.lower()
-            msg = f'forbidden: User "{FORBIDDEN_USER}" cannot {verb} path "{path}"'
+            msg = f'forbidden: User "{FORBIDDEN_USER}" cannot {verb} path "{asked}"'
             self._send(h, 403, status_body(403, msg, accept=accept), "application/json", head, private)
             return
         if path not in DOCS:  # an API group that does not exist: Go's plain-text 404
@@ -532,7 +536,8 @@ class FakeApiServer:
             return
         doc, ctype = self.document(path)
         if not accept_matches(accept, ctype):
-            self._send(h, 406, status_body(406, "406: Not Acceptable", "NotAcceptable", accept=accept),
+            msg = f"406: Not Acceptable\n\nAvailable representations: {ctype}"
+            self._send(h, 406, status_body(406, msg, "NotAcceptable", accept=accept),
                        "application/json", head, private)
             return
         self._send(h, 200, doc, ctype, head, CACHE_CONTROL)

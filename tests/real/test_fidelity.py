@@ -33,7 +33,11 @@ CASES = [
     ("bad token", "GET", DISCOVERY, {}, "not-a-token", 401),
     ("head", "HEAD", JWKS, {}, SA, 403),
     ("post", "POST", DISCOVERY, {}, SA, 403),
-    ("trailing slash", "GET", JWKS + "/", {}, SA, 403),
+    # v1.37's discovery role lists each path with one trailing slash too (v1.20's did not)
+    ("trailing slash", "GET", JWKS + "/", {}, SA, 200),
+    ("discovery trailing slash", "GET", DISCOVERY + "/", {}, SA, 200),
+    ("two trailing slashes", "GET", JWKS + "//", {}, SA, 403),
+    ("post trailing slash", "POST", JWKS + "/", {}, SA, 403),
     ("other path", "GET", "/metrics", {}, SA, 403),
     ("other path, accept html", "GET", "/metrics", {"Accept": "text/html"}, SA, 403),
     ("no token, accept jwk-set", "GET", JWKS, {"Accept": "application/jwk-set+json"}, None, 401),

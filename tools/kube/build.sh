@@ -40,8 +40,9 @@ done
 log "go build etcd $ETCD_VERSION"
 go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
 mv "$BIN/etcd.tmp" "$BIN/etcd"
-"$BIN/kube-apiserver" --version | grep -qx "Kubernetes $KUBE_VERSION"
-"$BIN/etcd" --version | grep -q "etcd Version: ${ETCD_VERSION#v}"
+# (read whole first: grep -q would close the pipe early, and pipefail would fail on the SIGPIPE)
+[ "$("$BIN/kube-apiserver" --version)" = "Kubernetes $KUBE_VERSION" ] || { log "kube-apiserver --version is not $KUBE_VERSION"; exit 1; }
+case "$("$BIN/etcd" --version)" in *"etcd Version: ${ETCD_VERSION#v}"*) ;; *) log "etcd --version is not $ETCD_VERSION"; exit 1;; esac
 # The Debian-built v1.20.2 of earlier versions of this script left its stamp and binaries here;
 # every binary above is replaced, so nothing of it remains.
 echo "$STAMP" > "$BIN/.stamp"
