@@ -477,8 +477,8 @@ def test_notes_say_when_the_chart_routes_no_host_so_the_plugin_never_runs(values
                                            ("issuers-remote", True)])  # two remote entries rotating
 def test_notes_warn_that_rotating_needs_istio_1_29(variant, warns):
     """Envoy knows header_value_prefix from 1.37 (Istio 1.29's gateway); Istio 1.28's Envoy 1.36
-    drops it silently and the API server answers 401 (tests/istio/test_gateway.py runs that in
-    Envoy 1.36; chart README, The token)."""
+    refuses the API server's cluster that istiod sends with it (tests/istio/test_gateway.py runs
+    that in Envoy 1.36; chart README, The token)."""
     text = helm.notes(values=VARIANTS[variant])
     assert ("NOTE: token mode rotating needs Istio 1.29 or later" in text) == warns
     objs = helm.render(values=VARIANTS[variant])

@@ -81,6 +81,9 @@ HEADER_VALUE_PREFIX_SINCE = "1.37"
 # What an Envoy without it prints for a shipped config that uses it (docs/support.md quotes it).
 # (whitespace collapsed: protobuf pads it with runs of spaces).
 HEADER_VALUE_PREFIX_REFUSAL = "no such field: 'header_value_prefix') has unknown fields"
+# ... and for a cluster from xDS (istiod's, in Istio 1.28's gateway) that uses it.
+HEADER_VALUE_PREFIX_XDS_REFUSAL = ("Protobuf message (type envoy.extensions.http.injected_credentials.generic.v3."
+                                   "Generic(root) with unknown field set {3}) has unknown fields")
 
 
 def envoy_gateway_envoy() -> EnvoyRelease:

@@ -123,3 +123,9 @@ def test_the_documented_refusal_is_what_the_harness_checks():
     assert releases.HEADER_VALUE_PREFIX_REFUSAL in text.split("Envoy 1.36 prints the whole refusal as")[1]
     minor = releases.HEADER_VALUE_PREFIX_SINCE
     assert f"Envoy {minor}: the generic injector's `header_value_prefix`" in text
+
+
+def test_the_documented_xds_refusal_is_what_the_istio_tier_checks():
+    text = " ".join(DOC.read_text().split()).replace("\\|", "|")
+    assert (f"Error adding/updating cluster(s) outbound|443||kubernetes.default.svc.cluster.local: "
+            f"{releases.HEADER_VALUE_PREFIX_XDS_REFUSAL}") in text
