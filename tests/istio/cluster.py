@@ -6,6 +6,7 @@ the Gateway the chart's targetRefs name."""
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
 from istio.istiod import NAMESPACE
 
@@ -26,6 +27,15 @@ def api_server(port: int, address: str = "127.0.0.1") -> list[dict]:
          "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
          "ports": [{"name": "https", "port": port, "protocol": "TCP"}]},
     ]
+
+
+def created_at(objs: list[dict], when: datetime) -> list[dict]:
+    """``objs`` with ``metadata.creationTimestamp`` as the API server sets it on creation (whole
+    seconds, UTC). istiod orders a gateway's VirtualServices by it (then by name); an object
+    without one gets the time of the run, the same for every object of it (tests/istio/xds.go)."""
+    for o in objs:
+        o["metadata"]["creationTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return objs
 
 
 def _b64(data: bytes) -> str:

@@ -112,9 +112,10 @@ func generateXDS(t *failer, req request) (map[string][]json.RawMessage, []*anypb
 }
 
 // storedConfigs are the objects as istiod's config store holds them: converted as its CRD client
-// converts them, not validated (that is the webhook's job, validate.go; FakeOptions.ConfigString
-// would validate and stop at the first invalid object, where istiod would go on and drop what it
-// cannot use, as it does for an EnvoyFilter patch it cannot decode).
+// converts them (metadata.creationTimestamp included), not validated (that is the webhook's job,
+// validate.go; FakeOptions.ConfigString would validate and stop at the first invalid object,
+// where istiod would go on and drop what it cannot use, as it does for an EnvoyFilter patch it
+// cannot decode).
 func storedConfigs(t *failer, configYAML string) []config.Config {
 	var out []config.Config
 	now := time.Now()
@@ -132,7 +133,11 @@ func storedConfigs(t *failer, configYAML string) []config.Config {
 		if err != nil {
 			t.Fatalf("%s %s: %v", obj.Kind, obj.Name, err)
 		}
-		cfg.CreationTimestamp = now
+		// metadata.creationTimestamp as the API server set it (istiod orders VirtualServices,
+		// Gateways, EnvoyFilters, ... by it, then by name); an object without one was created now
+		if cfg.CreationTimestamp.IsZero() {
+			cfg.CreationTimestamp = now
+		}
 		if cfg.ResourceVersion == "" {
 			cfg.ResourceVersion = "1" // what the API server gives a new object (istiod passes it on, e.g. to the Wasm VM)
 		}
