@@ -10,21 +10,13 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
 import helm
-from harness.kube import ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
+from harness.kube import ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG, printed_authentication_configuration
 from test_chart import DISCOVERY_ROLE, README, VARIANTS, by_kind, one
 
 ANONYMOUS_GROUP = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}
 CREDENTIAL_KINDS = {"ServiceAccount", "Secret", "ConfigMap"}
-
-
-def authentication_configuration(text: str) -> dict:
-    """The AuthenticationConfiguration a text prints (NOTES.txt indented, the README in a block)."""
-    m = re.search(r"^( *)apiVersion: apiserver\.config\.k8s\.io/.*?(?=\n\s*\n|\n```)", text, re.S | re.M)
-    assert m, text
-    return yaml.safe_load("\n".join(line[len(m.group(1)):] for line in m.group(0).splitlines()))
 
 
 @pytest.mark.parametrize("variant", ["none", "issuers-none"])
@@ -64,7 +56,7 @@ def test_only_other_clusters_in_mode_none_bind_nothing_here():
 def test_notes_print_the_api_servers_authentication_configuration(variant):
     values = VARIANTS[variant]
     text = helm.notes(values=values)
-    assert authentication_configuration(text) == ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
+    assert printed_authentication_configuration(text) == ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
     assert "remove --anonymous-auth" in text
     crb = one(helm.render(values=values), "ClusterRoleBinding")["metadata"]["name"]
     assert re.search(rf"this release did, in this cluster \(ClusterRoleBinding\s+{crb}\)", text), text
@@ -87,4 +79,4 @@ def test_notes_of_the_token_modes_print_no_authentication_configuration():
 
 def test_readme_prints_the_authentication_configuration_the_suite_runs():
     section = README.read_text().split("### No token: anonymous discovery", 1)[1].split("\n## ", 1)[0]
-    assert authentication_configuration(section) == ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
+    assert printed_authentication_configuration(section) == ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
