@@ -129,7 +129,7 @@ def https_request(port: int, ca: Path, method: str, path: str, *, token: str | N
 class Kube:
     def __init__(self, workdir: Path | str, pki: Pki, *, bin_dir: Path | None = None,
                  issuer: str = DEFAULT_ISSUER, jwks_uri: str | None = None, port: int = 0,
-                 anonymous_discovery: bool = False):
+                 anonymous_discovery: bool = False, apiserver_args: list[str] = ()):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.bin = bin_dir or default_bin_dir()
@@ -140,6 +140,7 @@ class Kube:
         self.issuer = issuer
         self.jwks_uri = jwks_uri
         self.anonymous_discovery = anonymous_discovery
+        self.extra_apiserver_args = list(apiserver_args)  # after the harness's own
         self.port = port or free_port()
         self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -219,7 +220,7 @@ class Kube:
             args += ["--service-account-key-file", key]
         if self.jwks_uri:
             args += ["--service-account-jwks-uri", self.jwks_uri]
-        return args
+        return args + self.extra_apiserver_args
 
     def _anonymous_args(self) -> list:
         """Hardened: no anonymous request at all. With ``anonymous_discovery`` (KEP-4633), anonymous
