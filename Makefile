@@ -210,7 +210,8 @@ $(ISTIO_XDS): $(wildcard tests/istio/*.go) tests/istio/go.mod tests/istio/go.sum
 
 istio-xds: $(ISTIO_XDS)
 
-istio-test: build tools-apt tools-py istio-xds
+# (test_gateway_anonymous.py also runs the real kube-apiserver: kube-tools)
+istio-test: build tools-apt tools-py istio-xds kube-tools
 	$(PYTEST) -q tests/istio
 
 # envoy/istio-gateway.yaml: what istiod sends the gateway for the chart's defaults, for readers
