@@ -210,7 +210,8 @@ $(ISTIO_XDS): $(wildcard tests/istio/*.go) tests/istio/go.mod tests/istio/go.sum
 
 istio-xds: $(ISTIO_XDS)
 
-istio-test: build tools-apt tools-py istio-xds
+# (test_gateway_anonymous.py also runs the real kube-apiserver: kube-tools)
+istio-test: build tools-apt tools-py istio-xds kube-tools
 	$(PYTEST) -q tests/istio
 
 # envoy/istio-gateway.yaml: what istiod sends the gateway for the chart's defaults, for readers
@@ -220,7 +221,8 @@ istio-snapshot: tools-py istio-xds
 
 # The chart charts/kube-oidc-discovery-envoy-gateway run by Envoy Gateway itself (standalone
 # mode, private network namespace; tests/envoygateway), and its kinds against the CRDs.
-eg-test: build tools-apt tools-py tools-envoy-gateway envoys
+# (test_anonymous.py also runs the real kube-apiserver: kube-tools)
+eg-test: build tools-apt tools-py tools-envoy-gateway envoys kube-tools
 	$(PYTEST) -q tests/envoygateway
 
 # envoy/envoy-gateway.yaml: the config Envoy Gateway produces for the chart, from its Envoy's

@@ -58,6 +58,13 @@ VARIANTS = {
     # today's behaviour: the plugin in the path of every request of the gateway
     "scope-all": {"plugin": {"scope": "all"}},
     "issuers": ISSUERS,
+    # no token at all: the API server serves the documents anonymously (its own tests: test_no_token.py)
+    "none": {"token": {"mode": "none"}, "publicGateway": {"create": True}},
+    "issuers-none": {"token": {"mode": "none"}, "publicGateway": {"create": True}, "issuers": [
+        {"name": "local", "issuer": "https://oidc.example.com/clusters/local"},
+        {"name": "prod", "issuer": "https://oidc.example.com/clusters/prod", "apiServer": {"host": "api.prod.example.internal"}},
+        {"name": "edge", "issuer": "https://edge-oidc.example.com", "apiServer": {"host": "api.edge.example.internal"},
+         "tokenMode": "static"}]},
     # other clusters only (static tokens by default, two rotating): nothing of this cluster's
     "issuers-remote": {"issuers": [
         {"name": "a", "issuer": "https://a.example.com", "apiServer": {"host": "api.a.example.internal",
@@ -211,6 +218,11 @@ def test_every_variant_renders_the_expected_kinds():
     assert kinds["issuers"] == ["Certificate", "ClusterRoleBinding", "ConfigMap", "DestinationRule", "DestinationRule",
                                 "DestinationRule", "EnvoyFilter", "EnvoyFilter", "EnvoyFilter", "Gateway", "Secret",
                                 "ServiceAccount", "ServiceEntry", "ServiceEntry", "VirtualService", "WasmPlugin"]
+    assert kinds["none"] == ["ClusterRoleBinding", "DestinationRule", "EnvoyFilter", "EnvoyFilter", "Gateway",
+                             "VirtualService", "WasmPlugin"]
+    assert kinds["issuers-none"] == ["ClusterRoleBinding", "DestinationRule", "DestinationRule", "DestinationRule",
+                                     "EnvoyFilter", "EnvoyFilter", "Gateway", "ServiceEntry", "ServiceEntry",
+                                     "VirtualService", "WasmPlugin"]
     assert kinds["issuers-remote"] == ["ConfigMap", "DestinationRule", "DestinationRule", "DestinationRule",
                                        "EnvoyFilter", "EnvoyFilter", "EnvoyFilter", "ServiceEntry", "ServiceEntry",
                                        "ServiceEntry", "WasmPlugin"]

@@ -2,7 +2,8 @@
 from github.com/envoyproxy/gateway at the tag tests/envoygateway/go.mod pins) in standalone mode,
 fed the chart charts/kube-oidc-discovery-envoy-gateway as rendered by Helm's engine, pulling the
 filter's OCI image from a local registry over HTTPS, driving the Envoy that Envoy Gateway v1.9
-deploys by default (1.39.0, harness.releases) against the fake kube-apiserver. Everything runs in private network and mount namespaces (sandbox.py), one
+deploys by default (1.39.0, harness.releases) against the fake kube-apiserver (token mode none:
+a real kube-apiserver, harness.kube). Everything runs in private network and mount namespaces (sandbox.py), one
 Envoy Gateway at a time (its ports are fixed); run this directory as a pytest invocation of its
 own (`make eg-test`)."""
 
@@ -23,7 +24,7 @@ import helm  # tools/helm.py
 import sandbox
 import standalone
 from names import APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, ROUTE, TOKEN
-from harness import child, client, pki as _pki
+from harness import child, client, kube as _kube, pki as _pki
 from harness.backend import Backend
 from harness.constants import WASM
 from harness.fake_apiserver import FakeApiServer
@@ -207,6 +208,18 @@ def fake(pki):
     f = FakeApiServer(pki.server_cert, pki.server_key, token=TOKEN).start()
     yield f
     f.stop()
+
+
+@pytest.fixture(scope="session")
+def anonymous_kube(tmp_path_factory, pki):
+    """A real kube-apiserver v1.37.2 (harness.kube, `make kube-tools`), in this sandbox, that
+    serves the two documents to anonymous requests (KEP-4633); whether the discovery role is bound
+    to system:unauthenticated is each test's to say."""
+    missing = _kube.missing_binaries()
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing in {_kube.default_bin_dir()}: run `make kube-tools`")
+    with _kube.Kube(tmp_path_factory.mktemp("anonymous-kube"), pki, anonymous_discovery=True) as k:
+        yield k
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 import helm
+from harness.kube import ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG, printed_authentication_configuration
 from names import CHART, HERE, NAMESPACE, REPO
 
 K8S_VERSION = "1.33"
@@ -46,6 +48,9 @@ VARIANTS = {
     "issuers": ISSUERS,
     "issuers-env": {**ISSUERS, "token": {"mode": "env"}},
     "no-default-namespace": {"apiServer": {"createDefaultNamespaceObjects": False}},
+    # no credential: an API server that serves the documents anonymously (docs/envoy-gateway.md)
+    "no-token": {"token": {"mode": "none"}},
+    "issuers-no-token": {**ISSUERS, "token": {"mode": "none"}},
 }
 
 
@@ -191,6 +196,44 @@ def test_env_mode_names_the_rule_cluster_and_the_host_key():
     assert wasm["config"]["token_env"] == "KUBE_OIDC_TOKEN"
     assert wasm["config"]["cluster"].endswith("/rule/0")
     assert not by_kind(render(VARIANTS["env-token"]), "HTTPRouteFilter")
+
+
+@pytest.mark.parametrize("variant", ["no-token", "issuers-no-token"])
+def test_no_token_mode_sends_no_credential_and_binds_the_anonymous_group(variant):
+    objs = render(VARIANTS[variant])
+    assert not by_kind(objs, "ServiceAccount") and not by_kind(objs, "Secret") and not by_kind(objs, "HTTPRouteFilter")
+    for route in by_kind(objs, "HTTPRoute"):
+        assert all("filters" not in ref for rule in route["spec"]["rules"] for ref in rule["backendRefs"])
+    (policy,) = by_kind(objs, "EnvoyExtensionPolicy")
+    wasm = policy["spec"]["wasm"][0]
+    assert "env" not in wasm
+    entries = wasm["config"].get("issuers", [wasm["config"]])
+    assert not any("token_env" in e for e in entries)
+    assert all(e["cluster"].endswith("/rule/0") for e in entries)  # no filter on the backendRef
+    (crb,) = by_kind(objs, "ClusterRoleBinding")
+    assert crb["roleRef"]["name"] == DISCOVERY_ROLE
+    assert crb["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}]
+    # the same object as the token modes' binding: a change of mode updates it in place
+    assert crb["metadata"]["name"] == by_kind(render({}), "ClusterRoleBinding")[0]["metadata"]["name"]
+
+
+@pytest.mark.parametrize("variant", ["no-token", "issuers-no-token"])
+def test_no_token_notes_print_the_authentication_configuration_the_suite_runs(variant):
+    text = helm.notes(CHART, VARIANTS[variant], release="kod", namespace=NAMESPACE)
+    assert printed_authentication_configuration(text) == ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
+    assert "create secret" not in text and "create token" not in text
+    (crb,) = by_kind(render(VARIANTS[variant]), "ClusterRoleBinding")
+    assert re.search(rf"this release did, in this cluster \(ClusterRoleBinding\s+{crb['metadata']['name']}\)", text)
+    if variant == "issuers-no-token":  # each other cluster's CA, and nothing of a token
+        assert "create configmap kod-kube-oidc-discovery-envoy-gateway-prod-ca " in text
+        assert "create configmap edge-ca " in text
+    assert "AuthenticationConfiguration" not in helm.notes(CHART, {}, release="kod", namespace=NAMESPACE)
+
+
+def test_the_docs_print_the_authentication_configuration_the_suite_runs():
+    section = (REPO / "docs" / "envoy-gateway.md").read_text().split("### No token: anonymous discovery", 1)[1]
+    assert printed_authentication_configuration(section.split("\n## ", 1)[0]) == ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
+
 
 
 def test_issuers_one_route_per_api_server():

@@ -22,11 +22,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import time
 from pathlib import Path
 
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -53,6 +55,13 @@ ETCD_VERSION = _pinned("go.etcd.io/etcd/server/v3")
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 READY_TIMEOUT_S = 60
 ANONYMOUS_DISCOVERY_BINDING = "oidc-discovery-unauthenticated"
+ANONYMOUS_DISCOVERY_CLUSTER_ROLE_BINDING = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+    "metadata": {"name": ANONYMOUS_DISCOVERY_BINDING},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                "name": "system:service-account-issuer-discovery"},
+    "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}],
+}
 # KEP-4633 (docs/configuration.md#no-token-anonymous-discovery): anonymous authentication for the
 # two OIDC paths alone, every other path still 401.
 ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG = {
@@ -60,6 +69,15 @@ ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG = {
     "anonymous": {"enabled": True, "conditions": [
         {"path": "/.well-known/openid-configuration"}, {"path": "/openid/v1/jwks"}]},
 }
+
+
+def printed_authentication_configuration(text: str) -> dict:
+    """The AuthenticationConfiguration a text prints (NOTES.txt, indented; a doc, in a YAML block):
+    the docs and the charts are held to the one the tests run."""
+    m = re.search(r"^( *)apiVersion: apiserver\.config\.k8s\.io/.*?(?=\n\s*\n|\n```)", text, re.S | re.M)
+    if not m:
+        raise ValueError("no AuthenticationConfiguration in the text")
+    return yaml.safe_load("\n".join(line[len(m.group(1)):] for line in m.group(0).splitlines()))
 # kube-apiserver drains for 10 s and more on SIGTERM (its watches stay open); after this it is
 # killed. Everything it stores is in etcd, so a restart loses nothing.
 STOP_GRACE_S = 2
@@ -111,7 +129,7 @@ def https_request(port: int, ca: Path, method: str, path: str, *, token: str | N
 class Kube:
     def __init__(self, workdir: Path | str, pki: Pki, *, bin_dir: Path | None = None,
                  issuer: str = DEFAULT_ISSUER, jwks_uri: str | None = None, port: int = 0,
-                 anonymous_discovery: bool = False):
+                 anonymous_discovery: bool = False, apiserver_args: list[str] = ()):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.bin = bin_dir or default_bin_dir()
@@ -122,6 +140,7 @@ class Kube:
         self.issuer = issuer
         self.jwks_uri = jwks_uri
         self.anonymous_discovery = anonymous_discovery
+        self.extra_apiserver_args = list(apiserver_args)  # after the harness's own
         self.port = port or free_port()
         self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -201,7 +220,7 @@ class Kube:
             args += ["--service-account-key-file", key]
         if self.jwks_uri:
             args += ["--service-account-jwks-uri", self.jwks_uri]
-        return args
+        return args + self.extra_apiserver_args
 
     def _anonymous_args(self) -> list:
         """Hardened: no anonymous request at all. With ``anonymous_discovery`` (KEP-4633), anonymous
@@ -334,13 +353,8 @@ class Kube:
         """The ClusterRoleBinding that, with ``anonymous_discovery``, lets a request without a
         credential read the two documents."""
         self._ok("create clusterrolebinding", self.api(
-            "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": ANONYMOUS_DISCOVERY_BINDING},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "system:service-account-issuer-discovery"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                              "name": "system:unauthenticated"}]}), 201, 409)
+            "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            ANONYMOUS_DISCOVERY_CLUSTER_ROLE_BINDING), 201, 409)
 
     def unbind_discovery_from_unauthenticated(self) -> None:
         self._ok("delete clusterrolebinding", self.api(

@@ -2,7 +2,7 @@
 values (tools/helm.py), the cluster's own objects (tests/istio/cluster.py), istiod's validation
 and config for the gateway plus pilot-agent's part (tests/istio/istiod.py, istio.io/istio's own
 code), and that config in real Envoy 1.40 (tests/istio/gateway_envoy.py) against fake API servers
-and an application backend, the filter pulled by pilot-agent's pkg/wasm from a local OCI
+(or a real kube-apiserver: RealApiServer) and an application backend, the filter pulled by pilot-agent's pkg/wasm from a local OCI
 registry.
 
     gw = Gateway(tmp_path, case, image=image, wasm=..., clusters=..., backend=backend)
@@ -28,6 +28,7 @@ from harness import client
 from harness import pki as pkimod
 from harness.envoy import Envoy
 from harness.fake_apiserver import FakeApiServer
+from harness.kube import Kube
 from harness.stack import new_token
 from harness.tokendir import TokenDir
 from istio import cluster, gateway_envoy, istiod
@@ -67,8 +68,30 @@ class ApiServer:
         self.fake = FakeApiServer(self.dir / "server.crt", self.dir / "server.key", token=self.token,
                                   issuer=issuer).start()
 
+    @property
+    def port(self) -> int:
+        return self.fake.port
+
     def stop(self):
         self.fake.stop()
+
+
+class RealApiServer:
+    """A real kube-apiserver (harness.kube.Kube, started and stopped by the test) as this
+    cluster's API server of a Gateway: what the Gateway reads of one (its port on 127.0.0.1, the
+    CA file of its serving certificate, its issuer, and the token static and rotating modes hand
+    the gateway; None in token mode none)."""
+
+    def __init__(self, kube: Kube, token: str | None = None):
+        self.kube, self.name = kube, "local"
+        self.ca_file, self.issuer, self.token = kube.pki.ca_cert, kube.issuer, token
+
+    @property
+    def port(self) -> int:
+        return self.kube.port
+
+    def stop(self):
+        pass
 
 
 def issuers_values(servers: dict[str, ApiServer]) -> dict:
@@ -151,7 +174,7 @@ class Gateway:
     def _world(self, backend_port: int) -> tuple[list[dict], list[dict]]:
         config, kube = istiod.split(self.objects)
         credential = "kube-oidc-discovery-tls"  # publicGateway.credentialName's default
-        kube += cluster.api_server(self.servers["local"].fake.port)
+        kube += cluster.api_server(self.servers["local"].port)
         kube.append(cluster.tls_secret(credential, self.tls_cert, self.tls_key))
         kube += _app_service(backend_port)
         # each remote issuer's CA Secret (the DestinationRule's credentialName)

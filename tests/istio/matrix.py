@@ -34,6 +34,7 @@ def _ids(cases):
 
 
 ROTATING = {"token": {"mode": "rotating"}}
+NO_TOKEN = {"token": {"mode": "none"}}
 SCOPE_ALL = {"plugin": {"scope": "all"}}
 COLLAPSE_VALUES = {"publicGateway": {"gateways": ["istio-ingress/public"]}}
 
@@ -41,6 +42,9 @@ CASES = [
     Case("classic"),
     Case("classic-rotating", ROTATING),
     Case("classic-scope-all", SCOPE_ALL),
+    # no token: an API server that serves the documents anonymously (served against the real
+    # kube-apiserver: test_gateway_anonymous.py)
+    Case("classic-no-token", NO_TOKEN),
     Case("classic-filtered-clusters", env=FILTER_CLUSTERS),
     Case("classic-no-route-collapse", env=NO_COLLAPSE),
     # a user's VirtualService lists an OIDC host beside its own: istiod merges the routes of both

@@ -3,7 +3,8 @@
 127.0.0.1 by harness.kube.
 
 `kube` is one control plane for the whole session; tests that stop or restart the API server take
-`own_kube`, a control plane of their own. Service accounts are created per test, in a namespace
+`own_kube`, a control plane of their own; `anonymous_kube` is one whose API server serves the two
+documents to anonymous requests, per module. Service accounts are created per test, in a namespace
 of the test's own, so no test sees another's tokens. The fixtures shared with the other tiers
 (``wasm``, ``pki``, ``make_stack``, ``ports_free``) are in tests/conftest.py."""
 
@@ -26,6 +27,16 @@ def _require_binaries() -> None:
 def kube(tmp_path_factory, pki):
     _require_binaries()
     with _kube.Kube(tmp_path_factory.mktemp("kube"), pki) as k:
+        yield k
+
+
+@pytest.fixture(scope="module")
+def anonymous_kube(tmp_path_factory, pki):
+    """A control plane whose API server serves the two documents to anonymous requests
+    (KEP-4633: harness.kube's anonymous_discovery), for the tests of one module; the binding of
+    the discovery role to system:unauthenticated is each test's to make or remove."""
+    _require_binaries()
+    with _kube.Kube(tmp_path_factory.mktemp("anonymous-kube"), pki, anonymous_discovery=True) as k:
         yield k
 
 

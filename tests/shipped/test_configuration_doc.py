@@ -11,8 +11,11 @@ import re
 import subprocess
 
 import pytest
+import yaml
 
 from harness import REPO_ROOT
+from harness.kube import (ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG, ANONYMOUS_DISCOVERY_CLUSTER_ROLE_BINDING,
+                          printed_authentication_configuration)
 
 DOC = REPO_ROOT / "docs" / "configuration.md"
 
@@ -56,3 +59,12 @@ def test_the_documented_range_is_the_parsers(key):
 def test_the_documented_number_of_issuers_is_the_parsers():
     most = re.search(r"must have 1 to (\d+) entries", parser_error({"issuers": []})).group(1)
     assert f"`issuers` holds 1 to {most} entries" in DOC.read_text()
+
+
+def test_the_anonymous_discovery_setup_is_the_one_the_real_api_server_runs():
+    """The AuthenticationConfiguration and the ClusterRoleBinding of "No token: anonymous
+    discovery" are what harness.kube gives the real kube-apiserver in its anonymous-discovery mode."""
+    text = DOC.read_text().split("\n## No token: anonymous discovery\n", 1)[1].split("\n## ", 1)[0]
+    assert printed_authentication_configuration(text) == ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG
+    (binding,) = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "ClusterRoleBinding" in b]
+    assert binding == ANONYMOUS_DISCOVERY_CLUSTER_ROLE_BINDING

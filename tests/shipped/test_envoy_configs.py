@@ -17,7 +17,8 @@ from harness import envoy as envoymod
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SDS_FILE = "/etc/kube-oidc-discovery/token-sds.yaml"
 WASM_IN_POD = "/etc/kube-oidc-discovery/kube_oidc_discovery.wasm"
-SHIPPED = ["pod.yaml", "pod-static-token.yaml", "local.yaml"]
+POD_CONFIGS = ["pod.yaml", "pod-static-token.yaml", "pod-anonymous.yaml"]
+SHIPPED = [*POD_CONFIGS, "local.yaml"]
 
 
 def _patch_files_only(cfg: dict, tmp: Path, pki, wasm) -> None:
@@ -31,12 +32,14 @@ def _patch_files_only(cfg: dict, tmp: Path, pki, wasm) -> None:
         cfgmod.set_token_sds(cfg, tmp / "token-sds.yaml", tmp / "sa")
 
 
-@pytest.mark.parametrize("name", ["pod.yaml", "pod-static-token.yaml"])
+@pytest.mark.parametrize("name", POD_CONFIGS)
 def test_pod_configs_validate(tmp_path, pki, wasm, name):
     cfg = cfgmod.load(name)
     _patch_files_only(cfg, tmp_path, pki, wasm)
     path = cfgmod.dump(cfg, tmp_path / name)
-    env = dict(os.environ, KUBE_OIDC_TOKEN="validate-token")
+    env = {k: v for k, v in os.environ.items() if k != "KUBE_OIDC_TOKEN"}
+    if name == "pod-static-token.yaml":
+        env["KUBE_OIDC_TOKEN"] = "validate-token"
     r = subprocess.run([envoymod.envoy_bin(), "--mode", "validate", "-c", str(path),
                         "--base-id", str(envoymod.unique_base_id())],
                        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
@@ -83,7 +86,7 @@ def test_plugin_and_api_cluster_as_documented(name):
     assert (admin["address"], admin["port_value"]) == ("127.0.0.1", 9901)
 
 
-@pytest.mark.parametrize("name", ["pod.yaml", "pod-static-token.yaml"])
+@pytest.mark.parametrize("name", POD_CONFIGS)
 def test_pod_paths(name):
     cfg = cfgmod.load(name)
     assert cfgmod.wasm_plugin(cfg)["vm_config"]["code"]["local"]["filename"] == WASM_IN_POD
@@ -142,3 +145,21 @@ def test_local_config_mirrors_the_pod_config():
     assert (ls["address"], ls["port_value"]) == ("127.0.0.1", 8080)
     ep = cfgmod.cluster(local, "kubernetes")["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
     assert ep["endpoint"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 6443}
+
+
+def test_anonymous_config_is_the_static_token_config_without_any_credential():
+    """envoy/pod-anonymous.yaml (docs/configuration.md, "No token: anonymous discovery"): the
+    static-token config with its token taken out, and nothing else changed (listener, scoping,
+    the API server's TLS), so the other pod configs' tests speak for the rest of it."""
+    anon, static = cfgmod.load("pod-anonymous.yaml"), cfgmod.load("pod-static-token.yaml")
+    assert "token_env" not in cfgmod.plugin_config(anon)
+    assert cfgmod.generic_credential(anon) is None and cfgmod.upstream_http_filters(anon) == []
+    assert "environment_variables" not in cfgmod.wasm_plugin(anon)["vm_config"]
+    assert cfgmod.tls_context(anon) == cfgmod.tls_context(static)
+    del cfgmod.wasm_plugin(static)["vm_config"]["environment_variables"]
+    cfgmod.update_plugin_config(static, token_env=None)
+    cfgmod.set_plugin_config(anon, cfgmod.plugin_config(anon))  # the same JSON text
+    assert anon == static
+    text = (REPO_ROOT / "envoy" / "pod-anonymous.yaml").read_text()
+    for word in ("KUBE_OIDC_TOKEN", "credential_injector", "token-sds", "sds_config"):
+        assert word not in text

@@ -14,6 +14,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* The ClusterRoleBinding of the discovery role: to the dedicated account, or in token mode none
+to the anonymous group. One name for both, so a change of mode updates it in place. */}}
+{{- define "kodeg.discoveryBinding" -}}
+{{- printf "%s-%s" .Release.Namespace (include "kodeg.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "kodeg.serviceAccount" -}}
 {{- default (include "kodeg.fullname" .) .Values.token.serviceAccountName -}}
 {{- end -}}
@@ -87,6 +93,7 @@ its Backend and BackendTLSPolicy settings. */}}
 {{- $envName := .Values.token.envName -}}
 {{- range $out -}}
 {{- $_ := set . "cluster" (include "kodeg.clusterName" (dict "ns" $ns "route" .route "mode" $mode)) -}}
+{{- if eq $mode "none" }}{{ $_ := unset . "tokenSecret" }}{{ end -}}
 {{- $_ := set . "envName" (ternary (printf "%s_%s" $envName (upper .id | replace "-" "_")) $envName .remote) -}}
 {{- end -}}
 {{- toYaml $out -}}

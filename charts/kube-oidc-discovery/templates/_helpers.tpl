@@ -38,6 +38,7 @@ reaches Envoy (token.mode). The fields every upstream has (kod.upstreams). */}}
   "volume" "kod-token" "tokenDir" .Values.token.mountPath
   "sdsKey" "token-sds.yaml" "sdsName" "kube-oidc-discovery-token" -}}
 {{- if eq .Values.token.mode "static" }}{{ $_ := set $u "envName" .Values.token.envName }}{{ end -}}
+{{- if eq .Values.token.mode "none" }}{{ $_ := unset $u "tokenSecret" }}{{ end -}}
 {{- toYaml $u -}}
 {{- end -}}
 
@@ -71,6 +72,7 @@ user creates (`<fullname>-<id>-ca`, `<fullname>-<id>-token`). Empty in the singl
   "host" $a.host "port" $port "addresses" (default (list) $a.addresses) "sni" $sni
   "subjectAltNames" (default (list $sni) $a.subjectAltNames) -}}
 {{- if eq $mode "static" }}{{ $_ := set $u "envName" (printf "%s_%s" $.Values.token.envName (upper $id | replace "-" "_")) }}{{ end -}}
+{{- if eq $mode "none" }}{{ $_ := unset $u "tokenSecret" }}{{ end -}}
 {{- else -}}
 {{- $u = include "kod.localUpstream" $ | fromYaml -}}
 {{- end -}}
@@ -110,6 +112,12 @@ user creates (`<fullname>-<id>-ca`, `<fullname>-<id>-token`). Empty in the singl
 DestinationRule are for it. */}}
 {{- define "kod.inCluster" -}}
 {{- range include "kod.upstreams" . | fromYamlArray }}{{ if not .remote }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{/* The token mode of this cluster's API server (token.mode), empty when no upstream is this
+cluster's. */}}
+{{- define "kod.localTokenMode" -}}
+{{- range include "kod.upstreams" . | fromYamlArray }}{{ if not .remote }}{{ .tokenMode }}{{ end }}{{ end -}}
 {{- end -}}
 
 {{/* The public hosts: `hosts`, or the hosts of the issuer URLs (each once, in order). */}}
@@ -157,6 +165,12 @@ resources:
   generic_secret:
     secret:
       filename: {{ .tokenDir }}/token
+{{- end -}}
+
+{{/* The ClusterRoleBinding of the discovery role: to the dedicated account, or in token mode none
+to the anonymous group. One name for both, so a change of mode updates it in place. */}}
+{{- define "kod.discoveryBinding" -}}
+{{- printf "%s-%s" .Release.Namespace (include "kod.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* The account whose token reaches the API server: always the dedicated one, never the
