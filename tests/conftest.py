@@ -14,6 +14,7 @@ import pytest
 
 from harness.issuers import CLUSTERS, Cluster, plugin_config, three_clusters
 from harness import envoy, make_run
+from harness import kube as _kube
 from harness import pki as _pki
 from harness.backend import Backend
 from harness.constants import WASM
@@ -62,6 +63,18 @@ def wasm_bytes(wasm: Path) -> bytes:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> _pki.Pki:
     return _pki.generate(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def anonymous_kube(tmp_path_factory, pki):
+    """A real kube-apiserver (harness.kube, `make kube-tools`) that serves the two documents to
+    anonymous requests (KEP-4633), for a module's tests; whether the discovery role is bound to
+    system:unauthenticated is each test's to say."""
+    missing = _kube.missing_binaries()
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing in {_kube.default_bin_dir()}: run `make kube-tools`")
+    with _kube.Kube(tmp_path_factory.mktemp("anonymous-kube"), pki, anonymous_discovery=True) as k:
+        yield k
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import helm  # tools/helm.py
 import sandbox
 import standalone
 from names import APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, ROUTE, TOKEN
-from harness import child, client, kube as _kube, pki as _pki
+from harness import child, client, pki as _pki
 from harness.backend import Backend
 from harness.constants import WASM
 from harness.fake_apiserver import FakeApiServer
@@ -209,17 +209,6 @@ def fake(pki):
     yield f
     f.stop()
 
-
-@pytest.fixture(scope="session")
-def anonymous_kube(tmp_path_factory, pki):
-    """A real kube-apiserver v1.37.2 (harness.kube, `make kube-tools`), in this sandbox, that
-    serves the two documents to anonymous requests (KEP-4633); whether the discovery role is bound
-    to system:unauthenticated is each test's to say."""
-    missing = _kube.missing_binaries()
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing in {_kube.default_bin_dir()}: run `make kube-tools`")
-    with _kube.Kube(tmp_path_factory.mktemp("anonymous-kube"), pki, anonymous_discovery=True) as k:
-        yield k
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import re
 import time
 
 from harness.client import Response
-from harness.constants import API_SERVER_NAME, DOCS, PLUGIN_NAME
-from harness.fake_apiserver import MEDIA_TYPES, Recorded
+from harness.constants import API_SERVER_NAME, DOCS, JWKS, MEDIA_TYPES, PLUGIN_NAME
+from harness.fake_apiserver import Recorded
 
 # Headers a document answer may carry: relayed or set by the filter, plus Envoy's own date/server.
 DOC_HEADERS = {"content-type", "cache-control", "content-length", "x-content-type-options",
@@ -113,3 +113,18 @@ def plugin_log_lines(log: str) -> list[str]:
 
 def is_strong_etag(value: str | None) -> bool:
     return bool(value) and re.fullmatch(r'"[\x21\x23-\x7e]+"', value) is not None
+
+
+def assert_served_as_the_api_server_serves(r: Response, path: str, real: bytes, jwks_uri: str) -> None:
+    """A document served by the filter is the API server's own answer ``real``: the JWKS byte for
+    byte, the discovery document with ``jwks_uri`` rewritten and every other member kept."""
+    assert r.status == 200, (path, r.status, r.body[:300])
+    if path == JWKS:
+        assert r.header("content-type") == "application/jwk-set+json"
+        assert r.body == real and json.loads(r.body)["keys"]
+    else:
+        assert r.header("content-type") == "application/json"
+        served, origin = json.loads(r.body), json.loads(real)
+        assert served.pop("jwks_uri") == jwks_uri
+        origin.pop("jwks_uri")
+        assert served == origin and served["issuer"]

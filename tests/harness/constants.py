@@ -17,6 +17,8 @@ OTHER_HOST = "app.example.com"
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = "/openid/v1/jwks"
 DOCS = (DISCOVERY, JWKS)
+# What the API server's routes produce (go-restful answers 406 to any other Accept).
+MEDIA_TYPES = {DISCOVERY: "application/json", JWKS: "application/jwk-set+json"}
 # How metric names and log lines call each document (src/metrics.rs: `<doc>`).
 DOC_NAMES = {DISCOVERY: "discovery", JWKS: "jwks"}
 # A path on the public host that is neither document: 404, never sent upstream.

@@ -43,10 +43,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .constants import DEFAULT_ISSUER, DISCOVERY, DOCS, JWKS
+from .constants import DEFAULT_ISSUER, DISCOVERY, DOCS, JWKS, MEDIA_TYPES
 
 # The one media type each route produces (pkg/routes/openidmetadata.go).
-MEDIA_TYPES = {DISCOVERY: "application/json", JWKS: "application/jwk-set+json"}
 
 DEFAULT_JWKS_URI = "https://10.0.0.1:6443/openid/v1/jwks"
 CACHE_CONTROL = "public, max-age=3600"

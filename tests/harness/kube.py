@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import REPO_ROOT, child
 from .child import free_port
-from .constants import DEFAULT_ISSUER
+from .constants import DEFAULT_ISSUER, MEDIA_TYPES
 from .pki import Pki, make_ca, make_client
 
 def _pinned(module: str) -> str:
@@ -348,6 +348,12 @@ class Kube:
         return subprocess.run([str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig),
                                *args], input=input, capture_output=True, text=True,
                               timeout=timeout)
+
+    def anonymous_get(self, path: str) -> tuple[int, bytes]:
+        """``GET path`` with no credential at all, accepting a document's own media type: the API
+        server's status and body."""
+        status, _, body = self.request("GET", path, headers={"Accept": MEDIA_TYPES.get(path, "*/*")})
+        return status, body
 
     def bind_discovery_to_unauthenticated(self) -> None:
         """The ClusterRoleBinding that, with ``anonymous_discovery``, lets a request without a

@@ -9,7 +9,6 @@ from pathlib import Path
 import build_oci  # charts/image/build_oci.py
 import pytest
 
-from harness import kube as _kube
 from istio import istiod
 from istio.gateway import Gateway, Image, issuer_servers
 
@@ -43,17 +42,6 @@ def servers(tmp_path_factory):
     with issuer_servers(tmp_path_factory.mktemp("servers")) as made:
         yield made
 
-
-@pytest.fixture(scope="module")
-def anonymous_kube(tmp_path_factory, pki):
-    """A real kube-apiserver (harness.kube, `make kube-tools`) that serves the two documents to
-    anonymous requests (KEP-4633), for a module's tests; whether the discovery role is bound to
-    system:unauthenticated is each test's to say."""
-    missing = _kube.missing_binaries()
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing in {_kube.default_bin_dir()}: run `make kube-tools`")
-    with _kube.Kube(tmp_path_factory.mktemp("anonymous-kube"), pki, anonymous_discovery=True) as k:
-        yield k
 
 
 @pytest.fixture

@@ -30,15 +30,6 @@ def kube(tmp_path_factory, pki):
         yield k
 
 
-@pytest.fixture(scope="module")
-def anonymous_kube(tmp_path_factory, pki):
-    """A control plane whose API server serves the two documents to anonymous requests
-    (KEP-4633: harness.kube's anonymous_discovery), for the tests of one module; the binding of
-    the discovery role to system:unauthenticated is each test's to make or remove."""
-    _require_binaries()
-    with _kube.Kube(tmp_path_factory.mktemp("anonymous-kube"), pki, anonymous_discovery=True) as k:
-        yield k
-
 
 @pytest.fixture
 def own_kube(tmp_path, pki):

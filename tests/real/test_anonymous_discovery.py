@@ -26,8 +26,7 @@ import yaml
 import helm  # tools/helm.py
 from harness import REPO_ROOT
 from harness.checks import assert_generic_error, leak_words, plugin_log_lines, poll
-from harness.constants import DISCOVERY, DOC_NAMES, DOCS, JWKS
-from harness.fake_apiserver import MEDIA_TYPES
+from harness.constants import DISCOVERY, DOC_NAMES, DOCS, JWKS, MEDIA_TYPES
 from harness.kube import KubeError
 from test_documents import assert_serves_the_api_servers_documents
 
@@ -40,15 +39,10 @@ OTHER_PATHS = ["/api", "/api/v1/namespaces", "/api/v1/namespaces/default/secrets
 CHARTS = {"istio": helm.CHART, "envoy-gateway": REPO_ROOT / "charts" / "kube-oidc-discovery-envoy-gateway"}
 
 
-def anonymous(kube, path: str) -> int:
-    """The API server's status for ``path`` requested with no credential at all."""
-    return kube.request("GET", path, headers={"Accept": MEDIA_TYPES.get(path, "*/*")})[0]
-
-
 def test_the_no_token_config_serves_both_documents(anonymous_kube, make_stack):
     kube = anonymous_kube
     kube.bind_discovery_to_unauthenticated()
-    poll(lambda: anonymous(kube, JWKS) == 200, 10, what="RBAC to see the binding")
+    poll(lambda: kube.anonymous_get(JWKS)[0] == 200, 10, what="RBAC to see the binding")
     s = make_stack(CONFIG, fake=kube)
     assert_serves_the_api_servers_documents(s, kube, token=None)
 
@@ -56,7 +50,7 @@ def test_the_no_token_config_serves_both_documents(anonymous_kube, make_stack):
 def test_without_the_binding_the_api_servers_403_is_the_filters_502(anonymous_kube, make_stack):
     kube = anonymous_kube
     kube.unbind_discovery_from_unauthenticated()
-    poll(lambda: anonymous(kube, JWKS) == 403, 10, what="RBAC to see the binding gone")
+    poll(lambda: kube.anonymous_get(JWKS)[0] == 403, 10, what="RBAC to see the binding gone")
     # authenticated as anonymous, then refused by RBAC: what the filter's calls get
     status, _, body = kube.request("GET", JWKS, headers={"Accept": MEDIA_TYPES[JWKS]})
     assert status == 403 and b'system:anonymous' in body, body
@@ -79,9 +73,9 @@ def test_without_the_binding_the_api_servers_403_is_the_filters_502(anonymous_ku
 def test_every_other_path_stays_401_without_a_credential(anonymous_kube):
     kube = anonymous_kube
     kube.bind_discovery_to_unauthenticated()
-    poll(lambda: anonymous(kube, JWKS) == 200, 10, what="RBAC to see the binding")
-    assert anonymous(kube, DISCOVERY) == 200
-    assert {p: anonymous(kube, p) for p in OTHER_PATHS} == {p: 401 for p in OTHER_PATHS}
+    poll(lambda: kube.anonymous_get(JWKS)[0] == 200, 10, what="RBAC to see the binding")
+    assert kube.anonymous_get(DISCOVERY)[0] == 200
+    assert {p: kube.anonymous_get(p)[0] for p in OTHER_PATHS} == {p: 401 for p in OTHER_PATHS}
 
 
 def test_the_api_server_refuses_anonymous_auth_beside_the_file(own_kube):
@@ -95,7 +89,7 @@ def test_a_hardened_api_server_grants_the_binding_nothing(kube):
     kube.bind_discovery_to_unauthenticated()
     try:
         for path in DOCS:
-            assert anonymous(kube, path) == 401
+            assert kube.anonymous_get(path)[0] == 401
     finally:
         kube.unbind_discovery_from_unauthenticated()
 
@@ -108,15 +102,15 @@ def test_the_charts_binding_opens_the_two_documents_and_nothing_else(anonymous_k
     core = [o for o in objs if o["apiVersion"] in ("v1", "rbac.authorization.k8s.io/v1")]
     assert [o["kind"] for o in core] == ["ClusterRoleBinding"]  # no account, no Secret
     (crb,) = core
-    poll(lambda: anonymous(kube, JWKS) == 403, 10, what="RBAC to see no binding")
+    poll(lambda: kube.anonymous_get(JWKS)[0] == 403, 10, what="RBAC to see no binding")
     r = kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(crb))
     assert r.returncode == 0 and " created" in r.stdout, r.stdout + r.stderr
     try:
-        poll(lambda: anonymous(kube, JWKS) == 200, 10, what="RBAC to see the chart's binding")
+        poll(lambda: kube.anonymous_get(JWKS)[0] == 200, 10, what="RBAC to see the chart's binding")
         for path in DOCS:
             status, headers, body = kube.request("GET", path, headers={"Accept": MEDIA_TYPES[path]})
             assert status == 200 and json.loads(body)
-        assert {p: anonymous(kube, p) for p in OTHER_PATHS} == {p: 401 for p in OTHER_PATHS}
+        assert {p: kube.anonymous_get(p)[0] for p in OTHER_PATHS} == {p: 401 for p in OTHER_PATHS}
         # the binding is the discovery role's alone: HEAD (verb head) is still refused
         assert kube.request("HEAD", JWKS)[0] == 403
     finally:
