@@ -28,12 +28,10 @@ from . import REPO_ROOT
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kube-oidc-discovery" / "envoy"
 
-# The filter's behaviour in one Envoy: serving, the token and the process-wide copy (tests/e2e),
-# and the shipped configs (tests/shipped). Run in every Envoy of the matrix.
-FILTER_TESTS = (
-    "tests/e2e/test_serving.py", "tests/e2e/test_token.py", "tests/e2e/test_cache.py",
-    "tests/shipped/test_envoy_configs.py", "tests/shipped/test_multi_cluster_config.py",
-)
+# The filter's behaviour in one Envoy: serving, the token and the process-wide copy (tests/e2e).
+FILTER_TESTS = ("tests/e2e/test_serving.py", "tests/e2e/test_token.py", "tests/e2e/test_cache.py")
+# The shipped Envoy configs, validated (or refused as documented) by that Envoy: seconds.
+SHIPPED_TESTS = ("tests/shipped/test_envoy_configs.py", "tests/shipped/test_multi_cluster_config.py")
 # istiod's output for the chart (tests/istio), in the Envoy of an Istio release's gateway.
 ISTIO_TESTS = ("tests/istio/test_gateway.py", "tests/istio/test_gateway_issuers.py")
 # The cheapest check that an Envoy serves the filter at all: the one-stack serving module.
@@ -51,7 +49,8 @@ class EnvoyRelease:
     @property
     def all_tests(self) -> tuple[str, ...]:
         """What `make test ENVOYS=all` runs in it."""
-        return FILTER_TESTS + (ISTIO_TESTS if any(s.startswith("Istio") for s in self.shipped_by) else ())
+        istio = any(s.startswith("Istio") for s in self.shipped_by)
+        return FILTER_TESTS + SHIPPED_TESTS + (ISTIO_TESTS if istio else ())
 
 
 # Envoy's minor of each supported gateway release: istio/proxy's ENVOY_VERSION.txt on each
@@ -61,15 +60,16 @@ class EnvoyRelease:
 # built without V8: no Wasm) and 1.39, where Envoy Gateway's own default is served exactly.
 DEFAULT = "1.40"
 ENVOYS = (
-    EnvoyRelease("1.36", "1.36.4", ("Istio 1.28",), FILTER_TESTS + ISTIO_TESTS,
+    # the oldest, and the one that refuses configs (header_value_prefix): every set
+    EnvoyRelease("1.36", "1.36.4", ("Istio 1.28",), FILTER_TESTS + SHIPPED_TESTS + ISTIO_TESTS,
                  "istio/proxy release-1.28 ENVOY_VERSION.txt"),
-    EnvoyRelease("1.37", "1.37.0", ("Istio 1.29",), ISTIO_TESTS + SMOKE_TESTS,
+    EnvoyRelease("1.37", "1.37.0", ("Istio 1.29",), ISTIO_TESTS + SMOKE_TESTS + SHIPPED_TESTS,
                  "istio/proxy release-1.29 ENVOY_VERSION.txt"),
-    EnvoyRelease("1.38", "1.38.2", ("Istio 1.30",), ISTIO_TESTS + SMOKE_TESTS,
+    EnvoyRelease("1.38", "1.38.2", ("Istio 1.30",), ISTIO_TESTS + SMOKE_TESTS + SHIPPED_TESTS,
                  "istio/proxy release-1.30 ENVOY_VERSION.txt"),
     # Envoy Gateway's whole tier runs in it (tests/envoygateway/eg.py), so `make test` adds the
-    # filter tests alone.
-    EnvoyRelease("1.39", "1.39.0", ("Envoy Gateway v1.9",), SMOKE_TESTS,
+    # filter's smoke test and the shipped configs alone.
+    EnvoyRelease("1.39", "1.39.0", ("Envoy Gateway v1.9",), SMOKE_TESTS + SHIPPED_TESTS,
                  "envoyproxy/gateway v1.9 DefaultEnvoyProxyImage"),
     # The suite's default: every tier runs in it.
     EnvoyRelease(DEFAULT, "1.40.0", (), (), "tests/requirements.txt"),

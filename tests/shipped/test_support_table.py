@@ -12,7 +12,8 @@ from harness import REPO_ROOT, releases
 from harness import kube
 
 DOC = REPO_ROOT / "docs" / "support.md"
-SETS = {"filter": releases.FILTER_TESTS, "istio": releases.ISTIO_TESTS, "smoke": releases.SMOKE_TESTS}
+SETS = {"filter": releases.FILTER_TESTS, "shipped": releases.SHIPPED_TESTS, "istio": releases.ISTIO_TESTS,
+        "smoke": releases.SMOKE_TESTS}
 
 
 def tables() -> dict[str, list[dict[str, str]]]:
