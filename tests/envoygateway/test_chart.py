@@ -41,7 +41,8 @@ VARIANTS = {
     "defaults": {},
     "everything": {"hosts": ["oidc.example.com", "issuer.example.org"], "jwksUri": "https://keys.example.org/jwks",
                    "gateway": {"name": "public", "namespace": "gateways", "sectionName": "https"},
-                   "image": {"sha256": "a" * 64, "pullSecret": "regcred"},
+                   "image": {"sha256": "a" * 64, "pullSecret": "regcred",
+                             "caCertificateRef": {"kind": "Secret", "name": "registry-ca"}},
                    "plugin": {"failOpen": False, "timeoutMs": 1500, "refreshIntervalS": 30, "maxStaleS": 3600},
                    "token": {"secretName": "my-credential", "serviceAccountName": "oidc-reader"}},
     "env-token": {"token": {"mode": "env"}},
@@ -276,11 +277,25 @@ def test_cross_entry_errors(values, message):
     ({"image": {"url": "oci://registry.example.com/kod:1"}}, "/image/url"),
     ({"plugin": {"timeoutMs": 0}}, "/plugin/timeoutMs"),
     ({"hosts": []}, "/hosts"),
+    ({"image": {"caCertificateRef": {"kind": "ClusterTrustBundle", "name": "registry-ca"}}}, "/image/caCertificateRef/kind"),
+    ({"image": {"caCertificateRef": {"name": "Registry CA"}}}, "/image/caCertificateRef/name"),
 ])
 def test_the_schema_rejects(values, field):
     with pytest.raises(helm_python.HelmError) as e:
         render(values)
     assert field.strip("/").split("/")[-1] in str(e.value)
+
+
+# ---------------------------------------------------------------------- the registry's CA
+def test_the_registry_ca_goes_into_the_image_source_only_when_named():
+    def image(values):
+        (policy,) = by_kind(render(values), "EnvoyExtensionPolicy")
+        return policy["spec"]["wasm"][0]["code"]["image"]
+    assert "tls" not in image({})
+    assert image({"image": {"caCertificateRef": {"name": "registry-ca"}}})["tls"] == {
+        "caCertificateRef": {"group": "", "kind": "ConfigMap", "name": "registry-ca"}}
+    assert image(VARIANTS["everything"])["tls"] == {
+        "caCertificateRef": {"group": "", "kind": "Secret", "name": "registry-ca"}}
 
 
 # ---------------------------------------------------------------------- enableBackend
