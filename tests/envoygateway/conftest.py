@@ -163,14 +163,17 @@ def envs():
 
 @pytest.fixture(scope="session")
 def start_eg(tmp_path_factory, pki, image, registry, app):
-    """start_eg(values, services=..., secrets=..., configmaps=..., wait=(host, path), eg_env=...)
-    -> Env (eg_env: Envoy Gateway's, and so its Envoy's, extra environment variables): the
+    """start_eg(values, services=..., secrets=..., configmaps=..., wait=(host, path), eg_env=...,
+    enable_backend=True, trust_registry=True) -> Env (eg_env: Envoy Gateway's, and so its
+    Envoy's, extra environment variables; enable_backend: its extensionApis.enableBackend;
+    trust_registry: the registry's CA in Envoy Gateway's system trust store, SSL_CERT_FILE): the
     chart rendered with ``values`` (over the image and Gateway the test provides), made standalone,
     in a fresh Envoy Gateway (stop it with env.eg.stop(); Envs does)."""
 
     def start(values: dict, *, services: list[standalone.ServiceAddress], secrets: dict,
               configmaps: dict | None = None, fakes: dict | None = None,
-              wait: tuple[str, str] | None = None, eg_env: dict[str, str] | None = None) -> Env:
+              wait: tuple[str, str] | None = None, eg_env: dict[str, str] | None = None,
+              enable_backend: bool = True, trust_registry: bool = True) -> Env:
         work = tmp_path_factory.mktemp("eg")
         gw = egmod.EnvoyGateway(work)
         gw.certgen()
@@ -185,7 +188,10 @@ def start_eg(tmp_path_factory, pki, image, registry, app):
                                             envoy_tls=(gw.cert("envoy", "tls.crt"), gw.cert("envoy", "tls.key")))
                + standalone.app_route(namespace=NAMESPACE, gateway=GATEWAY, host=APP_HOST,
                                       address="127.0.0.1", port=app.port))
-        gw.start(standalone.dump(fed), admin_port, env={"SSL_CERT_FILE": str(registry.ca), **(eg_env or {})})
+        # without the registry's CA, the system trust store is the host's own bundle alone
+        trust = ({"SSL_CERT_FILE": str(registry.ca)} if trust_registry
+                 else {"SSL_CERT_FILE": None, "SSL_CERT_DIR": None})
+        gw.start(standalone.dump(fed), admin_port, env={**trust, **(eg_env or {})}, enable_backend=enable_backend)
         env = Env(gw, port, objs, fed, dict(fakes or {}))
         try:
             wait_serving(env, APP_HOST, "/")

@@ -71,7 +71,7 @@ class EnvoyGateway:
         if not dest.exists():
             dest.symlink_to(envoy_binary())
 
-    def _config(self) -> Path:
+    def _config(self, enable_backend: bool) -> Path:
         host = {"configHome": str(self.config_home), "dataHome": str(self.data_home),
                 "stateHome": str(self.work / "state"), "runtimeDir": str(self.work / "run")}
         cfg = {
@@ -82,7 +82,9 @@ class EnvoyGateway:
                 "infrastructure": {"type": "Host", "host": host}}},
             # JSON: statuses() reads the status lines back
             "logging": {"level": {"default": "info"}, "encoder": "JSON"},
-            "extensionApis": {"enableBackend": True},
+            # Backend resources: off by default in Envoy Gateway; the `issuers` form's other
+            # clusters, and in standalone mode the stand-in of the `kubernetes` Service, need them
+            "extensionApis": {"enableBackend": enable_backend},
         }
         path = self.work / "envoy-gateway.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -95,14 +97,17 @@ class EnvoyGateway:
         tmp.replace(self.resources)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, resources: str, admin_port: int, env: dict[str, str] | None = None) -> "EnvoyGateway":
+    def start(self, resources: str, admin_port: int, env: dict[str, str | None] | None = None,
+              enable_backend: bool = True) -> "EnvoyGateway":
+        """``env``: Envoy Gateway's environment over this process's (None: unset it)."""
         self.admin_port = admin_port
         self.write_resources(resources)
         self.install_envoy()
-        cfg = self._config()
+        cfg = self._config(enable_backend)
         # HOME: the Wasm cache is $HOME/.eg/wasm (internal/gatewayapi/runner/runner.go);
         # SSL_CERT_FILE: the registry's CA, as the "system trust store" the image fetcher uses.
-        full_env = {**os.environ, "HOME": str(self.work / "home"), **(env or {})}
+        full_env = {k: v for k, v in {**os.environ, "HOME": str(self.work / "home"), **(env or {})}.items()
+                    if v is not None}
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [str(BINARY), "server", "--config-path", str(cfg)], stdin=subprocess.DEVNULL,

@@ -41,7 +41,8 @@ VARIANTS = {
     "defaults": {},
     "everything": {"hosts": ["oidc.example.com", "issuer.example.org"], "jwksUri": "https://keys.example.org/jwks",
                    "gateway": {"name": "public", "namespace": "gateways", "sectionName": "https"},
-                   "image": {"sha256": "a" * 64, "pullSecret": "regcred"},
+                   "image": {"sha256": "a" * 64, "pullSecret": "regcred",
+                             "caCertificateRef": {"kind": "Secret", "name": "registry-ca"}},
                    "plugin": {"failOpen": False, "timeoutMs": 1500, "refreshIntervalS": 30, "maxStaleS": 3600},
                    "token": {"secretName": "my-credential", "serviceAccountName": "oidc-reader"}},
     "env-token": {"token": {"mode": "env"}},
@@ -276,8 +277,78 @@ def test_cross_entry_errors(values, message):
     ({"image": {"url": "oci://registry.example.com/kod:1"}}, "/image/url"),
     ({"plugin": {"timeoutMs": 0}}, "/plugin/timeoutMs"),
     ({"hosts": []}, "/hosts"),
+    ({"image": {"caCertificateRef": {"kind": "ClusterTrustBundle", "name": "registry-ca"}}}, "/image/caCertificateRef/kind"),
+    ({"image": {"caCertificateRef": {"name": "Registry CA"}}}, "/image/caCertificateRef/name"),
 ])
 def test_the_schema_rejects(values, field):
     with pytest.raises(helm_python.HelmError) as e:
         render(values)
     assert field.strip("/").split("/")[-1] in str(e.value)
+
+
+# ---------------------------------------------------------------------- the registry's CA
+def test_the_registry_ca_goes_into_the_image_source_only_when_named():
+    def image(values):
+        (policy,) = by_kind(render(values), "EnvoyExtensionPolicy")
+        return policy["spec"]["wasm"][0]["code"]["image"]
+    assert "tls" not in image({})
+    assert image({"image": {"caCertificateRef": {"name": "registry-ca"}}})["tls"] == {
+        "caCertificateRef": {"group": "", "kind": "ConfigMap", "name": "registry-ca"}}
+    assert image(VARIANTS["everything"])["tls"] == {
+        "caCertificateRef": {"group": "", "kind": "Secret", "name": "registry-ca"}}
+
+
+# ---------------------------------------------------------------------- enableBackend
+GATEWAY_HELM_IMAGE = {"${GatewayImage}": "docker.io/envoyproxy/gateway:v1.9.1", "${GatewayImagePullPolicy}": "IfNotPresent"}
+
+
+def _notes_enable_backend(text: str) -> tuple[dict, dict]:
+    """The NOTES' Envoy Gateway configuration snippet, and its `helm upgrade ... --set` as values."""
+    snippet = re.search(r"envoy-gateway-system\) has:\n\n((?:  .*\n)+)", text).group(1)
+    path, value = re.search(r"--set (config\.envoyGateway\.\S+)=(\S+)", text).groups()
+    values = yaml.safe_load(value)
+    for key in reversed(path.split(".")):
+        values = {key: values}
+    return yaml.safe_load(snippet), values
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_notes_ask_for_enable_backend_exactly_when_a_backend_is_rendered(variant):
+    backends = [b["metadata"]["name"] for b in by_kind(render(VARIANTS[variant]), "Backend")]
+    assert bool(backends) == variant.startswith("issuers")
+    text = helm.notes(CHART, VARIANTS[variant], release="kod", namespace=NAMESPACE)
+    assert ("enableBackend" in text) == bool(backends)
+    if backends:
+        assert f"Envoy Gateway Backends: {', '.join(backends)}.\n" in text
+        assert _notes_enable_backend(text)[0] == {"extensionApis": {"enableBackend": True}}
+        # the reason the route shows, as Envoy Gateway words it (test_enable_backend.py reads it)
+        assert '("Backend is disabled in Envoy\nGateway configuration")' in text
+
+
+def test_the_notes_helm_setting_gives_envoy_gateway_the_notes_configuration(tmp_path):
+    """Envoy Gateway's own chart (charts/gateway-helm of the pinned module; its values.yaml is
+    values.tmpl.yaml with the image filled in, as its release does) rendered with the NOTES'
+    `--set`: its EnvoyGateway configuration then has the NOTES' snippet, and without it not."""
+    snippet, values = _notes_enable_backend(helm.notes(CHART, ISSUERS, release="kod", namespace=NAMESPACE))
+    chart = tmp_path / "gateway-helm"
+    src = module_dir("github.com/envoyproxy/gateway") / "charts" / "gateway-helm"
+    for f in src.rglob("*"):
+        if f.is_file():
+            (chart / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            (chart / f.relative_to(src)).write_bytes(f.read_bytes())
+    text = (src / "values.tmpl.yaml").read_text()
+    for k, v in GATEWAY_HELM_IMAGE.items():
+        text = text.replace(k, v)
+    (chart / "values.yaml").write_text(text)
+
+    def config(values):
+        files = helm.render_files(chart, values, release="eg", namespace="envoy-gateway-system")
+        (cm,) = [yaml.safe_load(t) for p, t in files.items() if p.endswith("templates/envoy-gateway-config.yaml")]
+        assert (cm["metadata"]["name"], cm["metadata"]["namespace"]) == ("envoy-gateway-config", "envoy-gateway-system")
+        cfg = yaml.safe_load(cm["data"]["envoy-gateway.yaml"])
+        assert cfg["kind"] == "EnvoyGateway" and "Error" not in cfg, cfg
+        return cfg
+    assert not config({}).get("extensionApis")
+    cfg = config(values)
+    assert cfg["extensionApis"] == snippet["extensionApis"]
+    assert cfg["provider"]["type"] == "Kubernetes"

@@ -99,6 +99,12 @@ its Backend and BackendTLSPolicy settings. */}}
 {{- toYaml $out -}}
 {{- end -}}
 
+{{/* true when an upstream is another cluster's API server: the render has an Envoy Gateway
+Backend, which Envoy Gateway ignores unless its configuration has extensionApis.enableBackend. */}}
+{{- define "kodeg.hasBackend" -}}
+{{- range include "kodeg.upstreams" . | fromYamlArray }}{{ if .remote }}true{{ end }}{{ end -}}
+{{- end -}}
+
 {{/* true when an upstream is this cluster's API server. */}}
 {{- define "kodeg.inCluster" -}}
 {{- range include "kodeg.upstreams" . | fromYamlArray }}{{ if not .remote }}true{{ end }}{{ end -}}
