@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import helm  # tools/helm.py
@@ -117,18 +115,8 @@ class Istiod:
         self.proc = child.spawn([binary("pilot-discovery"), "discovery", "--kubeconfig", self.kube.kubeconfig,
                                  "--httpAddr", f"127.0.0.1:{HTTP_PORT}"],
                                 self.dir / "istiod.log", env=env, cwd=self.dir)
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"istiod exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{HTTP_PORT}/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"istiod not ready after {READY_TIMEOUT_S}s:\n{self.log_tail()}")
+        child.wait_http_ok(self.proc, f"http://127.0.0.1:{HTTP_PORT}/ready", READY_TIMEOUT_S, "istiod", self.log_tail)
+        return self
 
     def log_tail(self, lines: int = 40) -> str:
         p = self.dir / "istiod.log"
