@@ -27,7 +27,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e shipped-test real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-test istio-snapshot tools-envoy-gateway eg-test \
+        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-pilot istio-test istio-real-test istio-snapshot tools-envoy-gateway eg-test \
         envoy-gateway-config tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
         tools-release tools-cosign deny sbom release release-push release-sign release-test \
         envoys envoy-matrix
@@ -210,9 +210,34 @@ $(ISTIO_XDS): $(wildcard tests/istio/*.go) tests/istio/go.mod tests/istio/go.sum
 
 istio-xds: $(ISTIO_XDS)
 
+# istiod (pilot-discovery) and pilot-agent themselves, for tests/istioreal: built from the
+# istio.io/istio pin of tests/istio/go.mod (its `tool` lines) into $(ISTIO_PILOT_CACHE)/<pin>/,
+# outside the work tree, reusing the module and build caches of istio-xds; a no-op while the pin
+# is unchanged.
+ISTIO_PILOT_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/istio-pilot
+ISTIO_PIN = $(shell awk '$$1=="istio.io/istio"{print $$2}' tests/istio/go.mod)
+# where tests/istioreal/control.py finds them
+export KOD_ISTIO_PILOT_BIN = $(ISTIO_PILOT_CACHE)/$(ISTIO_PIN)
+istio-pilot:
+	@v="$(ISTIO_PIN)"; test -n "$$v" || { echo "no istio.io/istio in tests/istio/go.mod" >&2; exit 1; }; \
+	d="$(ISTIO_PILOT_CACHE)/$$v"; \
+	if [ ! -x "$$d/pilot-discovery" ] || [ ! -x "$$d/pilot-agent" ]; then \
+	  command -v go >/dev/null || { echo "Go (>= the go line of tests/istio/go.mod) is needed for tests/istioreal" >&2; exit 1; }; \
+	  echo "building pilot-discovery and pilot-agent $$v (once)"; \
+	  mkdir -p "$$d.tmp"; \
+	  (cd tests/istio && go build -mod=readonly -o "$$d.tmp/" istio.io/istio/pilot/cmd/pilot-discovery istio.io/istio/pilot/cmd/pilot-agent); \
+	  rm -rf "$$d" && mv "$$d.tmp" "$$d"; \
+	fi
+
 # (test_gateway_anonymous.py also runs the real kube-apiserver: kube-tools)
 istio-test: build tools-apt tools-py istio-xds kube-tools
 	$(PYTEST) -q tests/istio
+
+# tests/istioreal: the chart installed with Helm into the real kube-apiserver, a real istiod and
+# pilot-agent serving it through Envoy; a pytest session of its own (private network and mount
+# namespaces: istiod and pilot-agent listen on fixed ports).
+istio-real-test: build tools-apt tools-py istio-pilot kube-tools
+	$(PYTEST) -q tests/istioreal
 
 # envoy/istio-gateway.yaml: what istiod sends the gateway for the chart's defaults, for readers
 # (tests/istio/test_snapshot.py fails when it drifts).
@@ -333,8 +358,10 @@ soak: build tools-apt tools-py
 # ---------------------------------------------------------------- everything
 # lint first: a formatting or clippy error fails in seconds, before the heavy tool installs.
 # pytest with no paths runs every folder of pytest.ini's testpaths (tests/README.md: the tiers).
-test: lint tools unit wasm-test fuzz-smoke build istio-xds
+test: lint tools unit wasm-test fuzz-smoke build istio-xds istio-pilot
 	SOAK_SECONDS=$(SOAK_SMOKE_SECONDS) $(PYTEST) -q
+	# a session of its own: private network and mount namespaces, istiod's fixed ports
+	$(PYTEST) -q tests/istioreal
 	# a session of its own: it moves into private network and mount namespaces
 	$(PYTEST) -q tests/envoygateway
 	# the other gateway releases' Envoys, one session each (docs/support.md)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from harness.stack import Stack, new_token
 # Timeout of a test that sets none (pytest.mark.timeout), by folder under tests/: a hang in Envoy,
 # an API server or a test fails that test instead of blocking CI. The real tier starts and
 # restarts control planes. Folders not named here get pytest.ini's `timeout`, a backstop.
-DEFAULT_TIMEOUT_S = {"e2e": 60, "shipped": 60, "real": 120, "istio": 120}
+DEFAULT_TIMEOUT_S = {"e2e": 60, "shipped": 60, "real": 120, "istio": 120, "istioreal": 240}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -171,3 +172,19 @@ def registry(tmp_path_factory):
     _tool("docker-registry")
     with Registry(tmp_path_factory.mktemp("registry")) as r:
         yield r.addr
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory, wasm, registry, skopeo_bin):
+    """The filter as `make oci` + `make push` publish it, in the local registry: an
+    istio.gateway.Image, the WasmPlugin's url and sha256 (the manifest digest) for it (the Istio
+    tiers; imported here, not at the top: tests/istioreal loads Helm's Go library only once in
+    its namespaces)."""
+    import build_oci  # charts/image/build_oci.py
+    from istio.gateway import Image
+    out = tmp_path_factory.mktemp("oci") / "layout"
+    digests = build_oci.build(Path(wasm).read_bytes(), out)
+    ref = f"{registry}/kube-oidc-discovery:test"
+    subprocess.run([skopeo_bin, "copy", "--dest-tls-verify=false", f"oci:{out}:latest", f"docker://{ref}"],
+                   check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    return Image(registry, f"oci://{ref}", digests["manifest"].split(":", 1)[1])

@@ -10,6 +10,8 @@ Importable (stable; the chart tests and the Istio e2e tests use it, tools/ on th
         over values.yaml like `helm install -f`. Raises helm_python.HelmError (HelmValuesError for
         a values.schema.json violation, naming the field) before rendering anything.
     notes(chart_dir=CHART, values=None, *, release=..., namespace=...) -> str   NOTES.txt
+    install(kubeconfig, values=None, *, chart_dir=CHART, release=..., namespace=...) -> dict
+        `helm install` into a real API server (tests/istioreal)
     lint(chart_dir=CHART, values=None) -> list[str]   strict lint findings; [] when clean
 """
 
@@ -60,6 +62,16 @@ def notes(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None, *
     """The rendered NOTES.txt."""
     files = render_files(chart_dir, values, release=release, namespace=namespace)
     return next(text for path, text in files.items() if path.endswith("NOTES.txt"))
+
+
+def install(kubeconfig: Path | str, values: dict[str, Any] | None = None, *, chart_dir: Path | str = CHART,
+            release: str = RELEASE, namespace: str = NAMESPACE, timeout: int = 60) -> dict:
+    """`helm install` into the cluster of ``kubeconfig`` (Helm 4's install action: the release
+    Secret, then the objects in Helm's kind order), creating the namespace; returns the release.
+    Raises helm_python.HelmError when the API server (or an admission webhook) refuses an object."""
+    with helm.Config(kubeconfig_path=str(kubeconfig), namespace=namespace) as cfg:
+        return cfg.install(str(chart_dir), release, values or {}, namespace=namespace,
+                           create_namespace=True, timeout=timeout)
 
 
 def lint(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None) -> list[str]:

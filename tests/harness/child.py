@@ -8,6 +8,8 @@ import os
 import signal
 import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 
@@ -59,3 +61,20 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def wait_http_ok(proc: subprocess.Popen, url: str, timeout: float, what: str, tail) -> None:
+    """Until ``url`` answers 200, while ``proc`` runs; else RuntimeError with ``tail()`` (its
+    log), if it exits or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready in {timeout} s:\n{tail()}")

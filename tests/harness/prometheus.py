@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -63,19 +62,12 @@ class Prometheus:
 
     def start(self, timeout: float = 30) -> "Prometheus":
         self.proc = child.spawn(self.args, self.log_path)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise PrometheusError(f"Prometheus exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise PrometheusError(f"Prometheus not ready in {timeout} s:\n{self.tail()}")
+        try:
+            child.wait_http_ok(self.proc, f"{self.url}/-/ready", timeout, "Prometheus", self.tail)
+        except RuntimeError as e:
+            self.stop()
+            raise PrometheusError(str(e)) from None
+        return self
 
     def stop(self) -> None:
         child.stop(self.proc)

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import build_oci  # charts/image/build_oci.py
 import pytest
 
 from istio import istiod
-from istio.gateway import Gateway, Image, issuer_servers
+from istio.gateway import Gateway, issuer_servers
 
-# wasm, pki, backend, registry and skopeo_bin are the shared fixtures of tests/conftest.py; the
-# registry is where pilot-agent's pkg/wasm pulls the filter from, as in a cluster.
+# wasm, pki, backend and image are the shared fixtures of tests/conftest.py; the image's registry
+# is where pilot-agent's pkg/wasm pulls the filter from, as in a cluster.
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,18 +20,6 @@ def istio_xds() -> Path:
         return istiod.binary()
     except FileNotFoundError as e:
         pytest.fail(str(e))
-
-
-@pytest.fixture(scope="session")
-def image(tmp_path_factory, wasm, registry, skopeo_bin):
-    """The filter as `make oci` + `make push` publish it, in the local registry; the WasmPlugin's
-    url and sha256 (the manifest digest) for it."""
-    out = tmp_path_factory.mktemp("oci") / "layout"
-    digests = build_oci.build(Path(wasm).read_bytes(), out)
-    ref = f"{registry}/kube-oidc-discovery:test"
-    subprocess.run([skopeo_bin, "copy", "--dest-tls-verify=false", f"oci:{out}:latest", f"docker://{ref}"],
-                   check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-    return Image(registry, f"oci://{ref}", digests["manifest"].split(":", 1)[1])
 
 
 @pytest.fixture(scope="module")

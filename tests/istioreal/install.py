@@ -1,0 +1,116 @@
+"""A cluster as this project's users have it, then the chart installed into it with Helm: the real
+kube-apiserver (harness.kube) with Istio's control plane (control.py), the endpoints the
+controller-manager would publish (kubelet.py), a classic ingress gateway installed with Istio's
+own gateway chart, and kube-oidc-discovery's chart with `helm install` (tools/helm.py), then the
+NOTES' token patch applied with kubectl as the NOTES print it."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import helm  # tools/helm.py
+from harness import pki as pkimod
+from harness.kube import Kube, KubeError
+from istioreal import control, kubelet
+
+GATEWAY_NS = helm.NAMESPACE  # istio-ingress, the chart's default namespace
+CLASSIC_GATEWAY = "istio-ingressgateway"  # istio/gateway's release: labels istio=ingressgateway
+CREDENTIAL = "kube-oidc-discovery-tls"  # publicGateway.credentialName's default
+PUBLIC_HOSTS = ["oidc.example.com", "app.example.com"]
+
+
+def gateway_chart() -> Path:
+    return control.module_dir("istio.io/istio") / "manifests" / "charts" / "gateway"
+
+
+def install_classic_gateway(kube: Kube) -> None:
+    """Istio's gateway chart (istio/gateway) as its README installs it; a ClusterIP Service (no
+    load balancer here)."""
+    helm.install(kube.kubeconfig, values={"service": {"type": "ClusterIP"}}, chart_dir=gateway_chart(),
+                 release=CLASSIC_GATEWAY, namespace=GATEWAY_NS)
+
+
+def tls_secret(kube: Kube, workdir: Path) -> Path:
+    """The gateway's certificate for every public host (credentialName); returns the CA file a
+    client trusts."""
+    ca = pkimod.make_ca("public hosts CA")
+    cert, key = pkimod.make_leaf(ca, "gateway", PUBLIC_HOSTS)
+    kube.create_namespace(GATEWAY_NS)
+    kubelet.create(kube, f"/api/v1/namespaces/{GATEWAY_NS}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIAL, "namespace": GATEWAY_NS},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()}})
+    f = workdir / "public-ca.crt"
+    f.write_bytes(ca.cert.public_bytes(pkimod.serialization.Encoding.PEM))
+    return f
+
+
+def install_chart(kube: Kube, values: dict) -> str:
+    """`helm install kod charts/kube-oidc-discovery -n istio-ingress`; returns NOTES.txt as
+    printed."""
+    helm.install(kube.kubeconfig, values=values)
+    return helm.notes(values=values)
+
+
+def apply_notes_patch(kube: Kube, notes: str) -> str:
+    """Runs the `kubectl -n NS patch deployment NAME --type strategic -p '...'` that NOTES.txt
+    prints; returns the Deployment's name."""
+    m = re.search(r"kubectl -n (\S+) patch deployment (\S+) --type strategic -p '(.*?)'", notes, re.S)
+    if not m:
+        raise AssertionError(f"no token patch in NOTES.txt:\n{notes}")
+    ns, name, patch = m.groups()
+    r = kube.kubectl("-n", ns, "patch", "deployment", name, "--type", "strategic", "-p", patch)
+    if r.returncode:
+        raise KubeError(f"the NOTES patch: {r.stderr}")
+    return name
+
+
+def bootstrap_template() -> bytes:
+    """What istio-proxy's image holds at /var/lib/istio/envoy/envoy_bootstrap_tmpl.json."""
+    return (control.module_dir("istio.io/istio") / "tools" / "packaging" / "common" / "envoy_bootstrap.json").read_bytes()
+
+
+ENVOY_ADMIN = 15000  # pilot-agent's default proxyAdminPort
+
+
+def set_envoy_log_level(level: str, component: str = "wasm") -> None:
+    """Envoy's admin /logging, as `istioctl proxy-config log` does."""
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{ENVOY_ADMIN}/logging?{component}={level}", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+
+
+def start_gateway(kube: Kube, deployment: str, workdir: Path) -> kubelet.Pod:
+    """The Deployment's pod scheduled and its istio-proxy container run: pilot-agent, which asks
+    istiod for its certificate and config and starts Envoy."""
+    pod = kubelet.Pod(kube, GATEWAY_NS, deployment, workdir)
+    pod.schedule()
+    pod.run(control.binary("pilot-agent"),
+            files={"/var/lib/istio/envoy/envoy_bootstrap_tmpl.json": bootstrap_template()})
+    return pod
+
+
+APP = "app"  # a user's application behind the same gateway, on OTHER_HOST
+
+
+def user_app(kube: Kube, backend_port: int) -> None:
+    """A user's application on the gateway: Service `app` (its endpoint the test's backend), a
+    Gateway of the user's own for app.example.com and a VirtualService to the Service."""
+    ns = GATEWAY_NS
+    kube.create_namespace(ns)
+    kubelet.create(kube, f"/api/v1/namespaces/{ns}/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": ns},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": backend_port}]}})
+    kubelet.publish_endpoints(kube, ns, APP)
+    kubelet.create(kube, f"/apis/networking.istio.io/v1/namespaces/{ns}/gateways", {
+        "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "apps", "namespace": ns},
+        "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
+            {"port": {"number": 443, "name": "https-apps", "protocol": "HTTPS"}, "hosts": [PUBLIC_HOSTS[1]],
+             "tls": {"mode": "SIMPLE", "credentialName": CREDENTIAL}}]}})
+    kubelet.create(kube, f"/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices", {
+        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": APP, "namespace": ns},
+        "spec": {"hosts": [PUBLIC_HOSTS[1]], "gateways": ["apps"],
+                 "http": [{"route": [{"destination": {"host": f"{APP}.{ns}.svc.cluster.local", "port": {"number": 8080}}}]}]}})

@@ -1,0 +1,229 @@
+"""What a node's kubelet and the controller-manager's endpoint controllers do for the Istio tier,
+and nothing more: a Deployment's pod created in the API server (admission runs: istiod's
+injection webhook fills in the gateway's istio-proxy container in classic mode), its status set
+Running and Ready at POD_IP, the EndpointSlices and Endpoints of the Services that select it,
+its istio-proxy container's volumes written and its env resolved as the kubelet resolves them
+(field, resource, Secret and ConfigMap references), and that container run: pilot-agent with the
+container's args, in a directory that stands for the container's filesystem."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from harness import child
+from harness.checks import poll
+from harness.kube import Kube, KubeError
+
+# the node's address, and the pod's (the API server refuses 127.0.0.0/8 in endpoints): on the
+# private namespace's loopback (harness.netns.add_address)
+POD_IP = "10.244.0.1"
+NODE = "node-0"
+
+
+def _ok(what: str, result: tuple[int, dict], *ok: int) -> dict:
+    status, obj = result
+    if status not in ok:
+        raise KubeError(f"{what}: {status} {obj}")
+    return obj
+
+
+def get(kube: Kube, path: str) -> dict:
+    return _ok(f"GET {path}", kube.api("GET", path), 200)
+
+
+def create(kube: Kube, path: str, obj: dict) -> dict:
+    return _ok(f"POST {path}", kube.api("POST", path, obj), 201)
+
+
+def publish_endpoints(kube: Kube, namespace: str, service: str, ip: str = POD_IP,
+                      pod: str | None = None) -> None:
+    """An EndpointSlice and an Endpoints for ``service``: one ready address, the Service's
+    target ports (numeric ones; a named targetPort is its port number here)."""
+    svc = get(kube, f"/api/v1/namespaces/{namespace}/services/{service}")
+    ports = [{"name": p.get("name", ""), "port": p["targetPort"] if isinstance(p.get("targetPort"), int) else p["port"],
+              "protocol": p.get("protocol", "TCP")} for p in svc["spec"]["ports"]]
+    ref = {"kind": "Pod", "name": pod, "namespace": namespace} if pod else None
+    create(kube, f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": f"{service}-kod", "namespace": namespace,
+                     "labels": {"kubernetes.io/service-name": service,
+                                "endpointslice.kubernetes.io/managed-by": "kube-oidc-discovery-tests"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, **({"targetRef": ref} if ref else {})}],
+        "ports": ports})
+    address = {"ip": ip, **({"targetRef": ref} if ref else {})}
+    status, obj = kube.api("POST", f"/api/v1/namespaces/{namespace}/endpoints", {
+        "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": service, "namespace": namespace},
+        "subsets": [{"addresses": [address], "ports": ports}]})
+    _ok(f"endpoints {namespace}/{service}", (status, obj), 201, 409)
+
+
+def publish_root_ca(kube: Kube, namespace: str) -> None:
+    """ConfigMap kube-root-ca.crt, as the controller-manager's root-ca-cert-publisher writes it
+    in every namespace (pods mount it with their service-account token)."""
+    status, obj = kube.api("POST", f"/api/v1/namespaces/{namespace}/configmaps", {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": namespace},
+        "data": {"ca.crt": kube.pki.ca_cert.read_text()}})
+    _ok(f"kube-root-ca.crt in {namespace}", (status, obj), 201, 409)
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+class Pod:
+    """The single pod of Deployment ``namespace/deployment``, scheduled on this machine."""
+
+    def __init__(self, kube: Kube, namespace: str, deployment: str, workdir: Path):
+        self.kube, self.namespace, self.deployment = kube, namespace, deployment
+        self.root = workdir / "root"  # the container's filesystem, pilot-agent's working directory
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.dir = workdir
+        self.proc: subprocess.Popen | None = None
+        self.pod: dict = {}
+
+    @property
+    def name(self) -> str:
+        return f"{self.deployment}-0"
+
+    def schedule(self) -> dict:
+        """The pod created from the Deployment's template (admission, webhooks included), Running
+        and Ready at POD_IP, behind every Service of its namespace that selects it."""
+        ns = self.namespace
+        publish_root_ca(self.kube, ns)
+        dep = get(self.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{self.deployment}")
+        tmpl = dep["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {**tmpl.get("metadata", {}), "name": self.name, "namespace": ns},
+               "spec": {**tmpl["spec"], "nodeName": NODE}}
+        created = create(self.kube, f"/api/v1/namespaces/{ns}/pods", pod)
+        status = {"status": {"phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}], "hostIP": POD_IP,
+                             "conditions": [{"type": t, "status": "True"} for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
+        code, _, body = self.kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{self.name}/status", admin=True,
+                                          headers={"Content-Type": "application/merge-patch+json"},
+                                          body=json.dumps(status).encode())
+        if code != 200:
+            raise KubeError(f"pod status: {code} {body[:300]}")
+        labels = created["metadata"].get("labels", {})
+        for svc in get(self.kube, f"/api/v1/namespaces/{ns}/services")["items"]:
+            if _selects(svc["spec"].get("selector", {}), labels):
+                publish_endpoints(self.kube, ns, svc["metadata"]["name"], pod=self.name)
+        self.pod = get(self.kube, f"/api/v1/namespaces/{ns}/pods/{self.name}")
+        return self.pod
+
+    def container(self, name: str = "istio-proxy") -> dict:
+        return next(c for c in self.pod["spec"]["containers"] if c["name"] == name)
+
+    # ------------------------------------------------------------------ the kubelet's part
+    def host_path(self, mount_path: str) -> Path:
+        """Where a container path is on this machine: under the pod's root, unless the test gave
+        the chart a path already on this machine (an absolute path under its workdir)."""
+        p = Path(mount_path)
+        return p if p.is_relative_to(self.dir) else self.root / mount_path.lstrip("/")
+
+    def mount_volumes(self, container: dict) -> None:
+        volumes = {v["name"]: v for v in self.pod["spec"].get("volumes", [])}
+        for m in container.get("volumeMounts", []):
+            target = self.host_path(m["mountPath"])
+            target.mkdir(parents=True, exist_ok=True)
+            for name, data in self._volume_files(volumes[m["name"]]).items():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                (target / name).write_bytes(data)
+
+    def _volume_files(self, vol: dict) -> dict[str, bytes]:
+        """A volume's files by relative path; a projected volume's sources are volumes of their
+        own (a token among them)."""
+        ns = self.namespace
+        if "projected" in vol:
+            out: dict[str, bytes] = {}
+            for src in vol["projected"]["sources"]:
+                out |= self._volume_files(src)
+            return out
+        if "serviceAccountToken" in vol:
+            t = vol["serviceAccountToken"]
+            aud = [t["audience"]] if t.get("audience") else None
+            return {t["path"]: self.kube.token(ns, self.pod["spec"]["serviceAccountName"], aud,
+                                               seconds=t.get("expirationSeconds", 3600)).encode()}
+        if "secret" in vol:
+            ref = vol["secret"]
+            s = get(self.kube, f"/api/v1/namespaces/{ns}/secrets/{ref.get('secretName') or ref['name']}")
+            data = {k: base64.b64decode(v) for k, v in s.get("data", {}).items()}
+        elif "configMap" in vol:
+            cm = get(self.kube, f"/api/v1/namespaces/{ns}/configmaps/{vol['configMap']['name']}")
+            data = {k: v.encode() for k, v in cm.get("data", {}).items()}
+            ref = vol["configMap"]
+        elif "downwardAPI" in vol:
+            return {i["path"]: self._downward(i["fieldRef"]["fieldPath"]).encode()
+                    for i in vol["downwardAPI"]["items"] if "fieldRef" in i}
+        else:
+            return {}  # emptyDir and the like: the directory itself
+        if ref.get("items"):
+            return {i["path"]: data[i["key"]] for i in ref["items"] if i["key"] in data}
+        return data
+
+    def _downward(self, path: str) -> str:
+        meta = self.pod["metadata"]
+        if path in ("metadata.labels", "metadata.annotations"):
+            kv = meta.get(path.split(".")[1], {})
+            return "\n".join(f'{k}="{v}"' for k, v in sorted(kv.items()))
+        m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+        if m:
+            return meta.get(m.group(1), {}).get(m.group(2), "")
+        obj: object = self.pod
+        for part in path.split("."):
+            obj = obj.get(part, "") if isinstance(obj, dict) else ""
+        return str(obj)
+
+    def env(self, container: dict) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for e in container.get("env", []):
+            if "value" in e:
+                env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), e["value"])
+                continue
+            src = e.get("valueFrom", {})
+            if "fieldRef" in src:
+                env[e["name"]] = self._downward(src["fieldRef"]["fieldPath"])
+            elif "resourceFieldRef" in src:  # no limits: the node's allocatable
+                res = src["resourceFieldRef"]["resource"]
+                env[e["name"]] = str(os.cpu_count()) if res.endswith("cpu") else str(
+                    os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+            elif "secretKeyRef" in src:  # the kubelet waits for the key (the token controller fills it)
+                ref = src["secretKeyRef"]
+                path = f"/api/v1/namespaces/{self.namespace}/secrets/{ref['name']}"
+                data = poll(lambda: get(self.kube, path).get("data", {}).get(ref["key"]), 30, what=f"{path} {ref['key']}")
+                env[e["name"]] = base64.b64decode(data).decode()
+            elif "configMapKeyRef" in src:
+                ref = src["configMapKeyRef"]
+                env[e["name"]] = get(self.kube, f"/api/v1/namespaces/{self.namespace}/configmaps/{ref['name']}")["data"][ref["key"]]
+        return env
+
+    def run(self, binary: Path, files: dict[str, bytes] | None = None) -> subprocess.Popen:
+        """The istio-proxy container: its volumes, env and args; ``files``: what its image holds
+        (container path -> content)."""
+        c = self.container()
+        self.mount_volumes(c)
+        for path, data in (files or {}).items():
+            p = self.host_path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root)} | self.env(c)
+        args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in c.get("args", [])]
+        self.proc = child.spawn([binary, *args], self.dir / "istio-proxy.log", env=env, cwd=self.root)
+        return self.proc
+
+    def log_text(self) -> str:
+        """The container's log: pilot-agent's and Envoy's."""
+        p = self.dir / "istio-proxy.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        child.stop(self.proc, 5)
+        self.proc = None
