@@ -49,10 +49,12 @@ def cluster(tmp_path_factory, pki):
     """A fresh cluster per test module: the real API server (admission webhooks reached through
     their Service's endpoints, --enable-aggregator-routing), the CRDs, istiod's chart and istiod
     itself behind its Service; Service default/kubernetes's endpoints (this API server on
-    127.0.0.1; the harness runs no endpoint reconciler)."""
+    127.0.0.1; the harness runs no endpoint reconciler); every request for a document audited
+    (control.document_requests(kube.dir))."""
     d = tmp_path_factory.mktemp("cluster")
     # listening on the node's address too (this namespace has no other), for its endpoint
-    with Kube(d / "kube", pki, apiserver_args=["--enable-aggregator-routing=true", "--bind-address", "0.0.0.0"]) as kube:
+    with Kube(d / "kube", pki, apiserver_args=["--enable-aggregator-routing=true", "--bind-address", "0.0.0.0",
+                                               *control.audit_args(d / "kube")]) as kube:
         control.apply_crds(kube)
         istiod = control.Istiod(kube, d / "istiod")
         istiod.install()

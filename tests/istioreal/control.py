@@ -19,12 +19,14 @@ The filter needs none of these: they are not requirements of the chart."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import helm  # tools/helm.py
 from harness import REPO_ROOT, child
+from harness.constants import DOCS
 from harness.envoy import envoy_bin
 from harness.kube import Kube, KubeError
 
@@ -36,6 +38,29 @@ WEBHOOK_PORT = 15017
 READY_TIMEOUT_S = 60
 # the switches for upstream Envoy (module docstring)
 UPSTREAM_ENVOY_ENV = {"PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false"}
+
+
+# the API server's audit policy: the two document paths only, as metadata (who asked for what)
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata", "nonResourceURLs": list(DOCS)}, {"level": "None"}]}
+
+
+def audit_args(workdir: Path) -> list[str]:
+    """kube-apiserver flags auditing every request for the two documents into
+    ``workdir``/audit.log (the log backend's default mode, blocking: an answered request is
+    logged)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
+    return ["--audit-policy-file", str(workdir / "audit-policy.json"), "--audit-log-path", str(workdir / "audit.log")]
+
+
+def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
+    """(user, path, status) of every request for a document that reached the API server, from
+    the audit log audit_args writes."""
+    p = workdir / "audit.log"
+    events = [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
+    return [(e["user"]["username"], e["requestURI"], e.get("responseStatus", {}).get("code", 0))
+            for e in events if e["stage"] == "ResponseComplete"]
 
 
 def pin() -> str:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
+from typing import Callable
 
 import helm  # tools/helm.py
-from harness import pki as pkimod
+from harness import client, pki as pkimod
+from harness.checks import poll
+from harness.constants import DISCOVERY, HOST
 from harness.kube import Kube, KubeError
 from istioreal import control, kubelet
 
@@ -19,6 +22,8 @@ GATEWAY_NS = helm.NAMESPACE  # istio-ingress, the chart's default namespace
 CLASSIC_GATEWAY = "istio-ingressgateway"  # istio/gateway's release: labels istio=ingressgateway
 CREDENTIAL = "kube-oidc-discovery-tls"  # publicGateway.credentialName's default
 PUBLIC_HOSTS = ["oidc.example.com", "app.example.com"]
+# the user the API server sees for the static token: the chart's service account (release kod)
+TOKEN_USER = f"system:serviceaccount:{GATEWAY_NS}:kod-kube-oidc-discovery"
 
 
 def gateway_chart() -> Path:
@@ -114,3 +119,37 @@ def user_app(kube: Kube, backend_port: int) -> None:
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": APP, "namespace": ns},
         "spec": {"hosts": [PUBLIC_HOSTS[1]], "gateways": ["apps"],
                  "http": [{"route": [{"destination": {"host": f"{APP}.{ns}.svc.cluster.local", "port": {"number": 8080}}}]}]}})
+
+
+HTTPS = 443  # publicGateway.port's default, on the node's address
+
+
+def status_of(get: Callable[..., client.Response], path: str, **kw) -> int:
+    """The gateway's status for ``path``; 0 while nothing listens (no listener from istiod yet)."""
+    try:
+        return get(path, **kw).status
+    except OSError:
+        return 0
+
+
+def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
+                    ready: Callable[[int], bool] = lambda status: status == 200):
+    """Classic mode installed as a user installs it: the gateway's TLS Secret, Istio's gateway
+    chart, a user's application, `helm install` of the chart with publicGateway.create and
+    ``values``, the NOTES' token patch, and the gateway pod run; waits until the OIDC host's
+    discovery document answers a status that ``ready`` accepts. Returns the pod and a GET on
+    the gateway (path, host=HOST, ...) trusting its certificate; the caller stops the pod."""
+    ca = tls_secret(kube, workdir)
+    install_classic_gateway(kube)
+    user_app(kube, backend.port)
+    notes = install_chart(kube, helm._merge({
+        "publicGateway": {"create": True}, "apiServer": {"caCertificates": str(kube.pki.ca_cert)},
+        "image": {"url": image.url, "sha256": image.sha256}}, values))
+    pod = start_gateway(kube, apply_notes_patch(kube, notes), workdir)
+    get = lambda path, host=HOST, **kw: client.get(HTTPS, path, host=host, tls_ca=str(ca), **kw)
+    try:
+        poll(lambda: ready(status_of(get, DISCOVERY)), 60, interval=0.5, what="the gateway answering the OIDC host")
+    except AssertionError:
+        pod.stop()
+        raise AssertionError(pod.log_tail(60))
+    return pod, get

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -170,7 +171,8 @@ class Pod:
         meta = self.pod["metadata"]
         if path in ("metadata.labels", "metadata.annotations"):
             kv = meta.get(path.split(".")[1], {})
-            return "\n".join(f'{k}="{v}"' for k, v in sorted(kv.items()))
+            # the kubelet's fieldpath.FormatMap: key=%q per line, which JSON's escaping matches
+            return "\n".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(kv.items()))
         m = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
         if m:
             return meta.get(m.group(1), {}).get(m.group(2), "")
@@ -224,6 +226,40 @@ class Pod:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
-    def stop(self) -> None:
-        child.stop(self.proc, 5)
+    def stop(self, grace: float = 1) -> None:
+        """The container stopped as the kubelet stops it: SIGTERM to pilot-agent, and at the end
+        of the grace period SIGKILL to every process of the container (pilot-agent drains for
+        its terminationDrainDuration, 5 s, before it stops Envoy; Envoy would outlive a
+        pilot-agent killed alone)."""
+        if self.proc is None:
+            return
+        procs = _descendants(self.proc.pid)
+        child.stop(self.proc, grace)
+        for pid in procs:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+        poll(lambda: not any(map(_running, procs)), 10, what="the container's processes gone")
         self.proc = None
+
+
+def _running(pid: int) -> bool:
+    """Neither gone nor a zombie (an orphan's reaper may be slow to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """The children of ``pid``, theirs, and so on (/proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for k in kids:
+            out += [k, *_descendants(k)]
+    return out

@@ -7,42 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from harness import client
 from harness.checks import assert_generic_error, poll
-from harness.constants import DISCOVERY, DOCS, HOST, JWKS, NOT_FOUND_PATH, OTHER_HOST
+from harness.constants import DOCS, JWKS, NOT_FOUND_PATH, OTHER_HOST
 from e2e.test_other_hosts import STREAM_CALLBACK
-from istioreal import install
-
-HTTPS = 443
+from istioreal import control, install
 
 
 @pytest.fixture(scope="module")
 def gateway(cluster, tmp_path_factory, image, backend):
     kube, _ = cluster
-    d = tmp_path_factory.mktemp("classic")
-    ca = install.tls_secret(kube, d)
-    install.install_classic_gateway(kube)
-    install.user_app(kube, backend.port)
-    notes = install.install_chart(kube, {
-        "publicGateway": {"create": True}, "apiServer": {"caCertificates": str(kube.pki.ca_cert)},
-        "image": {"url": image.url, "sha256": image.sha256}})
-    name = install.apply_notes_patch(kube, notes)
-    pod = install.start_gateway(kube, name, d)
-    get = lambda path, host=HOST, **kw: client.get(HTTPS, path, host=host, tls_ca=str(ca), **kw)
-    try:
-        poll(lambda: _status(get, DISCOVERY) == 200, 60, interval=0.5, what="the gateway serving the documents")
-    except AssertionError:
-        pod.stop()
-        raise AssertionError(pod.log_tail(60))
+    pod, get = install.classic_gateway(kube, tmp_path_factory.mktemp("classic"), image, backend, {})
     yield pod, get
     pod.stop()
-
-
-def _status(get, path) -> int:
-    try:
-        return get(path).status
-    except OSError:
-        return 0
 
 
 def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
@@ -52,6 +28,9 @@ def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
         r = get(path)
         assert r.status == 200, (path, r.status, r.body[:300])
     assert get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
+    # the API server's audit log: the gateway asked with the chart's service account's token
+    gateway_asked = {r for r in control.document_requests(kube.dir) if r[0] == install.TOKEN_USER}
+    assert gateway_asked == {(install.TOKEN_USER, path, 200) for path in DOCS}
 
 
 def test_other_paths_of_the_oidc_host_are_404(gateway):
