@@ -132,19 +132,15 @@ def status_of(get: Callable[..., client.Response], path: str, **kw) -> int:
         return 0
 
 
-def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
-                    ready: Callable[[int], bool] = lambda status: status == 200):
-    """Classic mode installed as a user installs it: the gateway's TLS Secret, Istio's gateway
-    chart, a user's application, `helm install` of the chart with publicGateway.create and
-    ``values``, the NOTES' token patch, and the gateway pod run; waits until the OIDC host's
-    discovery document answers a status that ``ready`` accepts. Returns the pod and a GET on
-    the gateway (path, host=HOST, ...) trusting its certificate; the caller stops the pod."""
-    ca = tls_secret(kube, workdir)
-    install_classic_gateway(kube)
-    user_app(kube, backend.port)
-    notes = install_chart(kube, helm._merge({
-        "publicGateway": {"create": True}, "apiServer": {"caCertificates": str(kube.pki.ca_cert)},
-        "image": {"url": image.url, "sha256": image.sha256}}, values))
+def _chart_values(kube: Kube, image, values: dict) -> dict:
+    return helm._merge({"apiServer": {"caCertificates": str(kube.pki.ca_cert)},
+                        "image": {"url": image.url, "sha256": image.sha256}}, values)
+
+
+def _serve(kube: Kube, notes: str, workdir: Path, ca: Path, ready: Callable[[int], bool]):
+    """The NOTES' token patch on the gateway's Deployment, its pod run, and a wait until the OIDC
+    host's discovery document answers a status that ``ready`` accepts. Returns the pod and a GET
+    on the gateway (path, host=HOST, ...) trusting ``ca``, its certificate's."""
     pod = start_gateway(kube, apply_notes_patch(kube, notes), workdir)
     get = lambda path, host=HOST, **kw: client.get(HTTPS, path, host=host, tls_ca=str(ca), **kw)
     try:
@@ -153,3 +149,49 @@ def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
         pod.stop()
         raise AssertionError(pod.log_tail(60))
     return pod, get
+
+
+def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
+                    ready: Callable[[int], bool] = lambda status: status == 200):
+    """Classic mode installed as a user installs it: the gateway's TLS Secret, Istio's gateway
+    chart, a user's application, `helm install` of the chart with publicGateway.create and
+    ``values``, then _serve. The caller stops the pod."""
+    ca = tls_secret(kube, workdir)
+    install_classic_gateway(kube)
+    user_app(kube, backend.port)
+    notes = install_chart(kube, _chart_values(kube, image, helm._merge({"publicGateway": {"create": True}}, values)))
+    return _serve(kube, notes, workdir, ca, ready)
+
+
+GATEWAY_API_NAME = "public"
+GATEWAY_API_REFS = [{"kind": "Gateway", "group": "gateway.networking.k8s.io", "name": GATEWAY_API_NAME}]
+GATEWAY_API_DEPLOYMENT = f"{GATEWAY_API_NAME}-istio"  # istiod's name: <gateway>-<gatewayClassName>
+
+
+def create_gateway_api_gateway(kube: Kube) -> None:
+    """Gateway `public` of class istio, an HTTPS listener for the OIDC host (the TLS Secret by
+    certificateRefs), its Service ClusterIP (no load balancer here); then what istiod's
+    deployment controller makes of it: Deployment, Service and ServiceAccount public-istio."""
+    kubelet.create(kube, f"/apis/gateway.networking.k8s.io/v1/namespaces/{GATEWAY_NS}/gateways", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": GATEWAY_API_NAME, "namespace": GATEWAY_NS,
+                     "annotations": {"networking.istio.io/service-type": "ClusterIP"}},
+        "spec": {"gatewayClassName": "istio", "listeners": [
+            {"name": "https", "hostname": PUBLIC_HOSTS[0], "port": HTTPS, "protocol": "HTTPS",
+             "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": CREDENTIAL}]},
+             "allowedRoutes": {"namespaces": {"from": "Same"}}}]}})
+    path = f"/apis/apps/v1/namespaces/{GATEWAY_NS}/deployments/{GATEWAY_API_DEPLOYMENT}"
+    poll(lambda: kube.api("GET", path)[0] == 200, 30, interval=0.3, what="istiod's Deployment for Gateway public")
+
+
+def gateway_api_gateway(kube: Kube, workdir: Path, image, values: dict,
+                        ready: Callable[[int], bool] = lambda status: status == 200):
+    """Gateway API mode installed as a user installs it: the TLS Secret, Gateway `public`
+    (istiod's controller creates its Deployment), `helm install` of the chart with
+    gateway.targetRefs and gateway.deploymentName public-istio and ``values``, then _serve: the
+    NOTES' token patch on istiod's Deployment, its pod run from the patched spec."""
+    ca = tls_secret(kube, workdir)
+    create_gateway_api_gateway(kube)
+    notes = install_chart(kube, _chart_values(kube, image, helm._merge(
+        {"gateway": {"targetRefs": GATEWAY_API_REFS, "deploymentName": GATEWAY_API_DEPLOYMENT}}, values)))
+    return _serve(kube, notes, workdir, ca, ready)

@@ -1,0 +1,48 @@
+"""Gateway API mode as a user installs it: Gateway `public` of class istio, whose Deployment
+istiod's own Gateway API controller creates; `helm install` of the chart with gateway.targetRefs
+into the real API server; the NOTES' token patch applied to istiod's Deployment, and pilot-agent
++ Envoy run from the patched spec, serving the documents from the real API server (static
+token)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.checks import assert_generic_error
+from harness.constants import DOCS, JWKS, NOT_FOUND_PATH
+from istioreal import control, install, kubelet
+
+
+@pytest.fixture(scope="module")
+def gateway(cluster, tmp_path_factory, image):
+    kube, _ = cluster
+    pod, get = install.gateway_api_gateway(kube, tmp_path_factory.mktemp("gateway-api"), image, {})
+    yield pod, get
+    pod.stop()
+
+
+def test_the_token_patch_lands_on_the_deployment_istiods_controller_created(gateway, cluster):
+    pod, _ = gateway
+    kube, _ = cluster
+    dep = kubelet.get(kube, f"/apis/apps/v1/namespaces/{install.GATEWAY_NS}/deployments/{install.GATEWAY_API_DEPLOYMENT}")
+    assert [(o["kind"], o["name"]) for o in dep["metadata"]["ownerReferences"]] == [("Gateway", install.GATEWAY_API_NAME)]
+    # the pod run is the patched Deployment's: its istio-proxy has the token from the Secret
+    assert pod.pod["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == install.GATEWAY_API_NAME
+    env = {e["name"]: e for e in pod.container()["env"]}
+    assert env["KUBE_OIDC_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "kod-kube-oidc-discovery-token", "key": "token"}
+
+
+def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
+    _, get = gateway
+    kube, _ = cluster
+    for path in DOCS:
+        r = get(path)
+        assert r.status == 200, (path, r.status, r.body[:300])
+    assert get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
+    gateway_asked = {r for r in control.document_requests(kube.dir) if r[0] == install.TOKEN_USER}
+    assert gateway_asked == {(install.TOKEN_USER, path, 200) for path in DOCS}
+
+
+def test_other_paths_of_the_oidc_host_are_404(gateway):
+    _, get = gateway
+    assert_generic_error(get(NOT_FOUND_PATH), 404, server="istio-envoy")
