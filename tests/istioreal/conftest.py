@@ -47,15 +47,15 @@ def node(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, pki):
     """A fresh cluster per test module: the real API server (admission webhooks reached through
-    their Service's endpoints, --enable-aggregator-routing), the CRDs, istiod's chart and istiod
-    itself behind its Service; Service default/kubernetes's endpoints (this API server on
+    their Service's endpoints, --enable-aggregator-routing), the Gateway API CRDs, Istio's base
+    chart, istiod's chart and istiod itself behind its Service, its validation fail-closed; Service default/kubernetes's endpoints (this API server on
     127.0.0.1; the harness runs no endpoint reconciler); every request for a document audited
     (control.document_requests(kube.dir))."""
     d = tmp_path_factory.mktemp("cluster")
     # listening on the node's address too (this namespace has no other), for its endpoint
     with Kube(d / "kube", pki, apiserver_args=["--enable-aggregator-routing=true", "--bind-address", "0.0.0.0",
                                                *control.audit_args(d / "kube")]) as kube:
-        control.apply_crds(kube)
+        control.install_base(kube)
         istiod = control.Istiod(kube, d / "istiod")
         istiod.install()
         kubelet.publish_endpoints(kube, control.NAMESPACE, "istiod")

