@@ -74,6 +74,14 @@ def install(kubeconfig: Path | str, values: dict[str, Any] | None = None, *, cha
                            create_namespace=True, timeout=timeout)
 
 
+def upgrade(kubeconfig: Path | str, values: dict[str, Any] | None = None, *, chart_dir: Path | str = CHART,
+            release: str = RELEASE, namespace: str = NAMESPACE, timeout: int = 60) -> dict:
+    """`helm upgrade` of a release installed by install(): objects missing from the cluster are
+    created again (Helm's three-way merge)."""
+    with helm.Config(kubeconfig_path=str(kubeconfig), namespace=namespace) as cfg:
+        return cfg.upgrade(str(chart_dir), release, values or {}, namespace=namespace, timeout=timeout)
+
+
 def lint(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None) -> list[str]:
     """Strict lint: warnings and errors (not infos such as "icon is recommended"); empty when clean."""
     report = helm.lint(str(chart_dir), values, strict=True, kube_version=KUBE_VERSION,

@@ -60,12 +60,15 @@ def audit_args(workdir: Path) -> list[str]:
 
 
 def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
-    """(user, path, status) of every request for a document that reached the API server, from
-    the audit log audit_args writes."""
+    """(user, path, status) of every request for a document that reached the API server, in
+    order, from the audit log audit_args writes (user "" when the credential was refused)."""
     p = workdir / "audit.log"
-    events = [json.loads(line) for line in p.read_text().splitlines()] if p.exists() else []
-    return [(e["user"]["username"], e["requestURI"], e.get("responseStatus", {}).get("code", 0))
-            for e in events if e["stage"] == "ResponseComplete"]
+    last: dict[str, dict] = {}  # a request's last stage (a refused credential's: ResponseStarted)
+    for line in p.read_text().splitlines() if p.exists() else []:
+        e = json.loads(line)
+        last[e["auditID"]] = e
+    return [(e.get("user", {}).get("username", ""), e["requestURI"], e.get("responseStatus", {}).get("code", 0))
+            for e in last.values()]
 
 
 def pin() -> str:

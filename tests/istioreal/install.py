@@ -132,7 +132,9 @@ def status_of(get: Callable[..., client.Response], path: str, **kw) -> int:
         return 0
 
 
-def _chart_values(kube: Kube, image, values: dict) -> dict:
+def chart_values(kube: Kube, image, values: dict) -> dict:
+    """The chart's values of the tier's installs: the API server's CA file, the image, then
+    ``values``."""
     return helm._merge({"apiServer": {"caCertificates": str(kube.pki.ca_cert)},
                         "image": {"url": image.url, "sha256": image.sha256}}, values)
 
@@ -151,6 +153,11 @@ def _serve(kube: Kube, notes: str, workdir: Path, ca: Path, ready: Callable[[int
     return pod, get
 
 
+def classic_values(values: dict) -> dict:
+    """Classic mode with a Gateway of the chart's own, then ``values``."""
+    return helm._merge({"publicGateway": {"create": True}}, values)
+
+
 def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
                     ready: Callable[[int], bool] = lambda status: status == 200):
     """Classic mode installed as a user installs it: the gateway's TLS Secret, Istio's gateway
@@ -159,7 +166,7 @@ def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
     ca = tls_secret(kube, workdir)
     install_classic_gateway(kube)
     user_app(kube, backend.port)
-    notes = install_chart(kube, _chart_values(kube, image, helm._merge({"publicGateway": {"create": True}}, values)))
+    notes = install_chart(kube, chart_values(kube, image, classic_values(values)))
     return _serve(kube, notes, workdir, ca, ready)
 
 
@@ -192,6 +199,6 @@ def gateway_api_gateway(kube: Kube, workdir: Path, image, values: dict,
     NOTES' token patch on istiod's Deployment, its pod run from the patched spec."""
     ca = tls_secret(kube, workdir)
     create_gateway_api_gateway(kube)
-    notes = install_chart(kube, _chart_values(kube, image, helm._merge(
+    notes = install_chart(kube, chart_values(kube, image, helm._merge(
         {"gateway": {"targetRefs": GATEWAY_API_REFS, "deploymentName": GATEWAY_API_DEPLOYMENT}}, values)))
     return _serve(kube, notes, workdir, ca, ready)

@@ -19,6 +19,7 @@ from pathlib import Path
 from harness import child
 from harness.checks import poll
 from harness.kube import Kube, KubeError
+from harness.tokendir import TokenDir
 
 # the node's address, and the pod's (the API server refuses 127.0.0.0/8 in endpoints): on the
 # private namespace's loopback (harness.netns.add_address)
@@ -128,13 +129,24 @@ class Pod:
         return p if p.is_relative_to(self.dir) else self.root / mount_path.lstrip("/")
 
     def mount_volumes(self, container: dict) -> None:
-        volumes = {v["name"]: v for v in self.pod["spec"].get("volumes", [])}
         for m in container.get("volumeMounts", []):
+            self.sync_volume(m["name"], container)
+
+    def sync_volume(self, name: str, container: dict | None = None) -> None:
+        """Volume ``name`` written (again) at its mounts as the kubelet's AtomicWriter writes
+        Secret, ConfigMap, projected and downward-API volumes: a timestamped directory, ``..data``
+        swapped to it in one rename, each file a link through ``..data`` (harness.tokendir). The
+        kubelet does this again when the source changes (its periodic sync)."""
+        vol = next(v for v in self.pod["spec"].get("volumes", []) if v["name"] == name)
+        for m in (container or self.container()).get("volumeMounts", []):
+            if m["name"] != name:
+                continue
             target = self.host_path(m["mountPath"])
             target.mkdir(parents=True, exist_ok=True)
-            for name, data in self._volume_files(volumes[m["name"]]).items():
-                (target / name).parent.mkdir(parents=True, exist_ok=True)
-                (target / name).write_bytes(data)
+            files = self._volume_files(vol)
+            if files:
+                assert not any("/" in f for f in files), f"nested paths in volume {name}: {sorted(files)}"
+                TokenDir(target).write(files)
 
     def _volume_files(self, vol: dict) -> dict[str, bytes]:
         """A volume's files by relative path; a projected volume's sources are volumes of their
@@ -226,6 +238,10 @@ class Pod:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def processes(self) -> list[int]:
+        """The container's processes: pilot-agent, then its descendants (Envoy)."""
+        return [self.proc.pid, *_descendants(self.proc.pid)] if self.proc else []
+
     def stop(self, grace: float = 1) -> None:
         """The container stopped as the kubelet stops it: SIGTERM to pilot-agent, and at the end
         of the grace period SIGKILL to every process of the container (pilot-agent drains for
@@ -233,7 +249,7 @@ class Pod:
         pilot-agent killed alone)."""
         if self.proc is None:
             return
-        procs = _descendants(self.proc.pid)
+        procs = self.processes()[1:]
         child.stop(self.proc, grace)
         for pid in procs:
             try:
