@@ -59,6 +59,19 @@ def install_chart(kube: Kube, values: dict) -> str:
     return helm.notes(values=values)
 
 
+def create_remote_secrets(kube: Kube, notes: str, files: dict[str, Path]) -> list[str]:
+    """Runs the `kubectl -n NS create secret generic NAME --from-file=KEY=FILE` lines NOTES.txt
+    prints for other clusters' CAs and tokens, FILE taken from ``files`` (the printed name ->
+    its path here); returns the Secrets' names."""
+    made = []
+    for ns, name, key, f in re.findall(r"kubectl -n (\S+) create secret generic (\S+) --from-file=([\w.]+)=(\S+)", notes):
+        r = kube.kubectl("-n", ns, "create", "secret", "generic", name, f"--from-file={key}={files[f]}")
+        if r.returncode:
+            raise KubeError(f"{name}: {r.stderr}")
+        made.append(name)
+    return made
+
+
 def apply_notes_patch(kube: Kube, notes: str) -> str:
     """Runs the `kubectl -n NS patch deployment NAME --type strategic -p '...'` that NOTES.txt
     prints; returns the Deployment's name."""
@@ -139,14 +152,14 @@ def chart_values(kube: Kube, image, values: dict) -> dict:
                         "image": {"url": image.url, "sha256": image.sha256}}, values)
 
 
-def _serve(kube: Kube, notes: str, workdir: Path, ca: Path, ready: Callable[[int], bool]):
+def _serve(kube: Kube, notes: str, workdir: Path, ca: Path, ready: Callable[[int], bool], ready_path: str = DISCOVERY):
     """The NOTES' token patch on the gateway's Deployment, its pod run, and a wait until the OIDC
-    host's discovery document answers a status that ``ready`` accepts. Returns the pod and a GET
+    host's ``ready_path`` answers a status that ``ready`` accepts. Returns the pod and a GET
     on the gateway (path, host=HOST, ...) trusting ``ca``, its certificate's."""
     pod = start_gateway(kube, apply_notes_patch(kube, notes), workdir)
     get = lambda path, host=HOST, **kw: client.get(HTTPS, path, host=host, tls_ca=str(ca), **kw)
     try:
-        poll(lambda: ready(status_of(get, DISCOVERY)), 60, interval=0.5, what="the gateway answering the OIDC host")
+        poll(lambda: ready(status_of(get, ready_path)), 60, interval=0.5, what="the gateway answering the OIDC host")
     except AssertionError:
         pod.stop()
         raise AssertionError(pod.log_tail(60))
@@ -159,15 +172,18 @@ def classic_values(values: dict) -> dict:
 
 
 def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
-                    ready: Callable[[int], bool] = lambda status: status == 200):
+                    ready: Callable[[int], bool] = lambda status: status == 200, ready_path: str = DISCOVERY,
+                    before_pod: Callable[[str], None] = lambda notes: None):
     """Classic mode installed as a user installs it: the gateway's TLS Secret, Istio's gateway
     chart, a user's application, `helm install` of the chart with publicGateway.create and
-    ``values``, then _serve. The caller stops the pod."""
+    ``values``, ``before_pod(notes)`` (the NOTES' steps before the patch), then _serve. The
+    caller stops the pod."""
     ca = tls_secret(kube, workdir)
     install_classic_gateway(kube)
     user_app(kube, backend.port)
     notes = install_chart(kube, chart_values(kube, image, classic_values(values)))
-    return _serve(kube, notes, workdir, ca, ready)
+    before_pod(notes)
+    return _serve(kube, notes, workdir, ca, ready, ready_path)
 
 
 GATEWAY_API_NAME = "public"
