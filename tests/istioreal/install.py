@@ -21,7 +21,7 @@ from istioreal import control, kubelet
 GATEWAY_NS = helm.NAMESPACE  # istio-ingress, the chart's default namespace
 CLASSIC_GATEWAY = "istio-ingressgateway"  # istio/gateway's release: labels istio=ingressgateway
 CREDENTIAL = "kube-oidc-discovery-tls"  # publicGateway.credentialName's default
-PUBLIC_HOSTS = ["oidc.example.com", "app.example.com"]
+PUBLIC_HOSTS = ["oidc.example.com", "app.example.com", "oidc2.example.com"]
 # the user the API server sees for the static token: the chart's service account (release kod)
 TOKEN_USER = f"system:serviceaccount:{GATEWAY_NS}:kod-kube-oidc-discovery"
 
