@@ -14,7 +14,7 @@ from typing import Callable
 import helm  # tools/helm.py
 from harness import client, pki as pkimod
 from harness.checks import poll
-from harness.constants import DISCOVERY, HOST
+from harness.constants import DISCOVERY, DOCS, HOST, JWKS
 from harness.kube import Kube, KubeError
 from istioreal import control, kubelet
 
@@ -164,6 +164,23 @@ def _serve(kube: Kube, notes: str, workdir: Path, ca: Path, ready: Callable[[int
         pod.stop()
         raise AssertionError(pod.log_tail(60))
     return pod, get
+
+
+def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: str = TOKEN_USER, prefix: str = "") -> None:
+    """Both documents answered 200 at ``prefix`` + their paths, the JWKS byte for byte that API
+    server's; and its audit log: what the gateway asked for with ``user``'s credential (the
+    chart's account's token by default), both documents, each answered 200."""
+    for path in DOCS:
+        r = get(prefix + path)
+        assert r.status == 200, (prefix + path, r.status, r.body[:300])
+    assert get(prefix + JWKS).body == kube.request("GET", JWKS, admin=True)[2]
+    asked = {r for r in control.document_requests(kube.dir) if r[0] == user}
+    assert asked == {(user, path, 200) for path in DOCS}
+
+
+def unpullable(image):
+    """``image`` with a sha256 that is not its own: pilot-agent fetches it and refuses it."""
+    return type(image)(image.registry, image.url, "0" * 64)
 
 
 def classic_values(values: dict) -> dict:

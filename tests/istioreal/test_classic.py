@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from harness.checks import assert_generic_error, poll
-from harness.constants import DOCS, JWKS, NOT_FOUND_PATH, OTHER_HOST
+from harness.constants import JWKS, NOT_FOUND_PATH, OTHER_HOST
 from e2e.test_other_hosts import STREAM_CALLBACK
-from istioreal import control, install
+from istioreal import install
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +23,7 @@ def gateway(cluster, tmp_path_factory, image, backend):
 
 def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
     _, get = gateway
-    kube, _ = cluster
-    for path in DOCS:
-        r = get(path)
-        assert r.status == 200, (path, r.status, r.body[:300])
-    assert get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
-    # the API server's audit log: the gateway asked with the chart's service account's token
-    gateway_asked = {r for r in control.document_requests(kube.dir) if r[0] == install.TOKEN_USER}
-    assert gateway_asked == {(install.TOKEN_USER, path, 200) for path in DOCS}
+    install.assert_served_from(cluster[0], get)
 
 
 def test_other_paths_of_the_oidc_host_are_404(gateway):

@@ -14,8 +14,7 @@ from istioreal import control, install
 @pytest.fixture(scope="module")
 def gateway(cluster, tmp_path_factory, image, backend):
     kube, _ = cluster
-    bad = type(image)(image.registry, image.url, "0" * 64)
-    pod, get = install.classic_gateway(kube, tmp_path_factory.mktemp("classic-fail-open"), bad, backend, {},
+    pod, get = install.classic_gateway(kube, tmp_path_factory.mktemp("classic-fail-open"), install.unpullable(image), backend, {},
                                        ready=lambda status: status != 0)
     yield pod, get
     pod.stop()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from harness.checks import assert_generic_error
-from harness.constants import DOCS, JWKS, NOT_FOUND_PATH
-from istioreal import control, install, kubelet
+from harness.constants import NOT_FOUND_PATH
+from istioreal import install, kubelet
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,7 @@ def test_the_token_patch_lands_on_the_deployment_istiods_controller_created(gate
 
 def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
     _, get = gateway
-    kube, _ = cluster
-    for path in DOCS:
-        r = get(path)
-        assert r.status == 200, (path, r.status, r.body[:300])
-    assert get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
-    gateway_asked = {r for r in control.document_requests(kube.dir) if r[0] == install.TOKEN_USER}
-    assert gateway_asked == {(install.TOKEN_USER, path, 200) for path in DOCS}
+    install.assert_served_from(cluster[0], get)
 
 
 def test_other_paths_of_the_oidc_host_are_404(gateway):

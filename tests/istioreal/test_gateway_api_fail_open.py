@@ -14,8 +14,7 @@ from istioreal import control, install
 @pytest.fixture(scope="module")
 def gateway(cluster, tmp_path_factory, image):
     kube, _ = cluster
-    bad = type(image)(image.registry, image.url, "0" * 64)
-    pod, get = install.gateway_api_gateway(kube, tmp_path_factory.mktemp("gateway-api-fail-open"), bad, {},
+    pod, get = install.gateway_api_gateway(kube, tmp_path_factory.mktemp("gateway-api-fail-open"), install.unpullable(image), {},
                                            ready=lambda status: status != 0)
     yield pod, get
     pod.stop()

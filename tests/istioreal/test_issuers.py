@@ -11,7 +11,7 @@ import json
 import pytest
 
 from harness import pki as pkimod
-from harness.constants import DISCOVERY, JWKS, PROD_ISSUER
+from harness.constants import DISCOVERY, PROD_ISSUER
 from harness.kube import Kube
 from istioreal import control, install, kubelet
 
@@ -65,10 +65,5 @@ def test_each_issuers_documents_come_from_its_own_api_server(name, gateway, clus
     _, get = gateway
     kube, user = (cluster[0], install.TOKEN_USER) if name == "local" else (remote[0], REMOTE_USER)
     issuer = ISSUER if name == "local" else PROD_ISSUER
-    for doc in (DISCOVERY, JWKS):
-        r = get(_path(issuer, doc))
-        assert r.status == 200, (doc, r.status, r.body[:300])
-    assert get(_path(issuer, JWKS)).body == kube.request("GET", JWKS, admin=True)[2]
+    install.assert_served_from(kube, get, user, prefix=_path(issuer, ""))
     assert json.loads(get(_path(issuer, DISCOVERY)).body)["issuer"] == issuer
-    asked = {r for r in control.document_requests(kube.dir) if r[0] == user}
-    assert asked == {(user, doc, 200) for doc in (DISCOVERY, JWKS)}

@@ -9,7 +9,7 @@ import pytest
 
 import helm  # tools/helm.py
 from harness.checks import poll
-from harness.constants import DOCS, JWKS
+from harness.constants import JWKS
 from istioreal import control, install, kubelet
 
 TOKEN_SECRET = "kod-kube-oidc-discovery-token"
@@ -38,11 +38,7 @@ def test_both_documents_are_served_with_the_mounted_token_and_none_in_the_enviro
     pod, get, _ = gateway
     kube, _ = cluster
     assert all("KUBE_OIDC_TOKEN" not in e["name"] for e in pod.container().get("env", []))
-    for path in DOCS:
-        assert get(path).status == 200, path
-    assert get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
-    gateway_asked = {r for r in control.document_requests(kube.dir) if r[0] == install.TOKEN_USER}
-    assert gateway_asked == {(install.TOKEN_USER, path, 200) for path in DOCS}
+    install.assert_served_from(kube, get)
 
 
 def test_a_reissued_token_reaches_envoy_without_a_restart(gateway, cluster, image):
