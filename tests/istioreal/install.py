@@ -14,14 +14,15 @@ from typing import Callable
 import helm  # tools/helm.py
 from harness import client, pki as pkimod
 from harness.checks import poll
-from harness.constants import DISCOVERY, DOCS, HOST, JWKS
+from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
 from harness.kube import Kube, KubeError
+from e2e.test_other_hosts import STREAM_CALLBACK
 from istioreal import control, kubelet
 
 GATEWAY_NS = helm.NAMESPACE  # istio-ingress, the chart's default namespace
 CLASSIC_GATEWAY = "istio-ingressgateway"  # istio/gateway's release: labels istio=ingressgateway
 CREDENTIAL = "kube-oidc-discovery-tls"  # publicGateway.credentialName's default
-PUBLIC_HOSTS = ["oidc.example.com", "app.example.com", "oidc2.example.com"]
+PUBLIC_HOSTS = [HOST, OTHER_HOST, "oidc2.example.com"]  # the OIDC host, the application's, a second OIDC host
 # the user the API server sees for the static token: the chart's service account (release kod)
 TOKEN_USER = f"system:serviceaccount:{GATEWAY_NS}:kod-kube-oidc-discovery"
 
@@ -114,15 +115,23 @@ def start_gateway(kube: Kube, deployment: str, workdir: Path) -> kubelet.Pod:
 APP = "app"  # a user's application behind the same gateway, on OTHER_HOST
 
 
-def user_app(kube: Kube, backend_port: int) -> None:
-    """A user's application on the gateway: Service `app` (its endpoint the test's backend), a
-    Gateway of the user's own for app.example.com and a VirtualService to the Service."""
+def user_app(kube: Kube, backend_port: int, gateway_api: bool = False) -> None:
+    """A user's application on the gateway: Service `app` (its endpoint the test's backend) and
+    its route for app.example.com: classic mode, a Gateway of the user's own and a
+    VirtualService; Gateway API mode, an HTTPRoute on Gateway `public` (its listener for the
+    host: create_gateway_api_gateway)."""
     ns = GATEWAY_NS
     kube.create_namespace(ns)
     kubelet.create(kube, f"/api/v1/namespaces/{ns}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": ns},
         "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": backend_port}]}})
     kubelet.publish_endpoints(kube, ns, APP)
+    if gateway_api:
+        kubelet.create(kube, f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": APP, "namespace": ns},
+            "spec": {"parentRefs": [{"name": GATEWAY_API_NAME}], "hostnames": [PUBLIC_HOSTS[1]],
+                     "rules": [{"backendRefs": [{"name": APP, "port": 8080}]}]}})
+        return
     kubelet.create(kube, f"/apis/networking.istio.io/v1/namespaces/{ns}/gateways", {
         "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "apps", "namespace": ns},
         "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
@@ -178,6 +187,24 @@ def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: st
     assert asked == {(user, path, 200) for path in DOCS}
 
 
+def assert_other_host_never_enters_the_filter(pod: kubelet.Pod, get: Callable[..., client.Response], backend) -> None:
+    """The application's host reaches its backend, the request as sent, and the filter's stream
+    callback (Wasm trace log, as tests/e2e/test_other_hosts.py counts it) never runs for it; it
+    does for the OIDC host's."""
+    set_envoy_log_level("trace")
+    callbacks = lambda: len(STREAM_CALLBACK.findall(pod.log_text()))
+    try:
+        before = callbacks()
+        r = get(JWKS + "?q=1", host=OTHER_HOST)
+        assert r.status == 200 and r.header("x-backend") == "app", (r.status, r.body[:200])
+        assert backend.last().path == JWKS + "?q=1"
+        assert callbacks() == before
+        get(JWKS)  # the OIDC host's request enters it: the count would see one
+        poll(lambda: callbacks() > before, 5, what="the filter's callback on the OIDC host")
+    finally:
+        set_envoy_log_level("warning")
+
+
 def unpullable(image):
     """``image`` with a sha256 that is not its own: pilot-agent fetches it and refuses it."""
     return type(image)(image.registry, image.url, "0" * 64)
@@ -209,29 +236,30 @@ GATEWAY_API_DEPLOYMENT = f"{GATEWAY_API_NAME}-istio"  # istiod's name: <gateway>
 
 
 def create_gateway_api_gateway(kube: Kube) -> None:
-    """Gateway `public` of class istio, an HTTPS listener for the OIDC host (the TLS Secret by
-    certificateRefs), its Service ClusterIP (no load balancer here); then what istiod's
+    """Gateway `public` of class istio, an HTTPS listener for the OIDC host and one for the
+    application's (the TLS Secret by certificateRefs), its Service ClusterIP (no load balancer here); then what istiod's
     deployment controller makes of it: Deployment, Service and ServiceAccount public-istio."""
     kubelet.create(kube, f"/apis/gateway.networking.k8s.io/v1/namespaces/{GATEWAY_NS}/gateways", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": GATEWAY_API_NAME, "namespace": GATEWAY_NS,
                      "annotations": {"networking.istio.io/service-type": "ClusterIP"}},
         "spec": {"gatewayClassName": "istio", "listeners": [
-            {"name": "https", "hostname": PUBLIC_HOSTS[0], "port": HTTPS, "protocol": "HTTPS",
+            {"name": f"https-{i}", "hostname": host, "port": HTTPS, "protocol": "HTTPS",
              "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": CREDENTIAL}]},
-             "allowedRoutes": {"namespaces": {"from": "Same"}}}]}})
+             "allowedRoutes": {"namespaces": {"from": "Same"}}} for i, host in enumerate(PUBLIC_HOSTS[:2])]}})
     path = f"/apis/apps/v1/namespaces/{GATEWAY_NS}/deployments/{GATEWAY_API_DEPLOYMENT}"
     poll(lambda: kube.api("GET", path)[0] == 200, 30, interval=0.3, what="istiod's Deployment for Gateway public")
 
 
-def gateway_api_gateway(kube: Kube, workdir: Path, image, values: dict,
+def gateway_api_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
                         ready: Callable[[int], bool] = lambda status: status == 200):
     """Gateway API mode installed as a user installs it: the TLS Secret, Gateway `public`
-    (istiod's controller creates its Deployment), `helm install` of the chart with
+    (istiod's controller creates its Deployment), a user's application, `helm install` of the chart with
     gateway.targetRefs and gateway.deploymentName public-istio and ``values``, then _serve: the
     NOTES' token patch on istiod's Deployment, its pod run from the patched spec."""
     ca = tls_secret(kube, workdir)
     create_gateway_api_gateway(kube)
+    user_app(kube, backend.port, gateway_api=True)
     notes = install_chart(kube, chart_values(kube, image, helm._merge(
         {"gateway": {"targetRefs": GATEWAY_API_REFS, "deploymentName": GATEWAY_API_DEPLOYMENT}}, values)))
     return _serve(kube, notes, workdir, ca, ready)

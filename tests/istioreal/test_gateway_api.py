@@ -14,9 +14,9 @@ from istioreal import install, kubelet
 
 
 @pytest.fixture(scope="module")
-def gateway(cluster, tmp_path_factory, image):
+def gateway(cluster, tmp_path_factory, image, backend):
     kube, _ = cluster
-    pod, get = install.gateway_api_gateway(kube, tmp_path_factory.mktemp("gateway-api"), image, {})
+    pod, get = install.gateway_api_gateway(kube, tmp_path_factory.mktemp("gateway-api"), image, backend, {})
     yield pod, get
     pod.stop()
 
@@ -40,3 +40,8 @@ def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
 def test_other_paths_of_the_oidc_host_are_404(gateway):
     _, get = gateway
     assert_generic_error(get(NOT_FOUND_PATH), 404, server="istio-envoy")
+
+
+def test_another_host_reaches_its_backend_and_never_enters_the_filter(gateway, backend):
+    pod, get = gateway
+    install.assert_other_host_never_enters_the_filter(pod, get, backend)

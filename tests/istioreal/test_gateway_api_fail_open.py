@@ -12,9 +12,9 @@ from istioreal import control, install
 
 
 @pytest.fixture(scope="module")
-def gateway(cluster, tmp_path_factory, image):
+def gateway(cluster, tmp_path_factory, image, backend):
     kube, _ = cluster
-    pod, get = install.gateway_api_gateway(kube, tmp_path_factory.mktemp("gateway-api-fail-open"), install.unpullable(image), {},
+    pod, get = install.gateway_api_gateway(kube, tmp_path_factory.mktemp("gateway-api-fail-open"), install.unpullable(image), backend, {},
                                            ready=lambda status: status != 0)
     yield pod, get
     pod.stop()
