@@ -216,7 +216,6 @@ def fake(pki):
     f.stop()
 
 
-
 @pytest.fixture
 def single(envs, start_eg, fake) -> Env:
     """The chart's defaults (single-issuer form, token injected) on host oidc.example.com."""

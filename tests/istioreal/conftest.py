@@ -23,6 +23,7 @@ from istioreal import control, kubelet  # noqa: E402
 
 ISTIO_DATA = Path("/var/lib/istio")
 
+
 @pytest.fixture(scope="session", autouse=True)
 def pilot_binaries():
     try:

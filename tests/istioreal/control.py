@@ -26,7 +26,7 @@ import subprocess
 from pathlib import Path
 
 import helm  # tools/helm.py
-from harness import REPO_ROOT, child
+from harness import CACHE, REPO_ROOT, child, pinned
 from harness.checks import poll
 from harness.constants import DOCS
 from harness.envoy import envoy_bin
@@ -71,19 +71,11 @@ def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
             for e in last.values()]
 
 
-def pin() -> str:
-    for line in (ISTIO_MOD / "go.mod").read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "istio.io/istio":
-            return parts[1]
-    raise RuntimeError("istio.io/istio is not pinned in tests/istio/go.mod")
-
-
 def binary(name: str) -> Path:
     """pilot-discovery or pilot-agent as `make istio-pilot` built them (KOD_ISTIO_PILOT_BIN, else
     the default cache directory for the pin)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    d = Path(os.environ.get("KOD_ISTIO_PILOT_BIN") or cache / "kube-oidc-discovery" / "istio-pilot" / pin())
+    d = Path(os.environ.get("KOD_ISTIO_PILOT_BIN")
+             or CACHE / "istio-pilot" / pinned(ISTIO_MOD / "go.mod", "istio.io/istio"))
     p = d / name
     if not os.access(p, os.X_OK):
         raise FileNotFoundError(f"{p} is missing: run `make istio-pilot`")

@@ -44,7 +44,7 @@ def tls_secret(kube: Kube, workdir: Path) -> Path:
     ca = pkimod.make_ca("public hosts CA")
     cert, key = pkimod.make_leaf(ca, "gateway", PUBLIC_HOSTS)
     kube.create_namespace(GATEWAY_NS)
-    kubelet.create(kube, f"/api/v1/namespaces/{GATEWAY_NS}/secrets", {
+    kube.create(f"/api/v1/namespaces/{GATEWAY_NS}/secrets", {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIAL, "namespace": GATEWAY_NS},
         "type": "kubernetes.io/tls",
         "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()}})
@@ -122,22 +122,22 @@ def user_app(kube: Kube, backend_port: int, gateway_api: bool = False) -> None:
     host: create_gateway_api_gateway)."""
     ns = GATEWAY_NS
     kube.create_namespace(ns)
-    kubelet.create(kube, f"/api/v1/namespaces/{ns}/services", {
+    kube.create(f"/api/v1/namespaces/{ns}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": ns},
         "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": backend_port}]}})
     kubelet.publish_endpoints(kube, ns, APP)
     if gateway_api:
-        kubelet.create(kube, f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", {
+        kube.create(f"/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes", {
             "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": APP, "namespace": ns},
             "spec": {"parentRefs": [{"name": GATEWAY_API_NAME}], "hostnames": [PUBLIC_HOSTS[1]],
                      "rules": [{"backendRefs": [{"name": APP, "port": 8080}]}]}})
         return
-    kubelet.create(kube, f"/apis/networking.istio.io/v1/namespaces/{ns}/gateways", {
+    kube.create(f"/apis/networking.istio.io/v1/namespaces/{ns}/gateways", {
         "apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "apps", "namespace": ns},
         "spec": {"selector": {"istio": "ingressgateway"}, "servers": [
             {"port": {"number": 443, "name": "https-apps", "protocol": "HTTPS"}, "hosts": [PUBLIC_HOSTS[1]],
              "tls": {"mode": "SIMPLE", "credentialName": CREDENTIAL}}]}})
-    kubelet.create(kube, f"/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices", {
+    kube.create(f"/apis/networking.istio.io/v1/namespaces/{ns}/virtualservices", {
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": {"name": APP, "namespace": ns},
         "spec": {"hosts": [PUBLIC_HOSTS[1]], "gateways": ["apps"],
                  "http": [{"route": [{"destination": {"host": f"{APP}.{ns}.svc.cluster.local", "port": {"number": 8080}}}]}]}})
@@ -239,7 +239,7 @@ def create_gateway_api_gateway(kube: Kube) -> None:
     """Gateway `public` of class istio, an HTTPS listener for the OIDC host and one for the
     application's (the TLS Secret by certificateRefs), its Service ClusterIP (no load balancer here); then what istiod's
     deployment controller makes of it: Deployment, Service and ServiceAccount public-istio."""
-    kubelet.create(kube, f"/apis/gateway.networking.k8s.io/v1/namespaces/{GATEWAY_NS}/gateways", {
+    kube.create(f"/apis/gateway.networking.k8s.io/v1/namespaces/{GATEWAY_NS}/gateways", {
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": GATEWAY_API_NAME, "namespace": GATEWAY_NS,
                      "annotations": {"networking.istio.io/service-type": "ClusterIP"}},

@@ -27,30 +27,15 @@ POD_IP = "10.244.0.1"
 NODE = "node-0"
 
 
-def _ok(what: str, result: tuple[int, dict], *ok: int) -> dict:
-    status, obj = result
-    if status not in ok:
-        raise KubeError(f"{what}: {status} {obj}")
-    return obj
-
-
-def get(kube: Kube, path: str) -> dict:
-    return _ok(f"GET {path}", kube.api("GET", path), 200)
-
-
-def create(kube: Kube, path: str, obj: dict) -> dict:
-    return _ok(f"POST {path}", kube.api("POST", path, obj), 201)
-
-
 def publish_endpoints(kube: Kube, namespace: str, service: str, ip: str = POD_IP,
                       pod: str | None = None) -> None:
     """An EndpointSlice and an Endpoints for ``service``: one ready address, the Service's
     target ports (numeric ones; a named targetPort is its port number here)."""
-    svc = get(kube, f"/api/v1/namespaces/{namespace}/services/{service}")
+    svc = kube.get(f"/api/v1/namespaces/{namespace}/services/{service}")
     ports = [{"name": p.get("name", ""), "port": p["targetPort"] if isinstance(p.get("targetPort"), int) else p["port"],
               "protocol": p.get("protocol", "TCP")} for p in svc["spec"]["ports"]]
     ref = {"kind": "Pod", "name": pod, "namespace": namespace} if pod else None
-    create(kube, f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices", {
+    kube.create(f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices", {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": f"{service}-kod", "namespace": namespace,
                      "labels": {"kubernetes.io/service-name": service,
@@ -59,19 +44,17 @@ def publish_endpoints(kube: Kube, namespace: str, service: str, ip: str = POD_IP
         "endpoints": [{"addresses": [ip], "conditions": {"ready": True}, **({"targetRef": ref} if ref else {})}],
         "ports": ports})
     address = {"ip": ip, **({"targetRef": ref} if ref else {})}
-    status, obj = kube.api("POST", f"/api/v1/namespaces/{namespace}/endpoints", {
+    kube.create(f"/api/v1/namespaces/{namespace}/endpoints", {
         "apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": service, "namespace": namespace},
-        "subsets": [{"addresses": [address], "ports": ports}]})
-    _ok(f"endpoints {namespace}/{service}", (status, obj), 201, 409)
+        "subsets": [{"addresses": [address], "ports": ports}]}, exists_ok=True)
 
 
 def publish_root_ca(kube: Kube, namespace: str) -> None:
     """ConfigMap kube-root-ca.crt, as the controller-manager's root-ca-cert-publisher writes it
     in every namespace (pods mount it with their service-account token)."""
-    status, obj = kube.api("POST", f"/api/v1/namespaces/{namespace}/configmaps", {
+    kube.create(f"/api/v1/namespaces/{namespace}/configmaps", {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": namespace},
-        "data": {"ca.crt": kube.pki.ca_cert.read_text()}})
-    _ok(f"kube-root-ca.crt in {namespace}", (status, obj), 201, 409)
+        "data": {"ca.crt": kube.pki.ca_cert.read_text()}}, exists_ok=True)
 
 
 def _selects(selector: dict, labels: dict) -> bool:
@@ -98,12 +81,12 @@ class Pod:
         and Ready at POD_IP, behind every Service of its namespace that selects it."""
         ns = self.namespace
         publish_root_ca(self.kube, ns)
-        dep = get(self.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{self.deployment}")
+        dep = self.kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{self.deployment}")
         tmpl = dep["spec"]["template"]
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {**tmpl.get("metadata", {}), "name": self.name, "namespace": ns},
                "spec": {**tmpl["spec"], "nodeName": NODE}}
-        created = create(self.kube, f"/api/v1/namespaces/{ns}/pods", pod)
+        created = self.kube.create(f"/api/v1/namespaces/{ns}/pods", pod)
         status = {"status": {"phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}], "hostIP": POD_IP,
                              "conditions": [{"type": t, "status": "True"} for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
         code, _, body = self.kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{self.name}/status", admin=True,
@@ -112,10 +95,10 @@ class Pod:
         if code != 200:
             raise KubeError(f"pod status: {code} {body[:300]}")
         labels = created["metadata"].get("labels", {})
-        for svc in get(self.kube, f"/api/v1/namespaces/{ns}/services")["items"]:
+        for svc in self.kube.get(f"/api/v1/namespaces/{ns}/services")["items"]:
             if _selects(svc["spec"].get("selector", {}), labels):
                 publish_endpoints(self.kube, ns, svc["metadata"]["name"], pod=self.name)
-        self.pod = get(self.kube, f"/api/v1/namespaces/{ns}/pods/{self.name}")
+        self.pod = self.kube.get(f"/api/v1/namespaces/{ns}/pods/{self.name}")
         return self.pod
 
     def container(self, name: str = "istio-proxy") -> dict:
@@ -164,10 +147,10 @@ class Pod:
                                                seconds=t.get("expirationSeconds", 3600)).encode()}
         if "secret" in vol:
             ref = vol["secret"]
-            s = get(self.kube, f"/api/v1/namespaces/{ns}/secrets/{ref.get('secretName') or ref['name']}")
+            s = self.kube.get(f"/api/v1/namespaces/{ns}/secrets/{ref.get('secretName') or ref['name']}")
             data = {k: base64.b64decode(v) for k, v in s.get("data", {}).items()}
         elif "configMap" in vol:
-            cm = get(self.kube, f"/api/v1/namespaces/{ns}/configmaps/{vol['configMap']['name']}")
+            cm = self.kube.get(f"/api/v1/namespaces/{ns}/configmaps/{vol['configMap']['name']}")
             data = {k: v.encode() for k, v in cm.get("data", {}).items()}
             ref = vol["configMap"]
         elif "downwardAPI" in vol:
@@ -209,11 +192,11 @@ class Pod:
             elif "secretKeyRef" in src:  # the kubelet waits for the key (the token controller fills it)
                 ref = src["secretKeyRef"]
                 path = f"/api/v1/namespaces/{self.namespace}/secrets/{ref['name']}"
-                data = poll(lambda: get(self.kube, path).get("data", {}).get(ref["key"]), 30, what=f"{path} {ref['key']}")
+                data = poll(lambda: self.kube.get(path).get("data", {}).get(ref["key"]), 30, what=f"{path} {ref['key']}")
                 env[e["name"]] = base64.b64decode(data).decode()
             elif "configMapKeyRef" in src:
                 ref = src["configMapKeyRef"]
-                env[e["name"]] = get(self.kube, f"/api/v1/namespaces/{self.namespace}/configmaps/{ref['name']}")["data"][ref["key"]]
+                env[e["name"]] = self.kube.get(f"/api/v1/namespaces/{self.namespace}/configmaps/{ref['name']}")["data"][ref["key"]]
         return env
 
     def run(self, binary: Path, files: dict[str, bytes] | None = None) -> subprocess.Popen:

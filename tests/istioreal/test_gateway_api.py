@@ -10,7 +10,7 @@ import pytest
 
 from harness.checks import assert_generic_error
 from harness.constants import NOT_FOUND_PATH
-from istioreal import install, kubelet
+from istioreal import install
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def gateway(cluster, tmp_path_factory, image, backend):
 def test_the_token_patch_lands_on_the_deployment_istiods_controller_created(gateway, cluster):
     pod, _ = gateway
     kube, _ = cluster
-    dep = kubelet.get(kube, f"/apis/apps/v1/namespaces/{install.GATEWAY_NS}/deployments/{install.GATEWAY_API_DEPLOYMENT}")
+    dep = kube.get(f"/apis/apps/v1/namespaces/{install.GATEWAY_NS}/deployments/{install.GATEWAY_API_DEPLOYMENT}")
     assert [(o["kind"], o["name"]) for o in dep["metadata"]["ownerReferences"]] == [("Gateway", install.GATEWAY_API_NAME)]
     # the pod run is the patched Deployment's: its istio-proxy has the token from the Secret
     assert pod.pod["metadata"]["labels"]["gateway.networking.k8s.io/gateway-name"] == install.GATEWAY_API_NAME

@@ -13,7 +13,7 @@ import pytest
 from harness import pki as pkimod
 from harness.constants import DISCOVERY, PROD_ISSUER
 from harness.kube import Kube
-from istioreal import control, install, kubelet
+from istioreal import control, install
 
 ISSUER = "https://oidc.example.com/clusters/local"  # this cluster's (conftest's cluster fixture)
 REMOTE_HOST = "api.prod.example.internal"
@@ -29,7 +29,7 @@ def remote(tmp_path_factory):
     pki = pkimod.generate(d / "pki", [REMOTE_HOST])
     with Kube(d / "kube", pki, issuer=PROD_ISSUER, apiserver_args=control.audit_args(d / "kube")) as kube:
         kube.create_service_account(REMOTE_NS, REMOTE_ACCOUNT)
-        kubelet.create(kube, "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        kube.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "oidc-discovery"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:service-account-issuer-discovery"},
             "subjects": [{"kind": "ServiceAccount", "name": REMOTE_ACCOUNT, "namespace": REMOTE_NS}]})

@@ -10,7 +10,7 @@ import pytest
 import helm  # tools/helm.py
 from harness.checks import poll
 from harness.constants import JWKS
-from istioreal import control, install, kubelet
+from istioreal import control, install
 
 TOKEN_SECRET = "kod-kube-oidc-discovery-token"
 TOKEN_VOLUME = "kod-token"
@@ -30,7 +30,7 @@ def gateway(cluster, tmp_path_factory, image, backend):
 
 
 def _secret_token(kube) -> str | None:
-    s = kubelet.get(kube, f"/api/v1/namespaces/{install.GATEWAY_NS}/secrets/{TOKEN_SECRET}")
+    s = kube.get(f"/api/v1/namespaces/{install.GATEWAY_NS}/secrets/{TOKEN_SECRET}")
     return s.get("data", {}).get("token")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness.checks import assert_generic_error, poll
 from harness.constants import DOCS, JWKS, NOT_FOUND_PATH
-from istioreal import install, kubelet
+from istioreal import install
 
 FIRST, LATER = install.PUBLIC_HOSTS[0], install.PUBLIC_HOSTS[2]
 CHART_VS = "kod-kube-oidc-discovery"  # the chart's VirtualService and Gateway (release kod)
@@ -25,7 +25,7 @@ VS_PATH = f"/apis/networking.istio.io/v1/namespaces/{install.GATEWAY_NS}/virtual
 
 def _users_virtualservice(kube, name: str, host: str) -> None:
     app = {"destination": {"host": f"{install.APP}.{install.GATEWAY_NS}.svc.cluster.local", "port": {"number": 8080}}}
-    kubelet.create(kube, VS_PATH, {
+    kube.create(VS_PATH, {
         "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
         "metadata": {"name": name, "namespace": install.GATEWAY_NS},
         "spec": {"hosts": [host], "gateways": [f"{install.GATEWAY_NS}/{CHART_VS}"], "http": [
@@ -60,7 +60,7 @@ def gateway(cluster, tmp_path_factory, image, backend):
 
 def test_the_three_virtualservices_have_the_creation_times_of_their_order(gateway, cluster):
     kube, _ = cluster
-    created = {o["metadata"]["name"]: o["metadata"]["creationTimestamp"] for o in kubelet.get(kube, VS_PATH)["items"]}
+    created = {o["metadata"]["name"]: o["metadata"]["creationTimestamp"] for o in kube.get(VS_PATH)["items"]}
     assert created[USER_FIRST] < created[CHART_VS] < created[USER_LATER], created
 
 

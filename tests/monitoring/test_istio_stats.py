@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.checks import poll
-from harness import config
+from harness import CACHE, config
 from harness import pki as _pki
 from harness.fake_apiserver import DEFAULT_ISSUER
 from harness.stack import Stack
@@ -27,7 +27,6 @@ from harness.stack import Stack
 pytestmark = pytest.mark.timeout(180)
 
 MODULE = Path(__file__).with_name("istio_stats")
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kube-oidc-discovery"
 BIN = Path(os.environ.get("KOD_ISTIO_STATS_BIN") or CACHE / "istio-stats" / "istio_stats")
 # an `issuers` entry whose name has a `-`: Prometheus shows it as `_`
 PLUGIN = {"issuers": [{"name": "prod-1", "issuer": DEFAULT_ISSUER, "cluster": "kubernetes"}]}
