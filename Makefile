@@ -78,7 +78,7 @@ envoys: tools-py
 
 # A real control plane for tests/real: kube-apiserver, kube-controller-manager and kubectl
 # v1.37.2 from the Go module k8s.io/kubernetes and etcd v3.7.0 from go.etcd.io/etcd/server/v3,
-# pinned by tools/kube/go.mod and go.sum (about 12 minutes of a 2-core machine, once), cached
+# pinned by tools/kube/go.mod and go.sum (7 minutes of a fresh 2-core machine, once), cached
 # outside the work tree ($(KUBE_CACHE)); a no-op while the pins are unchanged.
 KUBE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kube-oidc-discovery/kube
 # where tests/harness/kube.py and tools/run_local.py find the binaries
