@@ -23,12 +23,13 @@ import eg as egmod  # this folder's modules: pytest puts it on sys.path (it has 
 import helm  # tools/helm.py
 import sandbox
 import standalone
-from names import APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, ROUTE, TOKEN
+from names import API_SERVER_FQDN, APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, TOKEN
 from harness import child, client, pki as _pki
 from harness.backend import Backend
 from harness.constants import WASM
 from harness.fake_apiserver import FakeApiServer
 from harness.registry import Registry
+from harness.tokendir import TokenDir
 
 DEFAULT_TIMEOUT_S = 240
 
@@ -40,7 +41,8 @@ os.environ.setdefault("KOD_ENVOY_VERSION", egmod.ENVOY_VERSION)
 def isolated(tmp_path_factory):
     """Before anything listens: this process in its own network and mount namespaces."""
     sandbox.enter(tmp_path_factory.mktemp("sandbox"),
-                  {f"envoy-gateway.{standalone.EG_NAMESPACE}.svc.cluster.local": "127.0.0.1"})
+                  {f"envoy-gateway.{standalone.EG_NAMESPACE}.svc.cluster.local": "127.0.0.1",
+                   API_SERVER_FQDN: "127.0.0.1"})
 
 
 @pytest.fixture(scope="session")
@@ -163,26 +165,33 @@ def envs():
 
 @pytest.fixture(scope="session")
 def start_eg(tmp_path_factory, pki, image, registry, app):
-    """start_eg(values, services=..., secrets=..., configmaps=..., wait=(host, path), eg_env=...,
-    enable_backend=True, trust_registry=True) -> Env (eg_env: Envoy Gateway's, and so its
-    Envoy's, extra environment variables; enable_backend: its extensionApis.enableBackend;
-    trust_registry: the registry's CA in Envoy Gateway's system trust store, SSL_CERT_FILE): the
-    chart rendered with ``values`` (over the image and Gateway the test provides), made standalone,
-    in a fresh Envoy Gateway (stop it with env.eg.stop(); Envs does)."""
+    """start_eg(values, api_server=..., secrets=..., configmaps=..., wait=(host, path), eg_env=...,
+    enable_backend=True, enable_envoy_patch_policy=True, trust_registry=True) -> Env
+    (api_server: the port of what stands in for this cluster's API server, at 127.0.0.1 where
+    the chart's Backend names kubernetes.default.svc.cluster.local; eg_env: Envoy Gateway's, and
+    so its Envoy's, extra environment variables; enable_*: its extensionApis; trust_registry: the
+    registry's CA in Envoy Gateway's system trust store, SSL_CERT_FILE): the chart rendered with
+    ``values`` (over the image, Gateway and API server port the test provides) and fed as
+    rendered, in a fresh Envoy Gateway (stop it with env.eg.stop(); Envs does). The projected
+    token's directory holds TOKEN, as the kubelet writes it."""
 
-    def start(values: dict, *, services: list[standalone.ServiceAddress], secrets: dict,
+    def start(values: dict, *, api_server: int | None = None, secrets: dict,
               configmaps: dict | None = None, fakes: dict | None = None,
               wait: tuple[str, str] | None = None, eg_env: dict[str, str] | None = None,
-              enable_backend: bool = True, trust_registry: bool = True) -> Env:
+              enable_backend: bool = True, enable_envoy_patch_policy: bool = True,
+              trust_registry: bool = True) -> Env:
         work = tmp_path_factory.mktemp("eg")
         gw = egmod.EnvoyGateway(work)
         gw.certgen()
         sandbox.install_ca(gw.cert("envoy", "ca.crt").encode())
         port, admin_port = child.free_port(), child.free_port()
         vals = helm._merge({"gateway": {"name": GATEWAY}, "image": dict(image)}, values)
+        if api_server is not None:
+            vals = helm._merge(vals, {"apiServer": {"port": api_server}})
         objs = helm.render(CHART, vals, release=RELEASE, namespace=NAMESPACE)
-        fed = (standalone.to_standalone(objs, services)
-               + standalone.cluster_objects(ca_pem=pki.ca_cert.read_text(), secrets=secrets, configmaps=configmaps)
+        TokenDir(sandbox.PROJECTED).write({"token": TOKEN})
+        fed = (objs
+               + standalone.cluster_objects(namespace=NAMESPACE, ca_pem=pki.ca_cert.read_text(), secrets=secrets, configmaps=configmaps)
                + standalone.gateway_objects(namespace=NAMESPACE, gateway=GATEWAY, port=port, admin_port=admin_port,
                                             envoy_version=egmod.ENVOY_VERSION,
                                             envoy_tls=(gw.cert("envoy", "tls.crt"), gw.cert("envoy", "tls.key")))
@@ -191,7 +200,8 @@ def start_eg(tmp_path_factory, pki, image, registry, app):
         # without the registry's CA, the system trust store is the host's own bundle alone
         trust = ({"SSL_CERT_FILE": str(registry.ca)} if trust_registry
                  else {"SSL_CERT_FILE": None, "SSL_CERT_DIR": None})
-        gw.start(standalone.dump(fed), admin_port, env={**trust, **(eg_env or {})}, enable_backend=enable_backend)
+        gw.start(standalone.dump(fed), admin_port, env={**trust, **(eg_env or {})}, enable_backend=enable_backend,
+                 enable_envoy_patch_policy=enable_envoy_patch_policy)
         env = Env(gw, port, objs, fed, dict(fakes or {}))
         try:
             wait_serving(env, APP_HOST, "/")
@@ -218,10 +228,8 @@ def fake(pki):
 
 @pytest.fixture
 def single(envs, start_eg, fake) -> Env:
-    """The chart's defaults (single-issuer form, token injected) on host oidc.example.com."""
+    """The chart's defaults (single-issuer form, token mode projected) on host oidc.example.com."""
     from harness.constants import HOST, JWKS
     return envs.get("single", lambda: start_eg(
-        {"hosts": [HOST]},
-        services=[standalone.ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)],
-        secrets={(NAMESPACE, f"{ROUTE}-credential"): {"credential": f"Bearer {TOKEN}"}},
+        {"hosts": [HOST]}, api_server=fake.port, secrets={},
         fakes={"local": fake}, wait=(HOST, JWKS)))

@@ -69,7 +69,7 @@ class EnvoyGateway:
         if not dest.exists():
             dest.symlink_to(envoy_binary())
 
-    def _config(self, enable_backend: bool) -> Path:
+    def _config(self, enable_backend: bool, enable_envoy_patch_policy: bool) -> Path:
         host = {"configHome": str(self.config_home), "dataHome": str(self.data_home),
                 "stateHome": str(self.work / "state"), "runtimeDir": str(self.work / "run")}
         cfg = {
@@ -80,9 +80,9 @@ class EnvoyGateway:
                 "infrastructure": {"type": "Host", "host": host}}},
             # JSON: statuses() reads the status lines back
             "logging": {"level": {"default": "info"}, "encoder": "JSON"},
-            # Backend resources: off by default in Envoy Gateway; the `issuers` form's other
-            # clusters, and in standalone mode the stand-in of the `kubernetes` Service, need them
-            "extensionApis": {"enableBackend": enable_backend},
+            # both off by default in Envoy Gateway, both needed by the chart (its NOTES.txt): every
+            # API server is a Backend, and token mode projected is an EnvoyPatchPolicy
+            "extensionApis": {"enableBackend": enable_backend, "enableEnvoyPatchPolicy": enable_envoy_patch_policy},
         }
         path = self.work / "envoy-gateway.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -96,12 +96,12 @@ class EnvoyGateway:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, resources: str, admin_port: int, env: dict[str, str | None] | None = None,
-              enable_backend: bool = True) -> "EnvoyGateway":
+              enable_backend: bool = True, enable_envoy_patch_policy: bool = True) -> "EnvoyGateway":
         """``env``: Envoy Gateway's environment over this process's (None: unset it)."""
         self.admin_port = admin_port
         self.write_resources(resources)
         self.install_envoy()
-        cfg = self._config(enable_backend)
+        cfg = self._config(enable_backend, enable_envoy_patch_policy)
         # HOME: the Wasm cache is $HOME/.eg/wasm (internal/gatewayapi/runner/runner.go);
         # SSL_CERT_FILE: the registry's CA, as the "system trust store" the image fetcher uses.
         full_env = {k: v for k, v in {**os.environ, "HOME": str(self.work / "home"), **(env or {})}.items()

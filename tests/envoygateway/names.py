@@ -18,5 +18,7 @@ GATEWAY = "eg"
 APP_HOST = OTHER_HOST
 IMAGE_REPO = "kube-oidc-discovery"
 TOKEN = "eg-test-token-0123456789"
+# the chart's Backend for this cluster's API server (apiServer.host)
+API_SERVER_FQDN = "kubernetes.default.svc.cluster.local"
 # the chart's HTTPRoute (release + chart name): Envoy Gateway's cluster is httproute/<ns>/<ROUTE>/...
 ROUTE = f"{RELEASE}-kube-oidc-discovery-envoy-gateway"

@@ -6,8 +6,9 @@ What changes, and only that:
   secrets they name as static secrets; EDS clusters become STATIC with the endpoints Envoy had;
   the ADS bootstrap cluster (`xds_cluster`) goes.
 - What only exists in the test: the ports (Gateway listener 8080, admin 9901, the API server's
-  stand-in 127.0.0.1:6443, the other application 127.0.0.1:8000), the cluster CA (inline in the
-  dump) as the pod's service-account `ca.crt` file, the injected token (inline) as a file, and
+  stand-in's port 6443, the other application 127.0.0.1:8000), the cluster CA (inline in the
+  dump) as the pod's service-account `ca.crt` file, the token as the file the chart's EnvoyProxy
+  mounts (the projected token, already a file in the dump), and
   the module Envoy fetched from Envoy Gateway's Wasm HTTP server (its `wasm_cluster` and client
   certificate) as a local file."""
 
@@ -18,7 +19,7 @@ import copy
 import xds
 
 SA_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
-CREDENTIAL_FILE = "/var/run/secrets/kube-oidc-discovery/credential"
+TOKEN_FILE = "/var/run/secrets/kube-oidc-discovery/token"
 WASM_FILE = "/etc/kube-oidc-discovery/kube_oidc_discovery.wasm"
 LISTENER_PORT, ADMIN_PORT, API_PORT, APP_PORT = 8080, 9901, 6443, 8000
 DROP_CLUSTERS = {"xds_cluster", "wasm_cluster"}
@@ -28,7 +29,9 @@ HEADER = """\
 # application's HTTPRoute (app.example.com), taken from its Envoy's config dump and made static
 # (tests/envoygateway/staticconfig.py says what changed). For readers of plain Envoy; regenerate
 # with `make envoy-gateway-config`, tests/envoygateway/test_shipped_config.py checks it for drift.
-# Files it reads: {ca} (cluster CA), {cred} (`Bearer <token>`), {wasm}.
+# Files it reads: {ca} (cluster CA), {token} (the pod's projected service-account token), {wasm}.
+# It resolves kubernetes.default.svc.cluster.local (cluster DNS) and needs Envoy 1.37 or later
+# (header_value_prefix).
 """
 
 
@@ -96,7 +99,7 @@ def to_static(dump: dict, ports: dict[int, int]) -> dict:
         if node.get("@type", "").endswith("generic.v3.Generic") or "generic_secret" in node:
             gs = node.get("generic_secret")
             if gs and "secret" in gs:
-                gs["secret"] = {"filename": CREDENTIAL_FILE}
+                gs["secret"] = {"filename": TOKEN_FILE}
         if "remote" in node.get("code", {}):
             node["code"] = {"local": {"filename": WASM_FILE}}
 

@@ -16,7 +16,6 @@ import xds
 from names import NAMESPACE, ROUTE
 from harness.checks import assert_generic_error, assert_served_as_the_api_server_serves, leak_words, poll
 from harness.constants import DISCOVERY, DOC_NAMES, DOCS, HOST, JWKS
-from standalone import ServiceAddress
 
 EG_ENV = "no-token"
 CLUSTER = f"httproute/{NAMESPACE}/{ROUTE}/rule/0"
@@ -31,7 +30,7 @@ def env(envs, start_eg, anonymous_kube):
         anonymous_kube.unbind_discovery_from_unauthenticated()
         poll(lambda: anonymous_kube.anonymous_get(JWKS)[0] == 403, 10, what="RBAC to see no binding")
         return start_eg({"hosts": [HOST], "token": {"mode": "none"}, "plugin": {"refreshIntervalS": 5}},
-                        services=[ServiceAddress("default", "kubernetes", "127.0.0.1", anonymous_kube.port)],
+                        api_server=anonymous_kube.port,
                         secrets={}, wait=(HOST, JWKS))
     return envs.get(EG_ENV, start)
 

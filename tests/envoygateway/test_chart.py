@@ -3,7 +3,8 @@ valid (core kinds against Kubernetes' schemas; Gateway API kinds against the CRD
 sigs.k8s.io/gateway-api at the version Envoy Gateway v1.9.1's go.mod pins, v1.6.1, the types
 Envoy Gateway decodes them with; Envoy Gateway's kinds against the CRDs in its own module,
 charts/gateway-crds-helm), the filter configuration accepted by the filter's own parser, the
-cross-entry checks, and what goes into `default`.
+cross-entry checks, and that nothing the chart renders names the `kubernetes` Service or goes
+into another namespace than the release's and the Gateway's.
 
 The CRD schemas are checked as JSON Schema (openAPIV3Schema); their CEL rules
 (x-kubernetes-validations) are not evaluated here: Envoy Gateway running the render
@@ -26,7 +27,7 @@ import yaml
 
 import helm
 from harness.kube import ANONYMOUS_DISCOVERY_AUTHENTICATION_CONFIG, printed_authentication_configuration
-from names import CHART, HERE, NAMESPACE, REPO
+from names import CHART, HERE, NAMESPACE, REPO, ROUTE
 
 K8S_VERSION = "1.33"
 DISCOVERY_ROLE = "system:service-account-issuer-discovery"
@@ -44,11 +45,14 @@ VARIANTS = {
                    "image": {"sha256": "a" * 64, "pullSecret": "regcred",
                              "caCertificateRef": {"kind": "Secret", "name": "registry-ca"}},
                    "plugin": {"failOpen": False, "timeoutMs": 1500, "refreshIntervalS": 30, "maxStaleS": 3600},
-                   "token": {"secretName": "my-credential", "serviceAccountName": "oidc-reader"}},
+                   "apiServer": {"host": "kubernetes.default.svc.k8s.example", "port": 6443},
+                   "envoyProxy": {"namespace": "gateways", "serviceAccountName": "public-envoy",
+                                  "tokenExpirationSeconds": 7200}},
+    "inject": {"token": {"mode": "inject", "secretName": "my-credential", "serviceAccountName": "oidc-reader"}},
     "env-token": {"token": {"mode": "env"}},
     "issuers": ISSUERS,
+    "issuers-inject": {**ISSUERS, "token": {"mode": "inject"}},
     "issuers-env": {**ISSUERS, "token": {"mode": "env"}},
-    "no-default-namespace": {"apiServer": {"createDefaultNamespaceObjects": False}},
     # no credential: an API server that serves the documents anonymously (docs/envoy-gateway.md)
     "no-token": {"token": {"mode": "none"}},
     "issuers-no-token": {**ISSUERS, "token": {"mode": "none"}},
@@ -144,49 +148,121 @@ def test_the_filter_accepts_its_configuration(variant):
 
 
 # ---------------------------------------------------------------------- what the chart says
-def test_defaults_put_the_token_on_the_backend_and_harden_the_route():
+CLUSTER = f"httproute/{NAMESPACE}/{ROUTE}/rule/0"
+
+
+def test_defaults_route_to_the_releases_backend_and_harden_the_route():
     objs = render({})
     (route,) = by_kind(objs, "HTTPRoute")
     (rule,) = route["spec"]["rules"]
     assert [(m["path"]["value"], m["method"]) for m in rule["matches"]] == [
         ("/.well-known/openid-configuration", "GET"), ("/openid/v1/jwks", "GET")]
     assert all(m["path"]["type"] == "Exact" for m in rule["matches"])
-    (ref,) = rule["backendRefs"]
-    assert (ref["kind"], ref["name"], ref["namespace"], ref["port"]) == ("Service", "kubernetes", "default", 443)
-    (f,) = ref["filters"]
-    (hf,) = by_kind(objs, "HTTPRouteFilter")
-    assert f["extensionRef"]["name"] == hf["metadata"]["name"]
-    assert hf["spec"]["credentialInjection"]["overwrite"] is True
-    assert hf["spec"]["credentialInjection"]["credential"]["valueRef"]["name"] == "kod-kube-oidc-discovery-envoy-gateway-credential"
+    assert rule["backendRefs"] == [{"group": "gateway.envoyproxy.io", "kind": "Backend", "name": ROUTE,
+                                    "namespace": NAMESPACE, "port": 443}]
+    (backend,) = by_kind(objs, "Backend")
+    assert backend["spec"] == {"endpoints": [{"fqdn": {"hostname": "kubernetes.default.svc.cluster.local", "port": 443}}]}
     mods = {f["type"]: f for f in rule["filters"]}
     assert {"Authorization", "Impersonate-User", "Impersonate-Group"} <= set(mods["RequestHeaderModifier"]["requestHeaderModifier"]["remove"])
     assert {"Audit-Id", "Warning", "Set-Cookie"} <= set(mods["ResponseHeaderModifier"]["responseHeaderModifier"]["remove"])
     (policy,) = by_kind(objs, "EnvoyExtensionPolicy")
     assert policy["spec"]["wasm"][0]["failOpen"] is True
+    assert policy["spec"]["wasm"][0]["config"]["cluster"] == CLUSTER
     assert policy["spec"]["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
                                              "name": route["metadata"]["name"]}]
 
 
-def test_default_namespace_objects():
-    objs = render({})
-    in_default = sorted((o["kind"], o["metadata"]["namespace"]) for o in objs if o["metadata"].get("namespace") == "default")
-    assert in_default == [("BackendTLSPolicy", "default"), ("ReferenceGrant", "default")]
-    (grant,) = by_kind(objs, "ReferenceGrant")
-    assert grant["spec"]["from"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": NAMESPACE}]
-    assert grant["spec"]["to"] == [{"group": "", "kind": "Service", "name": "kubernetes"}]
-    (tls,) = by_kind(objs, "BackendTLSPolicy")
-    assert tls["spec"]["validation"] == {"caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "kube-root-ca.crt"}],
-                                         "hostname": "kubernetes.default.svc"}
-    assert not [o for o in render(VARIANTS["no-default-namespace"]) if o["metadata"].get("namespace") == "default"]
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_tls_to_the_api_server_applies_to_the_releases_backends_alone(variant):
+    """Nothing names the `kubernetes` Service: TLS settings on it would change how every route to
+    it, and under Istio 1.28 and later every meshed client (a DestinationRule for the Service),
+    reaches the API server. No object leaves the release's namespace but the token's
+    EnvoyProxy and EnvoyPatchPolicy (the Gateway's namespace)."""
+    objs = render(VARIANTS[variant])
+    backends = {b["metadata"]["name"] for b in by_kind(objs, "Backend")}
+    for tls in by_kind(objs, "BackendTLSPolicy"):
+        assert [(t["group"], t["kind"]) for t in tls["spec"]["targetRefs"]] == [("gateway.envoyproxy.io", "Backend")]
+        assert tls["spec"]["targetRefs"][0]["name"] in backends
+        assert tls["metadata"]["namespace"] == NAMESPACE
+    assert len(by_kind(objs, "BackendTLSPolicy")) == len(backends) == len(by_kind(objs, "HTTPRoute"))
+    for route in by_kind(objs, "HTTPRoute"):
+        assert all(ref["kind"] == "Backend" for rule in route["spec"]["rules"] for ref in rule["backendRefs"])
+    gateway_ns = VARIANTS[variant].get("gateway", {}).get("namespace") or NAMESPACE
+    for o in objs:
+        ns = o["metadata"].get("namespace")
+        assert ns in (None, NAMESPACE) or (ns == gateway_ns and o["kind"] in ("EnvoyProxy", "EnvoyPatchPolicy")), o["kind"]
+    assert not by_kind(objs, "ReferenceGrant")
 
 
-def test_the_account_may_only_read_the_discovery_documents():
+def _projected(objs: list[dict]) -> tuple[dict, dict]:
+    (proxy,) = by_kind(objs, "EnvoyProxy")
+    (patch,) = by_kind(objs, "EnvoyPatchPolicy")
+    return proxy, patch
+
+
+def test_projected_mounts_the_pods_token_and_injects_it_on_the_api_servers_cluster_alone():
     objs = render({})
+    proxy, patch = _projected(objs)
+    k8s = proxy["spec"]["provider"]["kubernetes"]
+    assert proxy["spec"]["mergeType"] == "StrategicMerge"  # the GatewayClass's settings stay
+    assert k8s["envoyServiceAccount"] == {"name": f"{ROUTE}-envoy"}
+    (vol,) = k8s["envoyDeployment"]["pod"]["volumes"]
+    # the API server's own audience (none given), a token the kubelet renews
+    assert vol["projected"]["sources"] == [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}}]
+    (mount,) = k8s["envoyDeployment"]["container"]["volumeMounts"]
+    assert (mount["name"], mount["mountPath"], mount["readOnly"]) == (vol["name"], "/var/run/secrets/kube-oidc-discovery", True)
+    assert patch["spec"]["targetRef"] == {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "eg"}
+    secret, cluster = patch["spec"]["jsonPatches"]
+    assert secret["operation"]["value"]["generic_secret"] == {"secret": {"filename": "/var/run/secrets/kube-oidc-discovery/token"}}
+    assert cluster["name"] == CLUSTER
+    injector, codec = cluster["operation"]["value"]
+    generic = injector["typed_config"]["credential"]["typed_config"]
+    assert generic["credential"]["name"] == secret["operation"]["value"]["name"] == secret["name"]
+    assert generic["header_value_prefix"] == "Bearer "
+    assert injector["typed_config"]["overwrite"] is True
+    assert codec["name"] == "envoy.filters.http.upstream_codec"
+    # no token of the release's own: nothing to renew
+    assert not by_kind(objs, "Secret") and not by_kind(objs, "ServiceAccount") and not by_kind(objs, "HTTPRouteFilter")
+
+
+def test_projected_names_the_gateways_namespace_and_the_envoy_account():
+    objs = render(VARIANTS["everything"])
+    proxy, patch = _projected(objs)
+    assert proxy["metadata"]["namespace"] == patch["metadata"]["namespace"] == "gateways"
+    assert patch["spec"]["targetRef"]["name"] == "public"
+    assert proxy["spec"]["provider"]["kubernetes"]["envoyServiceAccount"] == {"name": "public-envoy"}
+    (vol,) = proxy["spec"]["provider"]["kubernetes"]["envoyDeployment"]["pod"]["volumes"]
+    assert vol["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] == 7200
+    (crb,) = by_kind(objs, "ClusterRoleBinding")
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "public-envoy", "namespace": "gateways"}]
+
+
+def test_inject_puts_the_secrets_token_on_the_backend():
+    objs = render(VARIANTS["inject"])
+    (route,) = by_kind(objs, "HTTPRoute")
+    (ref,) = route["spec"]["rules"][0]["backendRefs"]
+    (f,) = ref["filters"]
+    (hf,) = by_kind(objs, "HTTPRouteFilter")
+    assert f["extensionRef"]["name"] == hf["metadata"]["name"]
+    assert hf["spec"]["credentialInjection"]["overwrite"] is True
+    assert hf["spec"]["credentialInjection"]["credential"]["valueRef"]["name"] == "my-credential"
+    assert not by_kind(objs, "EnvoyProxy") and not by_kind(objs, "EnvoyPatchPolicy")
+    (policy,) = by_kind(objs, "EnvoyExtensionPolicy")
+    assert policy["spec"]["wasm"][0]["config"]["cluster"] == f"{CLUSTER}/backend/0"
+
+
+@pytest.mark.parametrize("variant, subject", [
+    ("defaults", {"kind": "ServiceAccount", "name": f"{ROUTE}-envoy", "namespace": "envoy-gateway-system"}),
+    ("inject", {"kind": "ServiceAccount", "name": "oidc-reader", "namespace": NAMESPACE}),
+    ("env-token", {"kind": "ServiceAccount", "name": ROUTE, "namespace": NAMESPACE}),
+])
+def test_the_account_may_only_read_the_discovery_documents(variant, subject):
+    objs = render(VARIANTS[variant])
     (crb,) = by_kind(objs, "ClusterRoleBinding")
     assert crb["roleRef"]["name"] == DISCOVERY_ROLE
-    (sa,) = by_kind(objs, "ServiceAccount")
-    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
-    assert sa["automountServiceAccountToken"] is False
+    assert crb["subjects"] == [subject]
+    for sa in by_kind(objs, "ServiceAccount"):  # the dedicated account (inject, env)
+        assert sa["metadata"]["name"] == subject["name"] and sa["automountServiceAccountToken"] is False
     assert not by_kind(objs, "Role") and not by_kind(objs, "ClusterRole") and not by_kind(objs, "RoleBinding")
 
 
@@ -253,10 +329,15 @@ def test_issuers_one_route_per_api_server():
     assert backends["kod-kube-oidc-discovery-envoy-gateway-prod"]["endpoints"] == [{"fqdn": {"hostname": "api.prod.example.internal", "port": 443}}]
     (policy,) = by_kind(objs, "EnvoyExtensionPolicy")
     assert sorted(t["name"] for t in policy["spec"]["targetRefs"]) == sorted(routes)
+    # this cluster's token is the Envoy pods' own (projected), the others' Secrets (inject)
     assert [e["cluster"] for e in policy["spec"]["wasm"][0]["config"]["issuers"]] == [
-        f"httproute/{NAMESPACE}/{n}/rule/0/backend/0" for n in
-        ("kod-kube-oidc-discovery-envoy-gateway-local", "kod-kube-oidc-discovery-envoy-gateway-prod",
-         "kod-kube-oidc-discovery-envoy-gateway-edge-1")]
+        f"httproute/{NAMESPACE}/kod-kube-oidc-discovery-envoy-gateway-local/rule/0",
+        f"httproute/{NAMESPACE}/kod-kube-oidc-discovery-envoy-gateway-prod/rule/0/backend/0",
+        f"httproute/{NAMESPACE}/kod-kube-oidc-discovery-envoy-gateway-edge-1/rule/0/backend/0"]
+    (_, patch) = _projected(objs)
+    assert patch["spec"]["jsonPatches"][1]["name"] == f"httproute/{NAMESPACE}/kod-kube-oidc-discovery-envoy-gateway-local/rule/0"
+    assert sorted(f["spec"]["credentialInjection"]["credential"]["valueRef"]["name"] for f in by_kind(objs, "HTTPRouteFilter")) == [
+        "edge-token", "kod-kube-oidc-discovery-envoy-gateway-prod-credential"]
 
 
 @pytest.mark.parametrize("values, message", [
@@ -273,7 +354,9 @@ def test_cross_entry_errors(values, message):
 
 
 @pytest.mark.parametrize("values, field", [
-    ({"token": {"mode": "projected"}}, "/token/mode"),
+    ({"token": {"mode": "kubelet"}}, "/token/mode"),
+    ({"envoyProxy": {"tokenExpirationSeconds": 60}}, "/envoyProxy/tokenExpirationSeconds"),
+    ({"apiServer": {"service": "kubernetes"}}, "/apiServer"),
     ({"image": {"url": "oci://registry.example.com/kod:1"}}, "/image/url"),
     ({"plugin": {"timeoutMs": 0}}, "/plugin/timeoutMs"),
     ({"hosts": []}, "/hosts"),
@@ -298,38 +381,41 @@ def test_the_registry_ca_goes_into_the_image_source_only_when_named():
         "caCertificateRef": {"group": "", "kind": "Secret", "name": "registry-ca"}}
 
 
-# ---------------------------------------------------------------------- enableBackend
+# ---------------------------------------------------------------------- extension APIs
 GATEWAY_HELM_IMAGE = {"${GatewayImage}": "docker.io/envoyproxy/gateway:v1.9.1", "${GatewayImagePullPolicy}": "IfNotPresent"}
 
 
-def _notes_enable_backend(text: str) -> tuple[dict, dict]:
-    """The NOTES' Envoy Gateway configuration snippet, and its `helm upgrade ... --set` as values."""
-    snippet = re.search(r"envoy-gateway-system\) has:\n\n((?:  .*\n)+)", text).group(1)
-    path, value = re.search(r"--set (config\.envoyGateway\.\S+)=(\S+)", text).groups()
-    values = yaml.safe_load(value)
-    for key in reversed(path.split(".")):
-        values = {key: values}
+def _notes_extension_apis(text: str) -> tuple[dict, dict]:
+    """The NOTES' Envoy Gateway configuration snippet, and its `helm upgrade ... --set`s as values."""
+    snippet = re.search(r"envoy-gateway-system\) must have:\n\n((?:  .*\n)+)", text).group(1)
+    values: dict = {}
+    for path, value in re.findall(r"--set (config\.envoyGateway\.\S+)=(\S+)", text):
+        v = yaml.safe_load(value)
+        for key in reversed(path.split(".")):
+            v = {key: v}
+        values = helm._merge(values, v)
     return yaml.safe_load(snippet), values
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_notes_ask_for_enable_backend_exactly_when_a_backend_is_rendered(variant):
-    backends = [b["metadata"]["name"] for b in by_kind(render(VARIANTS[variant]), "Backend")]
-    assert bool(backends) == variant.startswith("issuers")
+def test_notes_ask_for_exactly_the_extension_apis_the_render_needs(variant):
+    objs = render(VARIANTS[variant])
+    backends = [b["metadata"]["name"] for b in by_kind(objs, "Backend")]
+    patches = by_kind(objs, "EnvoyPatchPolicy")
     text = helm.notes(CHART, VARIANTS[variant], release="kod", namespace=NAMESPACE)
-    assert ("enableBackend" in text) == bool(backends)
-    if backends:
-        assert f"Envoy Gateway Backends: {', '.join(backends)}.\n" in text
-        assert _notes_enable_backend(text)[0] == {"extensionApis": {"enableBackend": True}}
-        # the reason the route shows, as Envoy Gateway words it (test_enable_backend.py reads it)
-        assert '("Backend is disabled in Envoy\nGateway configuration")' in text
+    want = {"enableBackend": True} | ({"enableEnvoyPatchPolicy": True} if patches else {})
+    assert _notes_extension_apis(text)[0] == {"extensionApis": want}
+    assert _notes_extension_apis(text)[1] == {"config": {"envoyGateway": {"extensionApis": want}}}
+    assert f"Envoy Gateway Backends ({', '.join(backends)}):\n" in text
+    # the reason the route shows, as Envoy Gateway words it (test_enable_backend.py reads it)
+    assert '("Backend is disabled in Envoy\nGateway configuration")' in text
 
 
 def test_the_notes_helm_setting_gives_envoy_gateway_the_notes_configuration(tmp_path):
     """Envoy Gateway's own chart (charts/gateway-helm of the pinned module; its values.yaml is
     values.tmpl.yaml with the image filled in, as its release does) rendered with the NOTES'
     `--set`: its EnvoyGateway configuration then has the NOTES' snippet, and without it not."""
-    snippet, values = _notes_enable_backend(helm.notes(CHART, ISSUERS, release="kod", namespace=NAMESPACE))
+    snippet, values = _notes_extension_apis(helm.notes(CHART, {}, release="kod", namespace=NAMESPACE))
     chart = tmp_path / "gateway-helm"
     src = module_dir("github.com/envoyproxy/gateway") / "charts" / "gateway-helm"
     for f in src.rglob("*"):

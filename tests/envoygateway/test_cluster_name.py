@@ -1,9 +1,10 @@
 """The cluster-name contract: the chart writes Envoy Gateway's name for the API server's cluster
 into the filter's configuration (`cluster`), a convention of Envoy Gateway
 (internal/gatewayapi/helpers.go, v1.9.1), not an API. Held here to Envoy Gateway's own output: the
-cluster exists under exactly that name, carries the credential_injector the backendRef's
-credentialInjection became (the filter's own dispatch_http_call goes through it), and the filter
-is in the listener disabled and enabled only on the chart's route."""
+cluster exists under exactly that name (so the chart's EnvoyPatchPolicy finds it), carries the
+credential_injector that policy adds (the filter's own dispatch_http_call goes through it), and
+the filter is in the listener disabled and enabled only on the chart's route. Token mode inject's
+name, with /backend/<j>: test_issuers.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from names import NAMESPACE, ROUTE
 
 EG_ENV = "single"
 
-CLUSTER = f"httproute/{NAMESPACE}/{ROUTE}/rule/0/backend/0"
+CLUSTER = f"httproute/{NAMESPACE}/{ROUTE}/rule/0"
 
 
 @pytest.fixture
@@ -39,6 +40,9 @@ def test_the_token_is_injected_on_that_cluster(dump):
     cluster = xds.clusters(dump)[CLUSTER]
     (inj,) = [f for f in xds.upstream_filters(cluster) if f.get("typed_config", {}).get("@type") == xds.CRED_TYPE]
     assert inj["typed_config"]["overwrite"] is True
+    assert inj["typed_config"]["credential"]["typed_config"]["header_value_prefix"] == "Bearer "
+    # Envoy Gateway's own filters of the cluster stay: the patch adds to its protocol options
+    assert [f["name"] for f in xds.upstream_filters(cluster)][-1] == "envoy.filters.http.upstream_codec"
     # the BackendTLSPolicy: a transport socket match per backend, SNI and SAN from its hostname
     (match,) = cluster["transport_socket_matches"]
     tls = match["transport_socket"]["typed_config"]

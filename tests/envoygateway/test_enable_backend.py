@@ -1,6 +1,6 @@
-"""The `issuers` form's other clusters are Envoy Gateway `Backend`s, which Envoy Gateway ignores
+"""Every API server of the chart is an Envoy Gateway `Backend`, which Envoy Gateway ignores
 unless its configuration has `extensionApis.enableBackend: true` (off by default; the chart's
-NOTES say so whenever it renders a Backend, test_chart.py). Here Envoy Gateway runs with it off,
+NOTES say so, test_chart.py). Here Envoy Gateway runs with it off,
 as installed by default: the remote issuer's HTTPRoute is ResolvedRefs False, Envoy gets no
 cluster for it, and the filter answers its 503 without that API server ever being asked. (Every
 other test of this directory switches it on.)"""
@@ -39,7 +39,7 @@ def env(envs, start_eg, prod):
                            "apiServer": {"host": "api.prod.example.internal", "port": prod.port,
                                          "addresses": ["127.0.0.1"], "hostname": "kubernetes.default.svc"}}]}
     return envs.get(EG_ENV, lambda: start_eg(
-        values, services=[],
+        values,
         secrets={(NAMESPACE, f"{PROD_ROUTE}-credential"): {"credential": "Bearer token-prod"}},
         configmaps={(NAMESPACE, f"{PROD_ROUTE}-ca"): {"ca.crt": prod.pki.ca_cert.read_text()}},
         fakes={"prod": prod}, wait=(HOST, "/clusters/prod" + JWKS), enable_backend=False))

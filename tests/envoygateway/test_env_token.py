@@ -11,7 +11,6 @@ import pytest
 import xds
 from names import NAMESPACE, ROUTE, TOKEN
 from harness.constants import DOCS, HOST, JWKS
-from standalone import ServiceAddress
 
 EG_ENV = "env-token"
 CLUSTER = f"httproute/{NAMESPACE}/{ROUTE}/rule/0"
@@ -21,7 +20,7 @@ CLUSTER = f"httproute/{NAMESPACE}/{ROUTE}/rule/0"
 def env(envs, start_eg, fake):
     return envs.get(EG_ENV, lambda: start_eg(
         {"hosts": [HOST], "token": {"mode": "env"}},
-        services=[ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)], secrets={},
+        api_server=fake.port, secrets={},
         eg_env={"KUBE_OIDC_TOKEN": TOKEN}, wait=(HOST, JWKS)))
 
 

@@ -12,7 +12,6 @@ import xds
 from names import NAMESPACE, ROUTE, TOKEN
 from harness.checks import UPSTREAM_ONLY
 from harness.constants import DOCS, HOST, JWKS
-from standalone import ServiceAddress
 from test_serving import condition
 
 EG_ENV = "fail-open"
@@ -26,7 +25,7 @@ def env(envs, start_eg, fake, image):
     missing = image["url"].rsplit(":", 1)[0] + ":missing"
     return envs.get(EG_ENV, lambda: start_eg(
         {"hosts": [HOST], "image": {"url": missing, "sha256": ""}},
-        services=[ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)],
+        api_server=fake.port,
         secrets={(NAMESPACE, f"{ROUTE}-credential"): {"credential": f"Bearer {TOKEN}"}},
         fakes={"local": fake}, wait=(HOST, JWKS)))
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import eg as egmod
 from names import NAMESPACE, ROUTE, TOKEN
 from harness.constants import HOST, JWKS
-from standalone import ServiceAddress
 
 EG_ENV = "lifecycle"
 
@@ -18,7 +17,7 @@ EG_ENV = "lifecycle"
 def test_the_suites_envoy_runs_and_everything_stops(envs, start_eg, fake):
     envs.stop()  # one Envoy Gateway at a time
     env = start_eg({"hosts": [HOST]},
-                   services=[ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)],
+                   api_server=fake.port,
                    secrets={(NAMESPACE, f"{ROUTE}-credential"): {"credential": f"Bearer {TOKEN}"}},
                    wait=(HOST, JWKS))
     try:

@@ -15,7 +15,6 @@ import xds
 from names import NAMESPACE, ROUTE, TOKEN
 from harness.checks import served_discovery
 from harness.constants import DISCOVERY, DOCS, HOST, JWKS
-from standalone import ServiceAddress
 from test_serving import JWKS_URI, condition
 
 EG_ENV = "registry-ca"
@@ -26,7 +25,7 @@ CA_NAME = "registry-ca"
 def _start(envs, start_eg, fake, registry, key: str, values: dict):
     return envs.get(key, lambda: start_eg(
         {"hosts": [HOST], **values},
-        services=[ServiceAddress("default", "kubernetes", "127.0.0.1", fake.port)],
+        api_server=fake.port,
         secrets={(NAMESPACE, f"{ROUTE}-credential"): {"credential": f"Bearer {TOKEN}"},
                  (NAMESPACE, CA_NAME): {"ca.crt": registry.ca.read_text()}},
         configmaps={(NAMESPACE, CA_NAME): {"ca.crt": registry.ca.read_text()}},

@@ -1,6 +1,7 @@
 """The chart's single-issuer form in the Envoy that Envoy Gateway drives: every object Accepted
 and ResolvedRefs, both documents served from the fake kube-apiserver over TLS with the cluster CA
-and the token Envoy Gateway's credentialInjection puts on the backend's cluster, every other path
+and the token the chart's EnvoyPatchPolicy puts on the backend's cluster (token mode projected,
+read from the token file as the kubelet writes it), every other path
 Envoy Gateway's 404 without an upstream request, and requests of another route on the same
 Gateway never entering the filter."""
 
@@ -42,13 +43,16 @@ def test_every_object_is_accepted_with_resolved_refs(env):
     policy = st[("EnvoyExtensionPolicy", f"{NAMESPACE}/{ROUTE}")]
     (anc,) = policy["ancestors"]
     assert condition(anc, "Accepted")["status"] == "True", anc
-    # the BackendTLSPolicy in `default`, on the API server's backend
-    tls = st[("BackendTLSPolicy", f"default/{NAMESPACE}-{ROUTE}")]
+    # the API server's Backend of the release's own, and its BackendTLSPolicy
+    tls = st[("BackendTLSPolicy", f"{NAMESPACE}/{ROUTE}")]
     for anc in tls["ancestors"]:
         for ctype in ("Accepted", "ResolvedRefs"):
             assert condition(anc, ctype)["status"] == "True", (ctype, anc)
-    # the Backend standing in for the `kubernetes` Service (standalone.to_standalone)
-    assert condition(st[("Backend", "default/kubernetes")], "Accepted")["status"] == "True"
+    assert condition(st[("Backend", f"{NAMESPACE}/{ROUTE}")], "Accepted")["status"] == "True"
+    # token mode projected: the EnvoyPatchPolicy that puts the token on the API server's cluster
+    (anc,) = st[("EnvoyPatchPolicy", f"{NAMESPACE}/{ROUTE}")]["ancestors"]
+    for ctype in ("Accepted", "Programmed"):
+        assert condition(anc, ctype)["status"] == "True", (ctype, anc)
     # (Programmed stays False: standalone mode has no Service to give the Gateway an address)
     gw = st[("Gateway", f"{NAMESPACE}/eg")]
     assert condition(gw, "Accepted")["status"] == "True", gw
@@ -63,8 +67,8 @@ def test_both_documents_served_with_the_injected_token(env, fake):
         assert r.body == want, path
         assert r.header("etag"), r.headers
         assert "audit-id" not in r.header_names(), r.headers
-    # the filter's own fetches: TLS to the stand-in of the `kubernetes` Service, the token that
-    # credentialInjection put on the cluster, nothing of a client's
+    # the filter's own fetches: TLS to the API server's Backend, the projected token that the
+    # EnvoyPatchPolicy's credential_injector put on, nothing of a client's
     recs = poll(lambda: [h for h in fake.history if h.path in DOCS], 30, what="upstream fetches")
     for rec in recs:
         assert_exact_upstream_request(rec, TOKEN)

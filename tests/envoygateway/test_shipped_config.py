@@ -1,6 +1,6 @@
 """envoy/envoy-gateway.yaml is what Envoy Gateway produces for the chart today (made static by
 staticconfig.py), and it runs in plain Envoy: both documents served from the fake kube-apiserver
-with the token from the credential file, other paths 404. `make envoy-gateway-config`
+with the token from the token file, other paths 404. `make envoy-gateway-config`
 (KOD_WRITE_ENVOY_GATEWAY_CONFIG=1) rewrites the file instead of failing on drift."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def generated(single, fake, app) -> str:
              fake.port: staticconfig.API_PORT, app.port: staticconfig.APP_PORT}
     boot = staticconfig.to_static(single.eg.config_dump(), ports)
     header = staticconfig.HEADER.format(version=egmod.VERSION.lstrip("v"), ca=staticconfig.SA_CA,
-                                        cred=staticconfig.CREDENTIAL_FILE, wasm=staticconfig.WASM_FILE)
+                                        token=staticconfig.TOKEN_FILE, wasm=staticconfig.WASM_FILE)
     # keys sorted: Envoy dumps Struct fields (metadata, log formats) in map order, which varies
     return header + yaml.safe_dump(boot, sort_keys=True, width=120)
 
@@ -51,9 +51,9 @@ def _replace(node, old, new):
 
 def test_it_serves_in_plain_envoy(tmp_path, pki, fake):
     cfg = yaml.safe_load(SHIPPED.read_text())
-    cred = tmp_path / "credential"
-    cred.write_text(f"Bearer {TOKEN}")
-    for old, new in [(staticconfig.SA_CA, str(pki.ca_cert)), (staticconfig.CREDENTIAL_FILE, str(cred)),
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    for old, new in [(staticconfig.SA_CA, str(pki.ca_cert)), (staticconfig.TOKEN_FILE, str(token)),
                      (staticconfig.WASM_FILE, str(WASM)), (staticconfig.API_PORT, fake.port),
                      (staticconfig.LISTENER_PORT, 0), (staticconfig.ADMIN_PORT, 0), (19003, 0)]:
         cfg = _replace(cfg, old, new)

@@ -26,28 +26,43 @@ to the anonymous group. One name for both, so a change of mode updates it in pla
 
 {{/* Envoy Gateway's name for the cluster of the one backendRef of rule 0 of HTTPRoute `route`
 (internal/gatewayapi/helpers.go irRouteDestinationName, irDestinationSettingName, v1.9.1). With a
-filter on the backendRef (credentialInjection) Envoy Gateway makes one cluster per backend
-(ir.RouteDestination.NeedsClusterPerSetting) and appends /backend/<j>. A convention, not an API:
-tests/envoygateway/test_cluster_name.py holds it to Envoy Gateway's output. */}}
+filter on the backendRef (credentialInjection, token mode inject) Envoy Gateway makes one cluster
+per backend (ir.RouteDestination.NeedsClusterPerSetting) and appends /backend/<j>. A convention,
+not an API: tests/envoygateway/test_cluster_name.py holds it to Envoy Gateway's output. */}}
 {{- define "kodeg.clusterName" -}}
 {{- $c := printf "httproute/%s/%s/rule/0" .ns .route -}}
 {{- if eq .mode "inject" }}{{ $c = printf "%s/backend/0" $c }}{{ end -}}
 {{- $c -}}
 {{- end -}}
 
+{{/* Where the Envoy container mounts its projected token (token mode projected). */}}
+{{- define "kodeg.projectedDir" -}}/var/run/secrets/kube-oidc-discovery{{- end -}}
+
+{{/* The Envoy pods' service account (token mode projected), named by the chart's EnvoyProxy. */}}
+{{- define "kodeg.envoyServiceAccount" -}}
+{{- default (printf "%s-envoy" (include "kodeg.fullname" .)) .Values.envoyProxy.serviceAccountName | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kodeg.gatewayNamespace" -}}
+{{- default .Release.Namespace .Values.gateway.namespace -}}
+{{- end -}}
+
 {{/* The filter's upstreams, one HTTPRoute each: the `issuers` entries, or this cluster's API
 server alone (single-issuer form). Each: route (HTTPRoute name), hostnames, prefix (document path
-prefix), cluster, authority, tokenSecret, envName (its token's variable in env mode:
-token.envName, another cluster's <envName>_<NAME>), and for another cluster's API server (remote)
-its Backend and BackendTLSPolicy settings. */}}
+prefix), cluster, authority, tokenMode (token.mode; another cluster's is inject when token.mode is
+projected, the Envoy pods' token being this cluster's), tokenSecret (inject and env), envName (its
+token's variable in env mode: token.envName, another cluster's <envName>_<NAME>), remote (another
+cluster's), and its Backend and BackendTLSPolicy settings: backend, host, addresses,
+tlsHostname, caConfigMap. */}}
 {{- define "kodeg.upstreams" -}}
 {{- $full := include "kodeg.fullname" . -}}
 {{- $ns := .Release.Namespace -}}
 {{- $mode := .Values.token.mode -}}
-{{- $local := dict "remote" false "authority" .Values.apiServer.authority
+{{- $a := .Values.apiServer -}}
+{{- $local := dict "remote" false "authority" $a.authority "tokenMode" $mode
   "tokenSecret" (default (printf "%s-credential" $full) .Values.token.secretName)
-  "backend" (dict "group" "" "kind" "Service" "name" .Values.apiServer.service
-                  "namespace" .Values.apiServer.namespace "port" (int .Values.apiServer.port)) -}}
+  "backend" (dict "group" "gateway.envoyproxy.io" "kind" "Backend" "name" $full "namespace" $ns "port" (int $a.port))
+  "host" $a.host "addresses" (list) "tlsHostname" $a.hostname "caConfigMap" $a.caConfigMap -}}
 {{- $out := list -}}
 {{- if not .Values.issuers -}}
 {{- $u := deepCopy $local -}}
@@ -68,7 +83,7 @@ its Backend and BackendTLSPolicy settings. */}}
 {{- if $e.apiServer -}}
 {{- $a := $e.apiServer -}}
 {{- $port := int (default 443 $a.port) -}}
-{{- $u = dict "remote" true "authority" $a.host
+{{- $u = dict "remote" true "authority" $a.host "tokenMode" (ternary "inject" $mode (eq $mode "projected"))
   "tokenSecret" (default (printf "%s-%s-credential" $full $id) $e.tokenSecret)
   "backend" (dict "group" "gateway.envoyproxy.io" "kind" "Backend" "name" (printf "%s-%s" $full $id)
                   "namespace" $ns "port" $port)
@@ -92,17 +107,12 @@ its Backend and BackendTLSPolicy settings. */}}
 {{- end -}}
 {{- $envName := .Values.token.envName -}}
 {{- range $out -}}
-{{- $_ := set . "cluster" (include "kodeg.clusterName" (dict "ns" $ns "route" .route "mode" $mode)) -}}
-{{- if eq $mode "none" }}{{ $_ := unset . "tokenSecret" }}{{ end -}}
+{{- if not .remote }}{{ $_ := set .backend "name" .route }}{{ end -}}
+{{- $_ := set . "cluster" (include "kodeg.clusterName" (dict "ns" $ns "route" .route "mode" .tokenMode)) -}}
+{{- if has .tokenMode (list "none" "projected") }}{{ $_ := unset . "tokenSecret" }}{{ end -}}
 {{- $_ := set . "envName" (ternary (printf "%s_%s" $envName (upper .id | replace "-" "_")) $envName .remote) -}}
 {{- end -}}
 {{- toYaml $out -}}
-{{- end -}}
-
-{{/* true when an upstream is another cluster's API server: the render has an Envoy Gateway
-Backend, which Envoy Gateway ignores unless its configuration has extensionApis.enableBackend. */}}
-{{- define "kodeg.hasBackend" -}}
-{{- range include "kodeg.upstreams" . | fromYamlArray }}{{ if .remote }}true{{ end }}{{ end -}}
 {{- end -}}
 
 {{/* true when an upstream is this cluster's API server. */}}
