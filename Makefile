@@ -27,7 +27,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e shipped-test real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-pilot istio-test istio-real-test istio-snapshot tools-envoy-gateway eg-test \
+        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-pilot istio-test istio-real-test istio-snapshot tools-envoy-gateway eg-test eg-real-test \
         envoy-gateway-config tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
         tools-release tools-cosign deny sbom release release-push release-sign release-test \
         envoys envoy-matrix
@@ -364,6 +364,8 @@ test: lint tools unit wasm-test fuzz-smoke build istio-xds istio-pilot
 	$(PYTEST) -q tests/istioreal
 	# a session of its own: it moves into private network and mount namespaces
 	$(PYTEST) -q tests/envoygateway
+	# a session of its own: private network and mount namespaces, Envoy Gateway's fixed ports
+	$(PYTEST) -q tests/envoygatewayreal
 	# the other gateway releases' Envoys, one session each (docs/support.md)
 	$(MAKE) --no-print-directory envoy-matrix ENVOYS=$(ENVOYS)
 
