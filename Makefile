@@ -250,6 +250,13 @@ istio-snapshot: tools-py istio-xds
 eg-test: build tools-apt tools-py tools-envoy-gateway envoys kube-tools
 	$(PYTEST) -q tests/envoygateway
 
+# tests/envoygatewayreal: Envoy Gateway's own chart and this project's installed with Helm into the
+# real kube-apiserver, `envoy-gateway server` with its Kubernetes provider, and the Envoy it deploys
+# run as that Deployment's pod; a pytest session of its own (private network and mount namespaces:
+# Envoy Gateway's fixed ports).
+eg-real-test: build tools-apt tools-py tools-envoy-gateway envoys kube-tools
+	$(PYTEST) -q tests/envoygatewayreal
+
 # envoy/envoy-gateway.yaml: the config Envoy Gateway produces for the chart, from its Envoy's
 # config dump (tests/envoygateway/test_shipped_config.py checks it for drift).
 envoy-gateway-config: build tools-apt tools-py tools-envoy-gateway envoys
