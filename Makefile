@@ -27,7 +27,7 @@ CARGO_FUZZ_VERSION := 0.13.2
 
 .PHONY: tools tools-rust tools-apt tools-py tools-npm tools-wbg kube-tools build lint fmt unit wasm-test \
         e2e shipped-test real-test chart-lint chart-template chart-test oci oci-test push test run bench bench-memory \
-        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-pilot istio-test istio-real-test istio-snapshot tools-envoy-gateway eg-test \
+        clean tools-fuzz fuzz fuzz-smoke istio-xds istio-pilot istio-test istio-real-test istio-snapshot tools-envoy-gateway eg-test eg-real-test \
         envoy-gateway-config tools-prometheus tools-istio-stats monitoring-rules monitoring-test \
         tools-release tools-cosign deny sbom release release-push release-sign release-test \
         envoys envoy-matrix
@@ -250,6 +250,13 @@ istio-snapshot: tools-py istio-xds
 eg-test: build tools-apt tools-py tools-envoy-gateway envoys kube-tools
 	$(PYTEST) -q tests/envoygateway
 
+# tests/envoygatewayreal: Envoy Gateway's own chart and this project's installed with Helm into the
+# real kube-apiserver, `envoy-gateway server` with its Kubernetes provider, and the Envoy it deploys
+# run as that Deployment's pod; a pytest session of its own (private network and mount namespaces:
+# Envoy Gateway's fixed ports).
+eg-real-test: build tools-apt tools-py tools-envoy-gateway envoys kube-tools
+	$(PYTEST) -q tests/envoygatewayreal
+
 # envoy/envoy-gateway.yaml: the config Envoy Gateway produces for the chart, from its Envoy's
 # config dump (tests/envoygateway/test_shipped_config.py checks it for drift).
 envoy-gateway-config: build tools-apt tools-py tools-envoy-gateway envoys
@@ -364,6 +371,8 @@ test: lint tools unit wasm-test fuzz-smoke build istio-xds istio-pilot
 	$(PYTEST) -q tests/istioreal
 	# a session of its own: it moves into private network and mount namespaces
 	$(PYTEST) -q tests/envoygateway
+	# a session of its own: private network and mount namespaces, Envoy Gateway's fixed ports
+	$(PYTEST) -q tests/envoygatewayreal
 	# the other gateway releases' Envoys, one session each (docs/support.md)
 	$(MAKE) --no-print-directory envoy-matrix ENVOYS=$(ENVOYS)
 

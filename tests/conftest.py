@@ -27,7 +27,7 @@ from harness.stack import Stack, new_token
 # Timeout of a test that sets none (pytest.mark.timeout), by folder under tests/: a hang in Envoy,
 # an API server or a test fails that test instead of blocking CI. The real tier starts and
 # restarts control planes. Folders not named here get pytest.ini's `timeout`, a backstop.
-DEFAULT_TIMEOUT_S = {"e2e": 60, "shipped": 60, "real": 120, "istio": 120, "istioreal": 240}
+DEFAULT_TIMEOUT_S = {"e2e": 60, "shipped": 60, "real": 120, "istio": 120, "istioreal": 240, "envoygatewayreal": 240}
 
 
 def pytest_collection_modifyitems(config, items):

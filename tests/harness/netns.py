@@ -52,3 +52,60 @@ def add_address(ip: str) -> None:
     """``ip`` on loopback (after ``enter``): an address that is not in 127.0.0.0/8, for what the
     API server refuses there (an EndpointSlice's addresses), reachable only inside."""
     run("ip", "addr", "add", f"{ip}/32", "dev", "lo")
+
+
+class PodNamespaces:
+    """A pod's own namespaces, held by a process that only sleeps (what a pod's pause container
+    is): a private mount namespace (the container's paths bind-mounted from where the kubelet
+    wrote them), and with ``ip`` a network namespace of its own too, joined to this one by a veth
+    pair: the pod at ``ip``, this side at ``gateway`` (both in a /24), its default route through
+    it. Programs run in it through ``prefix`` (nsenter, which execs them in place: their PID is
+    the one spawned). Create it after ``enter``; ``stop`` ends the holder (the namespaces go with
+    the last process in them)."""
+
+    def __init__(self, workdir: Path, ip: str | None = None, gateway: str | None = None, link: str = "kod-pod0"):
+        from . import child  # netns is imported before anything else by the tiers that enter
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.ip = ip
+        self.proc = child.spawn(["unshare", "--mount", "--propagation", "private", *(["--net"] if ip else []),
+                                 "sleep", "infinity"], workdir / "pause.log")
+        self.pid = self.proc.pid
+        _wait_for_namespace(self.pid)
+        if ip:
+            assert gateway, "a pod network needs this side's address"
+            run("ip", "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", str(self.pid))
+            run("ip", "addr", "add", f"{gateway}/24", "dev", link)
+            run("ip", "link", "set", link, "up")
+            for cmd in (["ip", "link", "set", "lo", "up"], ["ip", "addr", "add", f"{ip}/24", "dev", "eth0"],
+                        ["ip", "link", "set", "eth0", "up"], ["ip", "route", "add", "default", "via", gateway]):
+                run("nsenter", "-t", str(self.pid), "-n", *cmd)
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["nsenter", "-t", str(self.pid), "-m", *(["-n"] if self.ip else []), "--"]
+
+    def bind(self, source: Path, target: str) -> None:
+        """``source`` at ``target`` in the pod's mount namespace. A missing ``target`` is created,
+        an empty directory of this machine's (a mount point needs one); a file's must exist."""
+        if not Path(target).exists():
+            Path(target).mkdir(parents=True)
+        run("nsenter", "-t", str(self.pid), "-m", "mount", "--bind", str(source), target)
+
+    def stop(self) -> None:
+        from . import child
+        child.stop(self.proc, 2)
+
+
+def _wait_for_namespace(pid: int, timeout: float = 5) -> None:
+    """Until ``pid`` (unshare) has exec'd its command: then its namespaces are the new ones."""
+    import time
+    deadline = time.monotonic() + timeout
+    mine = os.readlink("/proc/self/ns/mnt")
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/mnt") != mine and Path(f"/proc/{pid}/comm").read_text().strip() == "sleep":
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"pid {pid}: no namespaces of its own after {timeout} s")

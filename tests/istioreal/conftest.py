@@ -19,7 +19,8 @@ import pytest  # noqa: E402
 from harness.backend import Backend  # noqa: E402
 from harness.constants import DEFAULT_ISSUER  # noqa: E402
 from harness.kube import Kube  # noqa: E402
-from istioreal import control, kubelet  # noqa: E402
+from harness import audit, kubelet  # noqa: E402
+from istioreal import control  # noqa: E402
 
 ISTIO_DATA = Path("/var/lib/istio")
 
@@ -52,13 +53,13 @@ def cluster(request, tmp_path_factory, pki):
     their Service's endpoints, --enable-aggregator-routing), the Gateway API CRDs, Istio's base
     chart, istiod's chart and istiod itself behind its Service, its validation fail-closed; Service default/kubernetes's endpoints (this API server on
     127.0.0.1; the harness runs no endpoint reconciler); every request for a document audited
-    (control.document_requests(kube.dir)). The API server's --service-account-issuer is the test
+    (audit.document_requests(kube.dir)). The API server's --service-account-issuer is the test
     module's ISSUER if it has one."""
     d = tmp_path_factory.mktemp("cluster")
     # listening on the node's address too (this namespace has no other), for its endpoint
     issuer = getattr(request.module, "ISSUER", DEFAULT_ISSUER)
     with Kube(d / "kube", pki, issuer=issuer, apiserver_args=["--enable-aggregator-routing=true", "--bind-address", "0.0.0.0",
-                                               *control.audit_args(d / "kube")]) as kube:
+                                               *audit.audit_args(d / "kube")]) as kube:
         control.install_base(kube)
         istiod = control.Istiod(kube, d / "istiod")
         istiod.install()

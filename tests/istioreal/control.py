@@ -20,7 +20,6 @@ The filter needs none of these: they are not requirements of the chart."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -28,7 +27,6 @@ from pathlib import Path
 import helm  # tools/helm.py
 from harness import CACHE, REPO_ROOT, child, pinned
 from harness.checks import poll
-from harness.constants import DOCS
 from harness.envoy import envoy_bin
 from harness.kube import Kube, KubeError
 
@@ -43,32 +41,6 @@ VALIDATORS = (f"istio-validator-{NAMESPACE}", "istiod-default-validator")
 READY_TIMEOUT_S = 60
 # the switches for upstream Envoy (module docstring)
 UPSTREAM_ENVOY_ENV = {"PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false"}
-
-
-# the API server's audit policy: the two document paths only, as metadata (who asked for what)
-AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
-                "rules": [{"level": "Metadata", "nonResourceURLs": list(DOCS)}, {"level": "None"}]}
-
-
-def audit_args(workdir: Path) -> list[str]:
-    """kube-apiserver flags auditing every request for the two documents into
-    ``workdir``/audit.log (the log backend's default mode, blocking: an answered request is
-    logged)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
-    return ["--audit-policy-file", str(workdir / "audit-policy.json"), "--audit-log-path", str(workdir / "audit.log")]
-
-
-def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
-    """(user, path, status) of every request for a document that reached the API server, in
-    order, from the audit log audit_args writes (user "" when the credential was refused)."""
-    p = workdir / "audit.log"
-    last: dict[str, dict] = {}  # a request's last stage (a refused credential's: ResponseStarted)
-    for line in p.read_text().splitlines() if p.exists() else []:
-        e = json.loads(line)
-        last[e["auditID"]] = e
-    return [(e.get("user", {}).get("username", ""), e["requestURI"], e.get("responseStatus", {}).get("code", 0))
-            for e in last.values()]
 
 
 def binary(name: str) -> Path:

@@ -1,6 +1,6 @@
 """A cluster as this project's users have it, then the chart installed into it with Helm: the real
 kube-apiserver (harness.kube) with Istio's control plane (control.py), the endpoints the
-controller-manager would publish (kubelet.py), a classic ingress gateway installed with Istio's
+controller-manager would publish (harness/kubelet.py), a classic ingress gateway installed with Istio's
 own gateway chart, and kube-oidc-discovery's chart with `helm install` (tools/helm.py), then the
 NOTES' token patch applied with kubectl as the NOTES print it."""
 
@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 import helm  # tools/helm.py
-from harness import client, pki as pkimod
+from harness import audit, client, kubelet, pki as pkimod
 from harness.checks import poll
 from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
 from harness.kube import Kube, KubeError
 from e2e.test_other_hosts import STREAM_CALLBACK
-from istioreal import control, kubelet
+from istioreal import control
 
 GATEWAY_NS = helm.NAMESPACE  # istio-ingress, the chart's default namespace
 CLASSIC_GATEWAY = "istio-ingressgateway"  # istio/gateway's release: labels istio=ingressgateway
@@ -183,7 +183,7 @@ def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: st
         r = get(prefix + path)
         assert r.status == 200, (prefix + path, r.status, r.body[:300])
     assert get(prefix + JWKS).body == kube.request("GET", JWKS, admin=True)[2]
-    asked = {r for r in control.document_requests(kube.dir) if r[0] == user}
+    asked = {r for r in audit.document_requests(kube.dir) if r[0] == user}
     assert asked == {(user, path, 200) for path in DOCS}
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness import audit
 from harness.constants import DOCS, JWKS, OTHER_HOST
-from istioreal import control, install
+from istioreal import install
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,6 @@ def test_a_module_that_cannot_be_pulled_fails_open_to_the_charts_404(gateway, cl
         r = get(path)
         assert (r.status, r.body) == (404, b'{"error":"not found"}'), (path, r.status, r.body[:200])
     assert backend.last() is None
-    assert control.document_requests(kube.dir) == []
+    assert audit.document_requests(kube.dir) == []
     r = get(JWKS + "?q=1", host=OTHER_HOST)
     assert r.status == 200 and r.header("x-backend") == "app", (r.status, r.body[:200])

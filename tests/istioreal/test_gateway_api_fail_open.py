@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness import audit
 from harness.constants import DOCS
-from istioreal import control, install
+from istioreal import install
 
 
 @pytest.fixture(scope="module")
@@ -28,4 +29,4 @@ def test_a_module_that_cannot_be_pulled_fails_open_to_istios_500(gateway, cluste
     for path in (*DOCS, "/"):
         r = get(path)
         assert (r.status, r.body) == (500, b""), (path, r.status, r.body[:200])
-    assert control.document_requests(kube.dir) == []
+    assert audit.document_requests(kube.dir) == []

@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from harness import pki as pkimod
+from harness import audit, pki as pkimod
 from harness.constants import DISCOVERY, PROD_ISSUER
 from harness.kube import Kube
-from istioreal import control, install
+from istioreal import install
 
 ISSUER = "https://oidc.example.com/clusters/local"  # this cluster's (conftest's cluster fixture)
 REMOTE_HOST = "api.prod.example.internal"
@@ -27,7 +27,7 @@ def remote(tmp_path_factory):
     only, its documents readable by account discovery (the chart README's steps there)."""
     d = tmp_path_factory.mktemp("prod")
     pki = pkimod.generate(d / "pki", [REMOTE_HOST])
-    with Kube(d / "kube", pki, issuer=PROD_ISSUER, apiserver_args=control.audit_args(d / "kube")) as kube:
+    with Kube(d / "kube", pki, issuer=PROD_ISSUER, apiserver_args=audit.audit_args(d / "kube")) as kube:
         kube.create_service_account(REMOTE_NS, REMOTE_ACCOUNT)
         kube.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "oidc-discovery"},

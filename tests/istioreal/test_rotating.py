@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 
 import helm  # tools/helm.py
+from harness import audit
 from harness.checks import poll
 from harness.constants import JWKS
-from istioreal import control, install
+from istioreal import install
 
 TOKEN_SECRET = "kod-kube-oidc-discovery-token"
 TOKEN_VOLUME = "kod-token"
@@ -54,14 +55,14 @@ def test_a_reissued_token_reaches_envoy_without_a_restart(gateway, cluster, imag
     r = kube.kubectl("-n", install.GATEWAY_NS, "delete", "serviceaccount", TOKEN_ACCOUNT)
     assert r.returncode == 0, r.stderr
     # the next refresh carries the old token, which the API server now refuses
-    poll(lambda: ("", JWKS, 401) in control.document_requests(kube.dir), 15, what="the old token refused")
+    poll(lambda: ("", JWKS, 401) in audit.document_requests(kube.dir), 15, what="the old token refused")
     helm.upgrade(kube.kubeconfig, values=install.chart_values(kube, image, install.classic_values(values)))
     new = poll(lambda: _secret_token(kube), 30, what="the token controller's new token")
     assert new != old
     pod.sync_volume(TOKEN_VOLUME)  # the kubelet's ..data swap
 
     def served_after_refusal() -> bool:
-        reqs = control.document_requests(kube.dir)
+        reqs = audit.document_requests(kube.dir)
         last_refused = max(i for i, r in enumerate(reqs) if r[2] == 401)
         return (install.TOKEN_USER, JWKS, 200) in reqs[last_refused + 1:]
     poll(served_after_refusal, 15, what="a document fetched with the new token")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from harness import audit
 from harness.checks import assert_generic_error
 from harness.constants import DOCS
-from istioreal import control, install
+from istioreal import install
 
 
 @pytest.fixture(scope="module")
@@ -31,4 +32,4 @@ def test_a_ca_that_is_not_the_api_servers_fails_closed_with_the_filters_503(gate
         assert_generic_error(get(path), 503, [token, port, "kubernetes.default.svc", "TLS", "SSL", "ssl", "certificate",
                                               "CERTIFICATE_VERIFY_FAILED", "verify", "upstream connect", "reset reason"],
                              server="istio-envoy")
-    assert control.document_requests(kube.dir) == []
+    assert audit.document_requests(kube.dir) == []

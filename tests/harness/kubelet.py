@@ -1,10 +1,11 @@
-"""What a node's kubelet and the controller-manager's endpoint controllers do for the Istio tier,
-and nothing more: a Deployment's pod created in the API server (admission runs: istiod's
-injection webhook fills in the gateway's istio-proxy container in classic mode), its status set
-Running and Ready at POD_IP, the EndpointSlices and Endpoints of the Services that select it,
-its istio-proxy container's volumes written and its env resolved as the kubelet resolves them
-(field, resource, Secret and ConfigMap references), and that container run: pilot-agent with the
-container's args, in a directory that stands for the container's filesystem."""
+"""What a node's kubelet and the controller-manager's endpoint controllers do for the install
+tiers (tests/istioreal, tests/envoygatewayreal), and nothing more: a Deployment's pod created in
+the API server (admission runs: istiod's injection webhook fills in the gateway's istio-proxy
+container in classic mode), its status set Running and Ready at its address, the EndpointSlices
+and Endpoints of the Services that select it, one container's volumes written and its env
+resolved as the kubelet resolves them (field, resource, Secret and ConfigMap references), and
+that container run: the binary standing for its image's, with the container's command and args,
+in a directory that stands for the container's filesystem."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import re
 import signal
 import subprocess
 from pathlib import Path
+from typing import Sequence
 
 from harness import child
 from harness.checks import poll
@@ -62,11 +64,14 @@ def _selects(selector: dict, labels: dict) -> bool:
 
 
 class Pod:
-    """The single pod of Deployment ``namespace/deployment``, scheduled on this machine."""
+    """The single pod of Deployment ``namespace/deployment``, scheduled on this machine at ``ip``;
+    ``container_name``: the container run() runs."""
 
-    def __init__(self, kube: Kube, namespace: str, deployment: str, workdir: Path):
+    def __init__(self, kube: Kube, namespace: str, deployment: str, workdir: Path,
+                 container_name: str = "istio-proxy", ip: str = POD_IP):
         self.kube, self.namespace, self.deployment = kube, namespace, deployment
-        self.root = workdir / "root"  # the container's filesystem, pilot-agent's working directory
+        self.container_name, self.ip = container_name, ip
+        self.root = workdir / "root"  # the container's filesystem, its working directory
         self.root.mkdir(parents=True, exist_ok=True)
         self.dir = workdir
         self.proc: subprocess.Popen | None = None
@@ -78,7 +83,7 @@ class Pod:
 
     def schedule(self) -> dict:
         """The pod created from the Deployment's template (admission, webhooks included), Running
-        and Ready at POD_IP, behind every Service of its namespace that selects it."""
+        and Ready at its address, behind every Service of its namespace that selects it."""
         ns = self.namespace
         publish_root_ca(self.kube, ns)
         dep = self.kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{self.deployment}")
@@ -87,7 +92,7 @@ class Pod:
                "metadata": {**tmpl.get("metadata", {}), "name": self.name, "namespace": ns},
                "spec": {**tmpl["spec"], "nodeName": NODE}}
         created = self.kube.create(f"/api/v1/namespaces/{ns}/pods", pod)
-        status = {"status": {"phase": "Running", "podIP": POD_IP, "podIPs": [{"ip": POD_IP}], "hostIP": POD_IP,
+        status = {"status": {"phase": "Running", "podIP": self.ip, "podIPs": [{"ip": self.ip}], "hostIP": POD_IP,
                              "conditions": [{"type": t, "status": "True"} for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]}}
         code, _, body = self.kube.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{self.name}/status", admin=True,
                                           headers={"Content-Type": "application/merge-patch+json"},
@@ -97,11 +102,12 @@ class Pod:
         labels = created["metadata"].get("labels", {})
         for svc in self.kube.get(f"/api/v1/namespaces/{ns}/services")["items"]:
             if _selects(svc["spec"].get("selector", {}), labels):
-                publish_endpoints(self.kube, ns, svc["metadata"]["name"], pod=self.name)
+                publish_endpoints(self.kube, ns, svc["metadata"]["name"], ip=self.ip, pod=self.name)
         self.pod = self.kube.get(f"/api/v1/namespaces/{ns}/pods/{self.name}")
         return self.pod
 
-    def container(self, name: str = "istio-proxy") -> dict:
+    def container(self, name: str | None = None) -> dict:
+        name = name or self.container_name
         return next(c for c in self.pod["spec"]["containers"] if c["name"] == name)
 
     # ------------------------------------------------------------------ the kubelet's part
@@ -199,23 +205,36 @@ class Pod:
                 env[e["name"]] = self.kube.get(f"/api/v1/namespaces/{self.namespace}/configmaps/{ref['name']}")["data"][ref["key"]]
         return env
 
-    def run(self, binary: Path, files: dict[str, bytes] | None = None) -> subprocess.Popen:
-        """The istio-proxy container: its volumes, env and args; ``files``: what its image holds
-        (container path -> content)."""
-        c = self.container()
-        self.mount_volumes(c)
-        for path, data in (files or {}).items():
+    def write_files(self, files: dict[str, bytes]) -> None:
+        """What the container's image holds (container path -> content), under the pod's root."""
+        for path, data in files.items():
             p = self.host_path(path)
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root)} | self.env(c)
-        args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in c.get("args", [])]
-        self.proc = child.spawn([binary, *args], self.dir / "istio-proxy.log", env=env, cwd=self.root)
+
+    def run(self, binary: Path, files: dict[str, bytes] | None = None, env: dict[str, str] | None = None,
+            prefix: Sequence[str | Path] = ()) -> subprocess.Popen:
+        """The container: its volumes, env, command and args. ``binary`` stands for the image's:
+        the command's first word if the container has a command, else the image's entrypoint;
+        ``files``: what its image holds (container path -> content); ``env``: over the
+        container's own (what this machine needs, such as a kubeconfig); ``prefix``: what the
+        process is started through (a namespace's nsenter), exec'ing it in place."""
+        c = self.container()
+        self.mount_volumes(c)
+        self.write_files(files or {})
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.root)} | self.env(c) | (env or {})
+        expand = lambda a: re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a)
+        argv = [*map(expand, c.get("command", [])[1:]), *map(expand, c.get("args", []))]
+        self.proc = child.spawn([*prefix, binary, *argv], self.log_path, env=env, cwd=self.root)
         return self.proc
 
+    @property
+    def log_path(self) -> Path:
+        return self.dir / f"{self.container_name}.log"
+
     def log_text(self) -> str:
-        """The container's log: pilot-agent's and Envoy's."""
-        p = self.dir / "istio-proxy.log"
+        """The container's log (istio-proxy: pilot-agent's and Envoy's)."""
+        p = self.log_path
         return p.read_text(errors="replace") if p.exists() else ""
 
     def log_tail(self, lines: int = 40) -> str:

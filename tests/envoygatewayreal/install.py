@@ -1,0 +1,310 @@
+"""What a user has and does on top of Envoy Gateway (control.py), as docs/envoy-gateway.md says:
+a GatewayClass and an HTTPS Gateway, a user's application routed through it, the registry's CA
+in a ConfigMap, `helm install` of charts/kube-oidc-discovery-envoy-gateway, the NOTES' token
+command run as printed; then the Envoy that Envoy Gateway's Kubernetes infrastructure deploys for
+the Gateway, run as its pod's kubelet would run it (harness.kubelet) in the pod's own network
+and mount namespaces (harness.netns.PodNamespaces), and every status read back from the API
+server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+import helm  # tools/helm.py
+from e2e.test_other_hosts import STREAM_CALLBACK
+from envoygatewayreal import control
+from harness import audit, child, client, kubelet, netns, pki as pkimod
+from harness.checks import poll
+from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
+from harness.envoy import envoy_bin
+from harness.kube import Kube, KubeError
+
+CHART = helm.CHART.parent / "kube-oidc-discovery-envoy-gateway"
+NAMESPACE = "oidc"  # the docs' `helm install kod ... -n oidc`
+RELEASE = "kod"
+FULLNAME = f"{RELEASE}-kube-oidc-discovery-envoy-gateway"
+ROUTE = FULLNAME
+# the account the NOTES' token is for: what the API server's audit log names
+TOKEN_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
+GATEWAY_CLASS = GATEWAY = "eg"  # Envoy Gateway's quickstart names; the docs' gateway.name=eg
+GATEWAY_NS = control.NAMESPACE  # the docs' gateway.namespace=envoy-gateway-system
+CREDENTIAL = "eg-https"  # the Gateway listener's certificate
+PUBLIC_HOSTS = [HOST, OTHER_HOST]
+HTTPS = 443
+# Envoy Gateway shifts a privileged listener port by 10000 (internal/gatewayapi/listener.go,
+# servicePortToContainerPort): Envoy listens on 10443 for the Gateway's 443
+ENVOY_HTTPS = HTTPS + 10000
+ENVOY_ADMIN = 19000  # the bootstrap's admin, 127.0.0.1 of the Envoy pod
+# the Envoy pod's network: the pod and the node's end of its veth pair
+ENVOY_POD_IP, ENVOY_POD_GATEWAY = "10.244.1.2", "10.244.1.1"
+RESOLV_CONF = (f"nameserver 127.0.0.1\nsearch {GATEWAY_NS}.svc.cluster.local svc.cluster.local cluster.local\n"
+               "options ndots:5\n")
+REGISTRY_CA = "registry-ca"  # docs/envoy-gateway.md "A private registry"
+APP = "app"
+APP_NS = "apps"
+
+
+def create_gateway(kube: Kube, workdir: Path) -> Path:
+    """GatewayClass `eg` of Envoy Gateway's controller and Gateway `eg` in envoy-gateway-system:
+    one HTTPS listener (port 443, the certificate for both public hosts), routes from every
+    namespace. Returns the CA file a client trusts."""
+    ca = pkimod.make_ca("public hosts CA")
+    cert, key = pkimod.make_leaf(ca, "gateway", PUBLIC_HOSTS)
+    kube.create(f"/api/v1/namespaces/{GATEWAY_NS}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": CREDENTIAL, "namespace": GATEWAY_NS},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()}})
+    kube.create("/apis/gateway.networking.k8s.io/v1/gatewayclasses", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": GATEWAY_CLASS},
+        "spec": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"}})
+    kube.create(f"/apis/gateway.networking.k8s.io/v1/namespaces/{GATEWAY_NS}/gateways", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+        "metadata": {"name": GATEWAY, "namespace": GATEWAY_NS},
+        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [
+            {"name": "https", "port": HTTPS, "protocol": "HTTPS",
+             "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": CREDENTIAL}]},
+             "allowedRoutes": {"namespaces": {"from": "All"}}}]}})
+    f = workdir / "public-ca.crt"
+    f.write_bytes(ca.cert.public_bytes(pkimod.serialization.Encoding.PEM))
+    return f
+
+
+def user_app(kube: Kube, backend_port: int) -> None:
+    """A user's application on the same Gateway: Service `app` in namespace `apps` (its endpoint
+    the test's backend, on the node) and an HTTPRoute for app.example.com."""
+    kube.create_namespace(APP_NS)
+    kube.create(f"/api/v1/namespaces/{APP_NS}/services", {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": APP, "namespace": APP_NS},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": backend_port}]}})
+    kubelet.publish_endpoints(kube, APP_NS, APP)
+    kube.create(f"/apis/gateway.networking.k8s.io/v1/namespaces/{APP_NS}/httproutes", {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": APP, "namespace": APP_NS},
+        "spec": {"parentRefs": [{"name": GATEWAY, "namespace": GATEWAY_NS}], "hostnames": [OTHER_HOST],
+                 "rules": [{"backendRefs": [{"name": APP, "port": 8080}]}]}})
+
+
+def registry_ca(kube: Kube, ca: Path) -> None:
+    """`kubectl -n oidc create configmap registry-ca --from-file=ca.crt=...` (the docs' private
+    registry step; the namespace first, as the ConfigMap's comes before the chart's install)."""
+    kube.create_namespace(NAMESPACE)
+    r = kube.kubectl("-n", NAMESPACE, "create", "configmap", REGISTRY_CA, f"--from-file=ca.crt={ca}")
+    if r.returncode:
+        raise KubeError(r.stderr)
+
+
+def chart_values(image: dict, values: dict) -> dict:
+    """The docs' install values (gateway eg in envoy-gateway-system, the OIDC host, the image and
+    its digest, the registry's CA), then ``values``."""
+    return helm._merge({"gateway": {"name": GATEWAY, "namespace": GATEWAY_NS}, "hosts": [HOST],
+                        "image": {"url": image["url"], "sha256": image["sha256"],
+                                  "caCertificateRef": {"kind": "ConfigMap", "name": REGISTRY_CA}}}, values)
+
+
+def install_chart(kube: Kube, values: dict) -> str:
+    """`helm install kod charts/kube-oidc-discovery-envoy-gateway -n oidc --create-namespace`;
+    returns NOTES.txt as printed."""
+    helm.install(kube.kubeconfig, values=values, chart_dir=CHART, release=RELEASE, namespace=NAMESPACE)
+    return helm.notes(CHART, values, release=RELEASE, namespace=NAMESPACE)
+
+
+def run_notes_token_command(kube: Kube, notes: str) -> str:
+    """The NOTES' `kubectl -n ... create secret generic ... | kubectl apply -f -` run as printed,
+    by a shell (its `$(kubectl create token ...)` included), kubectl being v1.37.2's; returns the
+    Secret's name."""
+    m = re.search(r"^ *(kubectl -n \S+ create secret generic (\S+) \\\n.*?kubectl apply -f -)$", notes, re.S | re.M)
+    if not m:
+        raise AssertionError(f"no token command in NOTES.txt:\n{notes}")
+    env = dict(os.environ) | {"KUBECONFIG": str(kube.kubeconfig), "PATH": f"{kube.bin}:{os.environ.get('PATH', '')}"}
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", m.group(1)], env=env, capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode:
+        raise KubeError(f"the NOTES' token command: {r.stderr}")
+    return m.group(2)
+
+
+# ---------------------------------------------------------------------- the Gateway's Envoy
+OWNER_LABELS = {"gateway.envoyproxy.io/owning-gateway-name": GATEWAY,
+                "gateway.envoyproxy.io/owning-gateway-namespace": GATEWAY_NS}
+
+
+def _owned(kind_path: str, kube: Kube) -> list[dict]:
+    selector = ",".join(f"{k}={v}" for k, v in OWNER_LABELS.items())
+    return kube.get(f"{kind_path}?labelSelector={selector}")["items"]
+
+
+def envoy_deployment(kube: Kube) -> dict:
+    """The Deployment Envoy Gateway's Kubernetes infrastructure made for Gateway eg."""
+    path = f"/apis/apps/v1/namespaces/{GATEWAY_NS}/deployments"
+    return poll(lambda: (_owned(path, kube) or [None])[0], 60, interval=0.5, what="Envoy Gateway's Envoy Deployment")
+
+
+def envoy_service(kube: Kube) -> dict:
+    return poll(lambda: (_owned(f"/api/v1/namespaces/{GATEWAY_NS}/services", kube) or [None])[0], 60,
+                interval=0.5, what="Envoy Gateway's Envoy Service")
+
+
+class EnvoyPod:
+    """The Envoy Deployment's pod: scheduled (harness.kubelet), its `envoy` container run with
+    the container's command and args (Envoy Gateway's bootstrap) by the suite's Envoy 1.39.0, in a
+    network namespace of its own at ENVOY_POD_IP and a mount namespace where /certs (Secret
+    `envoy`) and /sds (the ConfigMap) are the volumes the kubelet wrote. Then what the deployment
+    controller and a load balancer would report: the Deployment's replicas available, the
+    Service's load-balancer address (the pod's), which Envoy Gateway reads into the Gateway's
+    Programmed condition and addresses. (Its shutdown-manager sidecar, which only delays Envoy's
+    exit for draining, is not run.)"""
+
+    def __init__(self, kube: Kube, workdir: Path):
+        self.kube, self.dir = kube, workdir
+        self.deployment = envoy_deployment(kube)
+        name = self.deployment["metadata"]["name"]
+        self.pod = kubelet.Pod(kube, GATEWAY_NS, name, workdir, container_name="envoy", ip=ENVOY_POD_IP)
+        self.ns: netns.PodNamespaces | None = None
+
+    def start(self) -> "EnvoyPod":
+        self.pod.schedule()
+        c = self.pod.container()
+        self.pod.mount_volumes(c)
+        self.ns = netns.PodNamespaces(self.dir / "pause", ip=ENVOY_POD_IP, gateway=ENVOY_POD_GATEWAY)
+        for m in c.get("volumeMounts", []):
+            self.ns.bind(self.pod.host_path(m["mountPath"]), m["mountPath"])
+        # the pod's resolv.conf, which the kubelet writes (cluster DNS, its search path): no DNS
+        # server here (the Services' names are in the hosts file), so a nameserver on the pod's
+        # loopback, which refuses at once; the machine's own is unreachable from the pod and
+        # Envoy's resolver would wait for it
+        self.pod.write_files({"/etc/resolv.conf": RESOLV_CONF.encode()})
+        self.ns.bind(self.pod.host_path("/etc/resolv.conf"), "/etc/resolv.conf")
+        self.pod.run(envoy_bin(), prefix=self.ns.prefix)
+        self._report_available()
+        return self
+
+    def _report_available(self) -> None:
+        name = self.deployment["metadata"]["name"]
+        self._status(f"/apis/apps/v1/namespaces/{GATEWAY_NS}/deployments/{name}/status", {
+            "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+            "observedGeneration": self.deployment["metadata"]["generation"]})
+        svc = envoy_service(self.kube)
+        if svc["spec"].get("type") == "LoadBalancer":
+            self._status(f"/api/v1/namespaces/{GATEWAY_NS}/services/{svc['metadata']['name']}/status",
+                         {"loadBalancer": {"ingress": [{"ip": ENVOY_POD_IP, "ipMode": "VIP"}]}})
+
+    def _status(self, path: str, status: dict) -> None:
+        code, _, body = self.kube.request("PATCH", path, admin=True,
+                                          headers={"Content-Type": "application/merge-patch+json"},
+                                          body=json.dumps({"status": status}).encode())
+        if code != 200:
+            raise KubeError(f"PATCH {path}: {code} {body[:300]!r}")
+
+    def admin(self, path: str, method: str = "GET") -> str:
+        """Envoy's admin API, on 127.0.0.1 of the pod's network (entered by nsenter)."""
+        assert self.ns is not None
+        r = subprocess.run(["nsenter", "-t", str(self.ns.pid), "-n", "curl", "-sf", "-X", method,
+                            f"http://127.0.0.1:{ENVOY_ADMIN}{path}"], capture_output=True, text=True, timeout=10)
+        if r.returncode:
+            raise RuntimeError(f"{method} {path}: curl exit {r.returncode} {r.stderr}")
+        return r.stdout
+
+    def log_text(self) -> str:
+        return self.pod.log_text()
+
+    def filter_callbacks(self) -> int:
+        """How often the filter's stream callback has run (Envoy's Wasm trace log, as
+        tests/e2e/test_other_hosts.py counts it; trace_wasm() turns it on)."""
+        return len(STREAM_CALLBACK.findall(self.log_text()))
+
+    @contextmanager
+    def trace_wasm(self):
+        self.admin("/logging?wasm=trace", "POST")
+        try:
+            yield
+        finally:
+            self.admin("/logging?wasm=warning", "POST")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.pod.log_tail(lines)
+
+    def stop(self) -> None:
+        if self.pod.proc is not None:
+            child.stop(self.pod.proc, 5)
+            self.pod.proc = None
+        if self.ns is not None:
+            self.ns.stop()
+            self.ns = None
+
+
+def status_of(get: Callable[..., client.Response], path: str, **kw) -> int:
+    """The gateway's status for ``path``; 0 while nothing listens (no listener yet)."""
+    try:
+        return get(path, **kw).status
+    except OSError:
+        return 0
+
+
+def getter(ca: Path) -> Callable[..., client.Response]:
+    """GET on the Gateway's HTTPS listener at the Envoy pod (path, host=HOST, ...), trusting the
+    Gateway certificate's CA ``ca``."""
+    return lambda path, host=HOST, **kw: client.get(ENVOY_HTTPS, path, host=host, tls_ca=str(ca),
+                                                    address=ENVOY_POD_IP, **kw)
+
+
+def start_envoy(kube: Kube, workdir: Path, ca: Path, eg: control.EnvoyGateway,
+                ready: Callable[[int], bool] = lambda status: status == 200,
+                ready_path: str = DISCOVERY) -> tuple[EnvoyPod, Callable[..., client.Response]]:
+    """The Envoy pod run, and a wait until the OIDC host's ``ready_path`` answers a status that
+    ``ready`` accepts. Returns the pod and the getter."""
+    pod = EnvoyPod(kube, workdir).start()
+    get = getter(ca)
+    try:
+        poll(lambda: ready(status_of(get, ready_path)), 90, interval=0.5, what="the Gateway answering the OIDC host")
+    except AssertionError as e:
+        pod.stop()
+        raise AssertionError(f"{e}\n--- envoy\n{pod.log_tail(60)}\n--- envoy-gateway\n"
+                             + "\n".join(eg.log_text().splitlines()[-60:])) from None
+    return pod, get
+
+
+def install(kube: Kube, workdir: Path, eg: control.EnvoyGateway, image: dict, registry_ca_file: Path,
+            backend, values: dict) -> tuple[EnvoyPod, Callable[..., client.Response]]:
+    """The whole user's install, in the docs' order: Gateway, an application on it, the registry's
+    CA, `helm install` of the chart with chart_values(image, ``values``), the NOTES' token
+    command; then the Envoy pod (start_envoy). The caller stops the pod."""
+    ca = create_gateway(kube, workdir)
+    user_app(kube, backend.port)
+    registry_ca(kube, registry_ca_file)
+    notes = install_chart(kube, chart_values(image, values))
+    if helm._merge({"token": {"mode": "inject"}}, values)["token"]["mode"] == "inject":
+        run_notes_token_command(kube, notes)
+    return start_envoy(kube, workdir, ca, eg)
+
+
+# ---------------------------------------------------------------------- reading back
+def conditions(obj: dict) -> dict[str, tuple[str, str]]:
+    """An object's top-level conditions: type -> (status, reason)."""
+    return {c["type"]: (c["status"], c["reason"]) for c in obj.get("status", {}).get("conditions", [])}
+
+
+def ancestor_conditions(obj: dict) -> dict[str, tuple[str, str]]:
+    """The conditions of a route's (status.parents) or policy's (status.ancestors) only entry
+    written by Envoy Gateway's controller."""
+    st = obj.get("status", {})
+    entries = [e for e in st.get("parents", []) + st.get("ancestors", [])
+               if e.get("controllerName") == "gateway.envoyproxy.io/gatewayclass-controller"]
+    assert len(entries) == 1, json.dumps(st, indent=1)
+    return {c["type"]: (c["status"], c["reason"]) for c in entries[0]["conditions"]}
+
+
+def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: str = TOKEN_USER) -> None:
+    """Both documents answered 200, the JWKS byte for byte that API server's; and its audit log:
+    what the gateway asked for with ``user``'s credential, both documents, each answered 200."""
+    for path in DOCS:
+        r = get(path)
+        assert r.status == 200, (path, r.status, r.body[:300])
+    assert get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
+    asked = {r for r in audit.document_requests(kube.dir) if r[0] == user}
+    assert asked == {(user, path, 200) for path in DOCS}

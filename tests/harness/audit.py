@@ -1,0 +1,35 @@
+"""The API server's audit log of the two documents: who asked for which, answered what (the
+install tiers, tests/istioreal and tests/envoygatewayreal, start their kube-apiserver with
+audit_args)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .constants import DOCS
+
+# the API server's audit policy: the two document paths only, as metadata (who asked for what)
+AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata", "nonResourceURLs": list(DOCS)}, {"level": "None"}]}
+
+
+def audit_args(workdir: Path) -> list[str]:
+    """kube-apiserver flags auditing every request for the two documents into
+    ``workdir``/audit.log (the log backend's default mode, blocking: an answered request is
+    logged)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "audit-policy.json").write_text(json.dumps(AUDIT_POLICY))
+    return ["--audit-policy-file", str(workdir / "audit-policy.json"), "--audit-log-path", str(workdir / "audit.log")]
+
+
+def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
+    """(user, path, status) of every request for a document that reached the API server, in
+    order, from the audit log audit_args writes (user "" when the credential was refused)."""
+    p = workdir / "audit.log"
+    last: dict[str, dict] = {}  # a request's last stage (a refused credential's: ResponseStarted)
+    for line in p.read_text().splitlines() if p.exists() else []:
+        e = json.loads(line)
+        last[e["auditID"]] = e
+    return [(e.get("user", {}).get("username", ""), e["requestURI"], e.get("responseStatus", {}).get("code", 0))
+            for e in last.values()]
