@@ -10,6 +10,7 @@ Importable (stable; the chart tests and the Istio e2e tests use it, tools/ on th
         over values.yaml like `helm install -f`. Raises helm_python.HelmError (HelmValuesError for
         a values.schema.json violation, naming the field) before rendering anything.
     notes(chart_dir=CHART, values=None, *, release=..., namespace=...) -> str   NOTES.txt
+    merged_values(chart_dir=CHART, values=None) -> dict   values.yaml with `values` over it
     install(kubeconfig, values=None, *, chart_dir=CHART, release=..., namespace=...) -> dict
         `helm install` into a real API server (tests/istioreal)
     lint(chart_dir=CHART, values=None) -> list[str]   strict lint findings; [] when clean
@@ -36,6 +37,11 @@ def _merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def merged_values(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None) -> dict:
+    """The values a template sees: values.yaml with ``values`` merged over it."""
+    return helm.Chart.load(str(chart_dir)).merge_values(values or {})
 
 
 def render_files(chart_dir: Path | str = CHART, values: dict[str, Any] | None = None, *,

@@ -31,8 +31,13 @@ NAMESPACE = "oidc"  # the docs' `helm install kod ... -n oidc`
 RELEASE = "kod"
 FULLNAME = f"{RELEASE}-kube-oidc-discovery-envoy-gateway"
 ROUTE = FULLNAME
-# the account the NOTES' token is for: what the API server's audit log names
-TOKEN_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
+# the account whose token the filter's calls carry, as the API server's audit log names it: token
+# mode projected (the default), the Envoy pods' account the chart's EnvoyProxy names; inject, the
+# chart's dedicated account the NOTES' token is for
+ENVOY_ACCOUNT = f"{FULLNAME}-envoy"
+TOKEN_USER = f"system:serviceaccount:{control.NAMESPACE}:{ENVOY_ACCOUNT}"
+INJECT_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
+TOKEN_VOLUME = "kube-oidc-discovery-token"  # the chart's EnvoyProxy's volume
 GATEWAY_CLASS = GATEWAY = "eg"  # Envoy Gateway's quickstart names; the docs' gateway.name=eg
 GATEWAY_NS = control.NAMESPACE  # the docs' gateway.namespace=envoy-gateway-system
 CREDENTIAL = "eg-https"  # the Gateway listener's certificate
@@ -92,17 +97,23 @@ def user_app(kube: Kube, backend_port: int) -> None:
 
 def registry_ca(kube: Kube, ca: Path) -> None:
     """`kubectl -n oidc create configmap registry-ca --from-file=ca.crt=...` (the docs' private
-    registry step; the namespace first, as the ConfigMap's comes before the chart's install)."""
+    registry step; the namespace first, as the ConfigMap's comes before the chart's install, and
+    its kube-root-ca.crt, which the controller-manager writes into every namespace: the
+    BackendTLSPolicy's CA)."""
     kube.create_namespace(NAMESPACE)
+    kubelet.publish_root_ca(kube, NAMESPACE)
     r = kube.kubectl("-n", NAMESPACE, "create", "configmap", REGISTRY_CA, f"--from-file=ca.crt={ca}")
     if r.returncode:
         raise KubeError(r.stderr)
 
 
-def chart_values(image: dict, values: dict) -> dict:
+def chart_values(kube: Kube, image: dict, values: dict) -> dict:
     """The docs' install values (gateway eg in envoy-gateway-system, the OIDC host, the image and
-    its digest, the registry's CA), then ``values``."""
+    its digest, the registry's CA), then ``values``. And apiServer.port, the API server's own: its
+    Backend's name, kubernetes.default.svc.cluster.local, resolves to the API server itself here,
+    where no kube-proxy turns the Service's 443 into its port."""
     return helm._merge({"gateway": {"name": GATEWAY, "namespace": GATEWAY_NS}, "hosts": [HOST],
+                        "apiServer": {"port": kube.port},
                         "image": {"url": image["url"], "sha256": image["sha256"],
                                   "caCertificateRef": {"kind": "ConfigMap", "name": REGISTRY_CA}}}, values)
 
@@ -129,6 +140,20 @@ def run_notes_token_command(kube: Kube, notes: str) -> str:
     return m.group(2)
 
 
+def apply_notes_gateway_patch(kube: Kube, notes: str) -> str:
+    """The NOTES' `kubectl -n NS patch gateway NAME --type merge -p '...'` (token mode
+    projected: the Gateway names the chart's EnvoyProxy), run as printed; returns the Gateway's
+    name."""
+    m = re.search(r"kubectl -n (\S+) patch gateway (\S+) --type merge -p '(.*?)'", notes)
+    if not m:
+        raise AssertionError(f"no Gateway patch in NOTES.txt:\n{notes}")
+    ns, name, patch = m.groups()
+    r = kube.kubectl("-n", ns, "patch", "gateway", name, "--type", "merge", "-p", patch)
+    if r.returncode:
+        raise KubeError(f"the NOTES' Gateway patch: {r.stderr}")
+    return name
+
+
 # ---------------------------------------------------------------------- the Gateway's Envoy
 OWNER_LABELS = {"gateway.envoyproxy.io/owning-gateway-name": GATEWAY,
                 "gateway.envoyproxy.io/owning-gateway-namespace": GATEWAY_NS}
@@ -139,10 +164,16 @@ def _owned(kind_path: str, kube: Kube) -> list[dict]:
     return kube.get(f"{kind_path}?labelSelector={selector}")["items"]
 
 
-def envoy_deployment(kube: Kube) -> dict:
-    """The Deployment Envoy Gateway's Kubernetes infrastructure made for Gateway eg."""
+def envoy_deployment(kube: Kube, volume: str | None = None) -> dict:
+    """The Deployment Envoy Gateway's Kubernetes infrastructure made for Gateway eg (with
+    ``volume`` in its pod template, once Envoy Gateway has applied an EnvoyProxy that adds it)."""
     path = f"/apis/apps/v1/namespaces/{GATEWAY_NS}/deployments"
-    return poll(lambda: (_owned(path, kube) or [None])[0], 60, interval=0.5, what="Envoy Gateway's Envoy Deployment")
+
+    def ready():
+        dep = (_owned(path, kube) or [None])[0]
+        vols = [v["name"] for v in (dep or {}).get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])]
+        return dep if dep and (volume is None or volume in vols) else None
+    return poll(ready, 60, interval=0.5, what=f"Envoy Gateway's Envoy Deployment{' with ' + volume if volume else ''}")
 
 
 def envoy_service(kube: Kube) -> dict:
@@ -160,9 +191,9 @@ class EnvoyPod:
     Programmed condition and addresses. (Its shutdown-manager sidecar, which only delays Envoy's
     exit for draining, is not run.)"""
 
-    def __init__(self, kube: Kube, workdir: Path):
+    def __init__(self, kube: Kube, workdir: Path, volume: str | None = None):
         self.kube, self.dir = kube, workdir
-        self.deployment = envoy_deployment(kube)
+        self.deployment = envoy_deployment(kube, volume)
         name = self.deployment["metadata"]["name"]
         self.pod = kubelet.Pod(kube, GATEWAY_NS, name, workdir, container_name="envoy", ip=ENVOY_POD_IP)
         self.ns: netns.PodNamespaces | None = None
@@ -255,10 +286,11 @@ def getter(ca: Path) -> Callable[..., client.Response]:
 
 def start_envoy(kube: Kube, workdir: Path, ca: Path, eg: control.EnvoyGateway,
                 ready: Callable[[int], bool] = lambda status: status == 200,
-                ready_path: str = DISCOVERY) -> tuple[EnvoyPod, Callable[..., client.Response]]:
-    """The Envoy pod run, and a wait until the OIDC host's ``ready_path`` answers a status that
-    ``ready`` accepts. Returns the pod and the getter."""
-    pod = EnvoyPod(kube, workdir).start()
+                ready_path: str = DISCOVERY, volume: str | None = None) -> tuple[EnvoyPod, Callable[..., client.Response]]:
+    """The Envoy pod run (from the Deployment once it has ``volume``), and a wait until the
+    OIDC host's ``ready_path`` answers a status that ``ready`` accepts. Returns the pod and the
+    getter."""
+    pod = EnvoyPod(kube, workdir, volume).start()
     get = getter(ca)
     try:
         poll(lambda: ready(status_of(get, ready_path)), 90, interval=0.5, what="the Gateway answering the OIDC host")
@@ -272,15 +304,20 @@ def start_envoy(kube: Kube, workdir: Path, ca: Path, eg: control.EnvoyGateway,
 def install(kube: Kube, workdir: Path, eg: control.EnvoyGateway, image: dict, registry_ca_file: Path,
             backend, values: dict) -> tuple[EnvoyPod, Callable[..., client.Response]]:
     """The whole user's install, in the docs' order: Gateway, an application on it, the registry's
-    CA, `helm install` of the chart with chart_values(image, ``values``), the NOTES' token
-    command; then the Envoy pod (start_envoy). The caller stops the pod."""
+    CA, `helm install` of the chart with chart_values(``values``), the NOTES' step of the token
+    mode (projected: the Gateway patch naming the chart's EnvoyProxy; inject: the token command);
+    then the Envoy pod (start_envoy). The caller stops the pod."""
     ca = create_gateway(kube, workdir)
     user_app(kube, backend.port)
     registry_ca(kube, registry_ca_file)
-    notes = install_chart(kube, chart_values(image, values))
-    if helm._merge({"token": {"mode": "inject"}}, values)["token"]["mode"] == "inject":
+    vals = chart_values(kube, image, values)
+    notes = install_chart(kube, vals)
+    mode = helm.merged_values(CHART, vals)["token"]["mode"]
+    if mode == "projected":
+        apply_notes_gateway_patch(kube, notes)
+    elif mode == "inject":
         run_notes_token_command(kube, notes)
-    return start_envoy(kube, workdir, ca, eg)
+    return start_envoy(kube, workdir, ca, eg, volume=TOKEN_VOLUME if mode == "projected" else None)
 
 
 # ---------------------------------------------------------------------- reading back

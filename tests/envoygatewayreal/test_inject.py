@@ -1,7 +1,8 @@
-"""The chart's default install on Envoy Gateway's Kubernetes provider, as docs/envoy-gateway.md
-says: `helm install` into the real API server, the token Secret from the NOTES' command (token
-mode inject), and the Envoy that Envoy Gateway deployed for the Gateway serving the documents
-from the real API server; every status read back from the API server."""
+"""Token mode inject on Envoy Gateway's Kubernetes provider, as docs/envoy-gateway.md says: `helm
+install` into the real API server, the token Secret from the NOTES' command, and the Envoy that
+Envoy Gateway deployed for the Gateway serving the documents from the real API server with the
+chart's dedicated account; every status read back from the API server. (The default, projected:
+test_projected.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from harness import audit
 from harness.checks import poll
 from harness.constants import DOCS, JWKS, NOT_FOUND_PATH, OTHER_HOST
 
+VALUES = {"token": {"mode": "inject"}}
 ACCEPTED = ("True", "Accepted")
 RESOLVED = ("True", "ResolvedRefs")
 
@@ -42,14 +44,16 @@ def test_the_extension_policy_is_accepted(gateway, cluster):
 
 def test_the_backend_tls_policy_is_accepted_with_its_ca_resolved(gateway, cluster):
     kube, _ = cluster
-    (pol,) = kube.get("/apis/gateway.networking.k8s.io/v1/namespaces/default/backendtlspolicies")["items"]
+    # on the chart's Backend, in the release's namespace: nothing in `default`
+    assert not kube.get("/apis/gateway.networking.k8s.io/v1/namespaces/default/backendtlspolicies")["items"]
+    pol = kube.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{install.NAMESPACE}/backendtlspolicies/{install.FULLNAME}")
     conds = ancestor_conditions(pol)
     assert conds["Accepted"] == ACCEPTED and conds["ResolvedRefs"] == RESOLVED, conds
 
 
 def test_both_documents_are_served_from_the_real_api_server_with_the_charts_account(gateway, cluster):
     _, get = gateway
-    install.assert_served_from(cluster[0], get)
+    install.assert_served_from(cluster[0], get, install.INJECT_USER)
 
 
 def test_other_paths_of_the_oidc_host_are_envoy_gateways_404_and_never_enter_the_filter(gateway, cluster):

@@ -33,3 +33,16 @@ def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
         last[e["auditID"]] = e
     return [(e.get("user", {}).get("username", ""), e["requestURI"], e.get("responseStatus", {}).get("code", 0))
             for e in last.values()]
+
+
+def document_credentials(workdir: Path) -> list[str]:
+    """The credential ids (`JTI=<jti>` of a bound service-account token: user.extra
+    authentication.kubernetes.io/credential-id) of every request for a document the API server
+    authenticated, in order."""
+    p = workdir / "audit.log"
+    last: dict[str, dict] = {}
+    for line in p.read_text().splitlines() if p.exists() else []:
+        e = json.loads(line)
+        last[e["auditID"]] = e
+    return [cid for e in last.values()
+            for cid in e.get("user", {}).get("extra", {}).get("authentication.kubernetes.io/credential-id", [])]
