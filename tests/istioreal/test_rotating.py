@@ -1,7 +1,8 @@
-"""Token mode rotating as a user installs it (classic mode): the NOTES' patch mounts the token
-Secret and the SDS ConfigMap on the gateway; Envoy's credential_injector adds the token to the
-filter's calls, and a re-issued token (its Secret and account deleted, `helm upgrade` re-creating
-them; the kubelet swaps the volume's ..data) reaches Envoy without a restart."""
+"""Token mode rotating as a user installs it, in classic and in Gateway API mode: the NOTES'
+patch mounts the token Secret and the SDS ConfigMap on the gateway; Envoy's credential_injector
+adds the token to the filter's calls, and a re-issued token (its Secret and account deleted,
+`helm upgrade` re-creating them; the kubelet swaps the volume's ..data) reaches Envoy without a
+restart."""
 
 from __future__ import annotations
 
@@ -17,14 +18,19 @@ TOKEN_VOLUME = "kod-token"
 TOKEN_ACCOUNT = "kod-kube-oidc-discovery"
 
 
+@pytest.fixture(scope="module", params=install.MODES)
+def mode(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def gateway(cluster, tmp_path_factory, image, backend):
+def gateway(mode, cluster, tmp_path_factory, image, backend):
     kube, _ = cluster
-    d = tmp_path_factory.mktemp("rotating")
+    d = tmp_path_factory.mktemp(f"rotating-{mode}")
     # the mounts at paths of this machine (Envoy reads them as the container would)
     values = {"token": {"mode": "rotating", "mountPath": str(d / "kod-token"), "sdsMountPath": str(d / "kod-token-sds")},
               "plugin": {"refreshIntervalS": 5}}
-    pod, get = install.classic_gateway(kube, d, image, backend, values)
+    pod, get = install.gateway(mode, kube, d, image, backend, values)
     yield pod, get, values
     pod.stop()
 
@@ -41,7 +47,7 @@ def test_both_documents_are_served_with_the_mounted_token_and_none_in_the_enviro
     install.assert_served_from(kube, get)
 
 
-def test_a_reissued_token_reaches_envoy_without_a_restart(gateway, cluster, image):
+def test_a_reissued_token_reaches_envoy_without_a_restart(gateway, cluster, image, mode):
     pod, get, values = gateway
     kube, _ = cluster
     processes = pod.processes()
@@ -55,7 +61,7 @@ def test_a_reissued_token_reaches_envoy_without_a_restart(gateway, cluster, imag
     assert r.returncode == 0, r.stderr
     # the next refresh carries the old token, which the API server now refuses
     poll(lambda: ("", JWKS, 401) in control.document_requests(kube.dir), 15, what="the old token refused")
-    helm.upgrade(kube.kubeconfig, values=install.chart_values(kube, image, install.classic_values(values)))
+    helm.upgrade(kube.kubeconfig, values=install.chart_values(kube, image, install.mode_values(mode, values)))
     new = poll(lambda: _secret_token(kube), 30, what="the token controller's new token")
     assert new != old
     pod.sync_volume(TOKEN_VOLUME)  # the kubelet's ..data swap
