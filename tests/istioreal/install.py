@@ -87,6 +87,20 @@ def apply_notes_patch(kube: Kube, notes: str) -> str:
     return name
 
 
+def reissue_steps(notes: str) -> tuple[list[list[str]], tuple[str, str]]:
+    """The steps NOTES.txt prints to re-issue this cluster's rotating token: the arguments of its
+    `kubectl -n NS delete KIND NAME` lines, in order, and the namespace and release of the
+    `helm -n NS upgrade RELEASE <chart> --reuse-values` line after them (the caller upgrades with
+    the chart and values it installed)."""
+    m = re.search(r"A re-issued token in a mounted Secret reaches Envoy without a restart\. This cluster's:"
+                  r".*?\n\n((?:   kubectl -n \S+ delete \S+ \S+\n)+)   helm -n (\S+) upgrade (\S+) <chart> --reuse-values\n",
+                  notes, re.S)
+    if not m:
+        raise AssertionError(f"no steps to re-issue the token in NOTES.txt:\n{notes}")
+    deletes = [line.split()[1:] for line in m.group(1).splitlines()]
+    return deletes, (m.group(2), m.group(3))
+
+
 def bootstrap_template() -> bytes:
     """What istio-proxy's image holds at /var/lib/istio/envoy/envoy_bootstrap_tmpl.json."""
     return (control.module_dir("istio.io/istio") / "tools" / "packaging" / "common" / "envoy_bootstrap.json").read_bytes()
