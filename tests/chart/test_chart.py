@@ -669,6 +669,34 @@ def test_notes_patch_the_gateway_with_the_rendered_names(variant):
         _sds_source(one(helm.render(values=values), "EnvoyFilter", "-credential"))["watched_directory"]["path"]
 
 
+def _reissue_steps(text: str) -> list[str]:
+    """The `kubectl -n NS delete ...` and `helm -n NS upgrade ...` lines of a text."""
+    import re
+    return re.findall(r"^ *(kubectl -n \S+ delete .*|helm -n \S+ upgrade .*)$", text, re.M)
+
+
+@pytest.mark.parametrize("variant", ["rotating", "helm-guide", "issuers", "gateway-api-issuers"])
+def test_notes_reissue_the_rotating_token_with_a_new_account_not_just_a_new_secret(variant):
+    """A legacy token's claims are the account's name and UID and the Secret's name only, and RS256
+    is deterministic: a Secret re-created alone gets the same token back. So the NOTES delete the
+    account too; Helm re-creates both, and the binding (by name) binds the new account
+    (tests/istioreal/test_rotating.py runs these lines)."""
+    values = VARIANTS[variant]
+    objs = by_kind(helm.render(values=values))
+    (secret,), (account,), (binding,) = objs["Secret"], objs["ServiceAccount"], objs["ClusterRoleBinding"]
+    name, ns = account["metadata"]["name"], helm.NAMESPACE
+    assert secret["metadata"]["annotations"]["kubernetes.io/service-account.name"] == name
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+    assert _reissue_steps(helm.notes(values=values)) == [
+        f"kubectl -n {ns} delete secret {secret['metadata']['name']}",
+        f"kubectl -n {ns} delete serviceaccount {name}",
+        f"helm -n {ns} upgrade {helm.RELEASE} <chart> --reuse-values"]
+
+
+def test_notes_of_static_mode_reissue_nothing():
+    assert _reissue_steps(helm.notes()) == []
+
+
 def injected_credential(patch: dict) -> dict:
     """The SDS credential (name, sds_config) the credential_injector of a `-credential` patch reads."""
     opts = patch["patch"]["value"]["typed_extension_protocol_options"]
@@ -727,6 +755,13 @@ def test_readme_static_mode_snippets_match_the_notes_and_the_rendered_secret():
                                       "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}}]
     readme_patch = _notes_patch(text.split("### static", 1)[1])
     assert readme_patch == _notes_patch(helm.notes())
+
+
+def test_readme_reissue_steps_of_rotating_mode_are_the_notes():
+    text = README.read_text().split("### rotating", 1)[1].split("\n### ", 1)[0]
+    steps = _reissue_steps(text)
+    assert len(steps) == 3
+    assert steps == _reissue_steps(helm.notes(values=VARIANTS["rotating"]))
 
 
 def test_schema_ranges_and_defaults_are_the_filters_own():

@@ -48,8 +48,16 @@ def node(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster(request, tmp_path_factory, pki):
-    """A fresh cluster per test module: the real API server (admission webhooks reached through
+def mode():
+    """The gateway's mode of a module's install (install.gateway): classic, unless the module
+    parametrizes a `mode` of its own over install.MODES, and then each mode gets a cluster of its
+    own (cluster depends on it)."""
+    return "classic"
+
+
+@pytest.fixture(scope="module")
+def cluster(request, mode, tmp_path_factory, pki):
+    """A fresh cluster per test module and mode: the real API server (admission webhooks reached through
     their Service's endpoints, --enable-aggregator-routing), the Gateway API CRDs, Istio's base
     chart, istiod's chart and istiod itself behind its Service, its validation fail-closed; Service default/kubernetes's endpoints (this API server on
     127.0.0.1; the harness runs no endpoint reconciler); every request for a document audited

@@ -1,8 +1,9 @@
 """A cluster as this project's users have it, then the chart installed into it with Helm: the real
 kube-apiserver (harness.kube) with Istio's control plane (control.py), the endpoints the
-controller-manager would publish (harness/kubelet.py), a classic ingress gateway installed with Istio's
-own gateway chart, and kube-oidc-discovery's chart with `helm install` (tools/helm.py), then the
-NOTES' token patch applied with kubectl as the NOTES print it."""
+controller-manager would publish (harness/kubelet.py), the gateway (classic mode: Istio's own gateway
+chart; Gateway API mode: Gateway `public`, whose Deployment istiod's controller creates), and
+kube-oidc-discovery's chart with `helm install` (tools/helm.py), then the NOTES' token patch
+applied with kubectl as the NOTES print it."""
 
 from __future__ import annotations
 
@@ -84,6 +85,20 @@ def apply_notes_patch(kube: Kube, notes: str) -> str:
     if r.returncode:
         raise KubeError(f"the NOTES patch: {r.stderr}")
     return name
+
+
+def reissue_steps(notes: str) -> tuple[list[list[str]], tuple[str, str]]:
+    """The steps NOTES.txt prints to re-issue this cluster's rotating token: the arguments of its
+    `kubectl -n NS delete KIND NAME` lines, in order, and the namespace and release of the
+    `helm -n NS upgrade RELEASE <chart> --reuse-values` line after them (the caller upgrades with
+    the chart and values it installed)."""
+    m = re.search(r"A re-issued token in a mounted Secret reaches Envoy without a restart\. This cluster's:"
+                  r".*?\n\n((?:   kubectl -n \S+ delete \S+ \S+\n)+)   helm -n (\S+) upgrade (\S+) <chart> --reuse-values\n",
+                  notes, re.S)
+    if not m:
+        raise AssertionError(f"no steps to re-issue the token in NOTES.txt:\n{notes}")
+    deletes = [line.split()[1:] for line in m.group(1).splitlines()]
+    return deletes, (m.group(2), m.group(3))
 
 
 def bootstrap_template() -> bytes:
@@ -210,11 +225,6 @@ def unpullable(image):
     return type(image)(image.registry, image.url, "0" * 64)
 
 
-def classic_values(values: dict) -> dict:
-    """Classic mode with a Gateway of the chart's own, then ``values``."""
-    return helm._merge({"publicGateway": {"create": True}}, values)
-
-
 def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
                     ready: Callable[[int], bool] = lambda status: status == 200, ready_path: str = DISCOVERY,
                     before_pod: Callable[[str], None] = lambda notes: None):
@@ -225,7 +235,7 @@ def classic_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
     ca = tls_secret(kube, workdir)
     install_classic_gateway(kube)
     user_app(kube, backend.port)
-    notes = install_chart(kube, chart_values(kube, image, classic_values(values)))
+    notes = install_chart(kube, chart_values(kube, image, mode_values("classic", values)))
     before_pod(notes)
     return _serve(kube, notes, workdir, ca, ready, ready_path)
 
@@ -252,14 +262,36 @@ def create_gateway_api_gateway(kube: Kube) -> None:
 
 
 def gateway_api_gateway(kube: Kube, workdir: Path, image, backend, values: dict,
-                        ready: Callable[[int], bool] = lambda status: status == 200):
+                        ready: Callable[[int], bool] = lambda status: status == 200, ready_path: str = DISCOVERY,
+                        before_pod: Callable[[str], None] = lambda notes: None):
     """Gateway API mode installed as a user installs it: the TLS Secret, Gateway `public`
     (istiod's controller creates its Deployment), a user's application, `helm install` of the chart with
-    gateway.targetRefs and gateway.deploymentName public-istio and ``values``, then _serve: the
-    NOTES' token patch on istiod's Deployment, its pod run from the patched spec."""
+    gateway.targetRefs and gateway.deploymentName public-istio and ``values``, ``before_pod(notes)``
+    (the NOTES' steps before the patch), then _serve: the NOTES' token patch on istiod's
+    Deployment, its pod run from the patched spec. The caller stops the pod."""
     ca = tls_secret(kube, workdir)
     create_gateway_api_gateway(kube)
     user_app(kube, backend.port, gateway_api=True)
-    notes = install_chart(kube, chart_values(kube, image, helm._merge(
-        {"gateway": {"targetRefs": GATEWAY_API_REFS, "deploymentName": GATEWAY_API_DEPLOYMENT}}, values)))
-    return _serve(kube, notes, workdir, ca, ready)
+    notes = install_chart(kube, chart_values(kube, image, mode_values("gateway_api", values)))
+    before_pod(notes)
+    return _serve(kube, notes, workdir, ca, ready, ready_path)
+
+
+MODES = ("classic", "gateway_api")  # the params of a module's `mode` fixture (conftest.py)
+
+
+def mode_values(mode: str, values: dict) -> dict:
+    """The chart's values that select ``mode``, then ``values``: classic mode, a Gateway of the
+    chart's own; Gateway API mode, gateway.targetRefs (Gateway `public`) and gateway.deploymentName
+    (the Deployment istiod's controller creates for it). What `helm upgrade` must be given again."""
+    return helm._merge({"classic": {"publicGateway": {"create": True}},
+                        "gateway_api": {"gateway": {"targetRefs": GATEWAY_API_REFS,
+                                                    "deploymentName": GATEWAY_API_DEPLOYMENT}}}[mode], values)
+
+
+def gateway(mode: str, kube: Kube, workdir: Path, image, backend, values: dict, **kw):
+    """``mode``'s gateway installed as a user installs it (classic_gateway, gateway_api_gateway;
+    ``kw``: their ready, ready_path, before_pod). Returns the pod and a GET on it; the caller stops
+    the pod."""
+    install_mode = {"classic": classic_gateway, "gateway_api": gateway_api_gateway}[mode]
+    return install_mode(kube, workdir, image, backend, values, **kw)

@@ -1,8 +1,9 @@
-"""The `issuers` form as a user installs it (classic mode, static tokens): this cluster's issuer
-and another cluster's, each at its path on oidc.example.com. The other cluster is a second real
-kube-apiserver (its own CA, certificate name and --service-account-issuer) with a discovery-only
-account; its CA and token go into the Secrets whose `kubectl create secret` lines NOTES.txt
-prints, and the gateway serves each issuer's documents from its own API server."""
+"""The `issuers` form as a user installs it (static tokens), in classic and in Gateway API mode
+(there the chart's HTTPRoute on Gateway `public`'s listener for oidc.example.com): this cluster's
+issuer and another cluster's, each at its path on oidc.example.com. The other cluster is a second
+real kube-apiserver (its own CA, certificate name and --service-account-issuer) with a
+discovery-only account; its CA and token go into the Secrets whose `kubectl create secret` lines
+NOTES.txt prints, and the gateway serves each issuer's documents from its own API server."""
 
 from __future__ import annotations
 
@@ -21,11 +22,17 @@ REMOTE_NS, REMOTE_ACCOUNT = "kube-oidc-discovery", "discovery"
 REMOTE_USER = f"system:serviceaccount:{REMOTE_NS}:{REMOTE_ACCOUNT}"
 
 
+@pytest.fixture(scope="module", params=install.MODES)
+def mode(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def remote(tmp_path_factory):
+def remote(mode, tmp_path_factory):
     """Cluster prod: a real API server at 127.0.0.1 whose certificate names api.prod.example.internal
-    only, its documents readable by account discovery (the chart README's steps there)."""
-    d = tmp_path_factory.mktemp("prod")
+    only, its documents readable by account discovery (the chart README's steps there). One per
+    mode, as the cluster: its audit log holds that mode's requests only."""
+    d = tmp_path_factory.mktemp(f"prod-{mode}")
     pki = pkimod.generate(d / "pki", [REMOTE_HOST])
     with Kube(d / "kube", pki, issuer=PROD_ISSUER, apiserver_args=audit.audit_args(d / "kube")) as kube:
         kube.create_service_account(REMOTE_NS, REMOTE_ACCOUNT)
@@ -39,7 +46,7 @@ def remote(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gateway(cluster, remote, tmp_path_factory, image, backend):
+def gateway(mode, cluster, remote, tmp_path_factory, image, backend):
     kube, _ = cluster
     prod, files = remote
     values = {"issuers": [
@@ -47,8 +54,8 @@ def gateway(cluster, remote, tmp_path_factory, image, backend):
         {"name": "prod", "issuer": PROD_ISSUER,
          "apiServer": {"host": REMOTE_HOST, "port": prod.port, "addresses": ["127.0.0.1"]}}]}
     made = []
-    pod, get = install.classic_gateway(
-        kube, tmp_path_factory.mktemp("issuers"), image, backend, values,
+    pod, get = install.gateway(
+        mode, kube, tmp_path_factory.mktemp(f"issuers-{mode}"), image, backend, values,
         ready_path=_path(ISSUER, DISCOVERY),
         before_pod=lambda notes: made.extend(install.create_remote_secrets(kube, notes, files)))
     assert len(made) == 2  # the CA's and the token's

@@ -1,7 +1,10 @@
-"""Token mode rotating as a user installs it (classic mode): the NOTES' patch mounts the token
-Secret and the SDS ConfigMap on the gateway; Envoy's credential_injector adds the token to the
-filter's calls, and a re-issued token (its Secret and account deleted, `helm upgrade` re-creating
-them; the kubelet swaps the volume's ..data) reaches Envoy without a restart."""
+"""Token mode rotating as a user installs it, in classic and in Gateway API mode: the NOTES'
+patch mounts the token Secret and the SDS ConfigMap on the gateway; Envoy's credential_injector
+adds the token to the filter's calls, and a token re-issued with the steps NOTES.txt prints, run
+as printed (its Secret and account deleted, `helm upgrade` re-creating them; the kubelet swaps
+the volume's ..data), reaches Envoy without a restart. The cluster's default binding of the
+discovery role to every service account is removed first, so the chart's ClusterRoleBinding is
+what lets the old and the new account read the documents."""
 
 from __future__ import annotations
 
@@ -15,18 +18,25 @@ from istioreal import install
 
 TOKEN_SECRET = "kod-kube-oidc-discovery-token"
 TOKEN_VOLUME = "kod-token"
-TOKEN_ACCOUNT = "kod-kube-oidc-discovery"
+
+
+@pytest.fixture(scope="module", params=install.MODES)
+def mode(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def gateway(cluster, tmp_path_factory, image, backend):
+def gateway(mode, cluster, tmp_path_factory, image, backend):
     kube, _ = cluster
-    d = tmp_path_factory.mktemp("rotating")
+    r = kube.kubectl("delete", "clusterrolebinding", "system:service-account-issuer-discovery")
+    assert r.returncode == 0, r.stderr
+    d = tmp_path_factory.mktemp(f"rotating-{mode}")
     # the mounts at paths of this machine (Envoy reads them as the container would)
     values = {"token": {"mode": "rotating", "mountPath": str(d / "kod-token"), "sdsMountPath": str(d / "kod-token-sds")},
               "plugin": {"refreshIntervalS": 5}}
-    pod, get = install.classic_gateway(kube, d, image, backend, values)
-    yield pod, get, values
+    printed = []
+    pod, get = install.gateway(mode, kube, d, image, backend, values, before_pod=printed.append)
+    yield pod, get, values, printed[0]
     pod.stop()
 
 
@@ -36,29 +46,29 @@ def _secret_token(kube) -> str | None:
 
 
 def test_both_documents_are_served_with_the_mounted_token_and_none_in_the_environment(gateway, cluster):
-    pod, get, _ = gateway
+    pod, get, _, _ = gateway
     kube, _ = cluster
     assert all("KUBE_OIDC_TOKEN" not in e["name"] for e in pod.container().get("env", []))
     install.assert_served_from(kube, get)
 
 
-def test_a_reissued_token_reaches_envoy_without_a_restart(gateway, cluster, image):
-    pod, get, values = gateway
+def test_the_notes_steps_reissue_the_token_and_it_reaches_envoy_without_a_restart(gateway, cluster, image, mode):
+    pod, get, values, notes = gateway
     kube, _ = cluster
     processes = pod.processes()
     old = _secret_token(kube)
-    # A legacy token's claims are the account's name and UID and the Secret's name only, and its
-    # RS256 signature is deterministic: a Secret re-created alone (the NOTES' steps) gets the
-    # very same token back. A new token needs a new account too.
-    r = kube.kubectl("-n", install.GATEWAY_NS, "delete", "secret", TOKEN_SECRET)
-    assert r.returncode == 0, r.stderr
-    r = kube.kubectl("-n", install.GATEWAY_NS, "delete", "serviceaccount", TOKEN_ACCOUNT)
-    assert r.returncode == 0, r.stderr
+    deletes, (namespace, release) = install.reissue_steps(notes)
+    for args in deletes:
+        r = kube.kubectl(*args)
+        assert r.returncode == 0, (args, r.stderr)
     # the next refresh carries the old token, which the API server now refuses
     poll(lambda: ("", JWKS, 401) in audit.document_requests(kube.dir), 15, what="the old token refused")
-    helm.upgrade(kube.kubeconfig, values=install.chart_values(kube, image, install.classic_values(values)))
+    # the printed `<chart> --reuse-values`: the chart and values of the install
+    helm.upgrade(kube.kubeconfig, values=install.chart_values(kube, image, install.mode_values(mode, values)),
+                 release=release, namespace=namespace)
     new = poll(lambda: _secret_token(kube), 30, what="the token controller's new token")
-    assert new != old
+    if new == old:  # a legacy token is the same string for the same account (name, UID) and Secret name
+        pytest.fail("the NOTES' steps gave the old token back")
     pod.sync_volume(TOKEN_VOLUME)  # the kubelet's ..data swap
 
     def served_after_refusal() -> bool:
