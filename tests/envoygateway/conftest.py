@@ -10,15 +10,12 @@ own (`make eg-test`)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
-import build_oci  # charts/image/build_oci.py
 import eg as egmod  # this folder's modules: pytest puts it on sys.path (it has no __init__.py)
 import helm  # tools/helm.py
 import sandbox
@@ -28,7 +25,7 @@ from harness import child, client, pki as _pki
 from harness.backend import Backend
 from harness.constants import WASM
 from harness.fake_apiserver import FakeApiServer
-from harness.registry import Registry
+from harness.registry import https_registry, push_filter_image
 from harness.tokendir import TokenDir
 
 DEFAULT_TIMEOUT_S = 240
@@ -52,36 +49,18 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
-    """A registry on 127.0.0.1 over HTTPS (Envoy Gateway's image fetcher allows no plain HTTP
-    unless told, and v1.9.1 exposes no such setting), its certificate from a CA of its own."""
-    d = tmp_path_factory.mktemp("registry-pki")
-    ca = _pki.make_ca("registry CA")
-    cert, key = _pki.make_leaf(ca, "registry", ["localhost"], ["127.0.0.1"])
-    # the CA alone in a directory: skopeo's --dest-cert-dir reads *.crt as CAs, *.key as client keys
-    (d / "trust").mkdir()
-    paths = {"ca.crt": d / "trust" / "ca.crt", "tls.crt": d / "tls.crt", "tls.key": d / "tls.key"}
-    paths["ca.crt"].write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
-    paths["tls.crt"].write_bytes(cert)
-    paths["tls.key"].write_bytes(key)
-    with Registry(tmp_path_factory.mktemp("registry"), tls=(paths["tls.crt"], paths["tls.key"], paths["ca.crt"])) as r:
-        r.ca = paths["ca.crt"]
+    """A registry on 127.0.0.1 over HTTPS (harness.registry.https_registry); ``.ca`` its CA file."""
+    with https_registry(tmp_path_factory.mktemp("registry")) as r:
         yield r
 
 
 @pytest.fixture(scope="session")
 def image(registry, tmp_path_factory) -> dict:
-    """The filter's OCI image (charts/image/build_oci.py, as `make oci`) pushed with skopeo:
-    {"url": registry/repo:tag, "sha256": manifest digest hex}."""
+    """The filter's OCI image pushed to the registry: {"url": registry/repo:tag, "sha256":
+    manifest digest hex}."""
     if not WASM.is_file():
         pytest.fail(f"{WASM} is missing: run `make build` (make eg-test does)")
-    out = tmp_path_factory.mktemp("oci") / "layout"
-    digests = build_oci.build(WASM.read_bytes(), out)
-    certs = registry.ca.parent
-    url = f"{registry.addr}/{IMAGE_REPO}:test"
-    r = subprocess.run(["skopeo", "copy", "--dest-cert-dir", str(certs), f"oci:{out}:latest", f"docker://{url}"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return {"url": url, "sha256": digests["manifest"].split(":", 1)[1]}
+    return push_filter_image(registry, WASM, IMAGE_REPO, tmp_path_factory.mktemp("oci"))
 
 
 @pytest.fixture(scope="session")

@@ -17,18 +17,16 @@ from harness import netns
 
 netns.enter("the Envoy Gateway install tests")  # before `import helm` anywhere in this session
 
-import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 from envoygatewayreal import control, install  # noqa: E402
-from harness import audit, kubelet, pki as _pki, releases  # noqa: E402
+from harness import audit, kubelet, releases  # noqa: E402
 from harness.backend import Backend  # noqa: E402
 from harness.checks import poll  # noqa: E402
 from harness.constants import DEFAULT_ISSUER, WASM  # noqa: E402
 from harness.kube import Kube  # noqa: E402
-from harness.registry import Registry  # noqa: E402
+from harness.registry import https_registry, push_filter_image  # noqa: E402
 
 # Every Envoy of this session is the one Envoy Gateway v1.9 deploys by default (harness.releases).
 os.environ.setdefault("KOD_ENVOY_VERSION", releases.envoy_gateway_envoy().wheel)
@@ -48,36 +46,18 @@ def node(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
-    """A registry on 127.0.0.1 over HTTPS (Envoy Gateway's image fetcher allows no plain HTTP),
-    its certificate from a CA of its own, which the chart's image.caCertificateRef gives Envoy
-    Gateway."""
-    d = tmp_path_factory.mktemp("registry-pki")
-    ca = _pki.make_ca("registry CA")
-    cert, key = _pki.make_leaf(ca, "registry", ["localhost"], ["127.0.0.1"])
-    (d / "trust").mkdir()  # skopeo's --dest-cert-dir: *.crt are CAs
-    paths = {"ca.crt": d / "trust" / "ca.crt", "tls.crt": d / "tls.crt", "tls.key": d / "tls.key"}
-    paths["ca.crt"].write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
-    paths["tls.crt"].write_bytes(cert)
-    paths["tls.key"].write_bytes(key)
-    with Registry(tmp_path_factory.mktemp("registry"), tls=(paths["tls.crt"], paths["tls.key"], paths["ca.crt"])) as r:
-        r.ca = paths["ca.crt"]
+    """A registry on 127.0.0.1 over HTTPS (harness.registry.https_registry); ``.ca`` its CA file."""
+    with https_registry(tmp_path_factory.mktemp("registry")) as r:
         yield r
 
 
 @pytest.fixture(scope="session")
 def image(registry, tmp_path_factory) -> dict:
-    """The filter's OCI image (charts/image/build_oci.py, as `make oci`) pushed with skopeo:
-    {"url": registry/repo:tag, "sha256": manifest digest hex}."""
-    import build_oci  # charts/image/build_oci.py
+    """The filter's OCI image pushed to the registry: {"url": registry/repo:tag, "sha256":
+    manifest digest hex}."""
     if not WASM.is_file():
         pytest.fail(f"{WASM} is missing: run `make build` (make eg-real-test does)")
-    out = tmp_path_factory.mktemp("oci") / "layout"
-    digests = build_oci.build(WASM.read_bytes(), out)
-    url = f"{registry.addr}/kube-oidc-discovery:test"
-    r = subprocess.run(["skopeo", "copy", "--dest-cert-dir", str(registry.ca.parent), f"oci:{out}:latest",
-                        f"docker://{url}"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return {"url": url, "sha256": digests["manifest"].split(":", 1)[1]}
+    return push_filter_image(registry, WASM, "kube-oidc-discovery", tmp_path_factory.mktemp("oci"))
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,39 @@ class Registry:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def https_registry(workdir: Path) -> Registry:
+    """A Registry (not started: ``with https_registry(d) as r``) on 127.0.0.1 over HTTPS, its
+    certificate from a CA of its own, whose file is ``r.ca``, alone in its directory (skopeo's
+    --dest-cert-dir reads *.crt as CAs, *.key as client keys). Envoy Gateway's image fetcher
+    allows no plain HTTP (v1.9.1 exposes no setting for it)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from harness import pki
+
+    ca = pki.make_ca("registry CA")
+    cert, key = pki.make_leaf(ca, "registry", ["localhost"], ["127.0.0.1"])
+    (workdir / "trust").mkdir(parents=True)
+    paths = {"ca.crt": workdir / "trust" / "ca.crt", "tls.crt": workdir / "tls.crt", "tls.key": workdir / "tls.key"}
+    paths["ca.crt"].write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
+    paths["tls.crt"].write_bytes(cert)
+    paths["tls.key"].write_bytes(key)
+    r = Registry(workdir / "registry", tls=(paths["tls.crt"], paths["tls.key"], paths["ca.crt"]))
+    r.ca = paths["ca.crt"]
+    return r
+
+
+def push_filter_image(registry: Registry, wasm: Path, repo: str, workdir: Path) -> dict:
+    """The filter's OCI image (charts/image/build_oci.py, as `make oci`) pushed to ``registry``
+    (https_registry's) with skopeo: {"url": registry/repo:test, "sha256": manifest digest hex}."""
+    import build_oci  # charts/image/build_oci.py
+
+    out = workdir / "layout"
+    digests = build_oci.build(wasm.read_bytes(), out)
+    url = f"{registry.addr}/{repo}:test"
+    r = subprocess.run(["skopeo", "copy", "--dest-cert-dir", str(registry.ca.parent), f"oci:{out}:latest",
+                        f"docker://{url}"], capture_output=True, text=True, timeout=120)
+    if r.returncode:
+        raise RuntimeError(f"skopeo copy: {r.stderr}")
+    return {"url": url, "sha256": digests["manifest"].split(":", 1)[1]}
