@@ -21,7 +21,7 @@ from harness.backend import Backend
 from harness.constants import WASM
 from harness.fake_apiserver import FakeApiServer
 from harness.fleet import Fleet, Upstream
-from harness.registry import INSTALL_HINT, Registry
+from harness.registry import INSTALL_HINT, Registry, https_registry, push_filter_image
 from harness.stack import Stack, new_token
 
 # Timeout of a test that sets none (pytest.mark.timeout), by folder under tests/: a hang in Envoy,
@@ -172,6 +172,22 @@ def registry(tmp_path_factory):
     _tool("docker-registry")
     with Registry(tmp_path_factory.mktemp("registry")) as r:
         yield r.addr
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory):
+    """A registry on 127.0.0.1 over HTTPS (harness.registry.https_registry; ``.ca`` its CA file),
+    for the Envoy Gateway tiers: Envoy Gateway's image fetcher allows no plain HTTP."""
+    _tool("docker-registry")
+    with https_registry(tmp_path_factory.mktemp("tls-registry")) as r:
+        yield r
+
+
+@pytest.fixture(scope="session")
+def tls_image(tmp_path_factory, wasm, tls_registry, skopeo_bin) -> dict:
+    """The filter's OCI image in the HTTPS registry, as the Envoy Gateway charts name it:
+    {"url": registry/repository:tag, "sha256": manifest digest hex}."""
+    return push_filter_image(tls_registry, Path(wasm), "kube-oidc-discovery", tmp_path_factory.mktemp("tls-oci"))
 
 
 @pytest.fixture(scope="session")

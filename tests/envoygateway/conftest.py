@@ -20,12 +20,10 @@ import eg as egmod  # this folder's modules: pytest puts it on sys.path (it has 
 import helm  # tools/helm.py
 import sandbox
 import standalone
-from names import API_SERVER_FQDN, APP_HOST, CHART, GATEWAY, HERE, IMAGE_REPO, NAMESPACE, RELEASE, TOKEN
+from names import API_SERVER_FQDN, APP_HOST, CHART, GATEWAY, HERE, NAMESPACE, RELEASE, TOKEN
 from harness import child, client, pki as _pki
 from harness.backend import Backend
-from harness.constants import WASM
 from harness.fake_apiserver import FakeApiServer
-from harness.registry import https_registry, push_filter_image
 from harness.tokendir import TokenDir
 
 DEFAULT_TIMEOUT_S = 240
@@ -45,22 +43,6 @@ def isolated(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     return _pki.generate(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory):
-    """A registry on 127.0.0.1 over HTTPS (harness.registry.https_registry); ``.ca`` its CA file."""
-    with https_registry(tmp_path_factory.mktemp("registry")) as r:
-        yield r
-
-
-@pytest.fixture(scope="session")
-def image(registry, tmp_path_factory) -> dict:
-    """The filter's OCI image pushed to the registry: {"url": registry/repo:tag, "sha256":
-    manifest digest hex}."""
-    if not WASM.is_file():
-        pytest.fail(f"{WASM} is missing: run `make build` (make eg-test does)")
-    return push_filter_image(registry, WASM, IMAGE_REPO, tmp_path_factory.mktemp("oci"))
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +125,7 @@ def envs():
 
 
 @pytest.fixture(scope="session")
-def start_eg(tmp_path_factory, pki, image, registry, app):
+def start_eg(tmp_path_factory, pki, tls_image, tls_registry, app):
     """start_eg(values, api_server=..., secrets=..., configmaps=..., wait=(host, path), eg_env=...,
     enable_backend=True, enable_envoy_patch_policy=True, trust_registry=True) -> Env
     (api_server: the port of what stands in for this cluster's API server, at 127.0.0.1 where
@@ -164,7 +146,7 @@ def start_eg(tmp_path_factory, pki, image, registry, app):
         gw.certgen()
         sandbox.install_ca(gw.cert("envoy", "ca.crt").encode())
         port, admin_port = child.free_port(), child.free_port()
-        vals = helm._merge({"gateway": {"name": GATEWAY}, "image": dict(image)}, values)
+        vals = helm._merge({"gateway": {"name": GATEWAY}, "image": dict(tls_image)}, values)
         if api_server is not None:
             vals = helm._merge(vals, {"apiServer": {"port": api_server}})
         objs = helm.render(CHART, vals, release=RELEASE, namespace=NAMESPACE)
@@ -177,7 +159,7 @@ def start_eg(tmp_path_factory, pki, image, registry, app):
                + standalone.app_route(namespace=NAMESPACE, gateway=GATEWAY, host=APP_HOST,
                                       address="127.0.0.1", port=app.port))
         # without the registry's CA, the system trust store is the host's own bundle alone
-        trust = ({"SSL_CERT_FILE": str(registry.ca)} if trust_registry
+        trust = ({"SSL_CERT_FILE": str(tls_registry.ca)} if trust_registry
                  else {"SSL_CERT_FILE": None, "SSL_CERT_DIR": None})
         gw.start(standalone.dump(fed), admin_port, env={**trust, **(eg_env or {})}, enable_backend=enable_backend,
                  enable_envoy_patch_policy=enable_envoy_patch_policy)

@@ -16,7 +16,6 @@ NAMESPACE = "oidc"
 RELEASE = "kod"
 GATEWAY = "eg"
 APP_HOST = OTHER_HOST
-IMAGE_REPO = "kube-oidc-discovery"
 TOKEN = "eg-test-token-0123456789"
 # the chart's Backend for this cluster's API server (apiServer.host)
 API_SERVER_FQDN = "kubernetes.default.svc.cluster.local"

@@ -32,5 +32,5 @@ def test_without_enable_envoy_patch_policy_no_token_is_sent_and_the_filter_answe
     for path in DOCS:
         r = env.get(path, HOST)
         assert (r.status, r.body) == (502, ERROR_BODIES[502]), (path, r.status, r.body[:200])
-    recs = poll(lambda: [h for h in fake.history if h.path in DOCS], 30, what="the filter's calls")
+    recs = poll(lambda: [h for h in fake.requests if h.path in DOCS], 30, what="the filter's calls")
     assert all(rec.header_all("authorization") == [] for rec in recs)

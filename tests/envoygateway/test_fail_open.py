@@ -21,8 +21,8 @@ HOSTILE = [("Authorization", "Bearer client-token"), ("Cookie", "session=client"
 
 
 @pytest.fixture
-def env(envs, start_eg, fake, image):
-    missing = image["url"].rsplit(":", 1)[0] + ":missing"
+def env(envs, start_eg, fake, tls_image):
+    missing = tls_image["url"].rsplit(":", 1)[0] + ":missing"
     return envs.get(EG_ENV, lambda: start_eg(
         {"hosts": [HOST], "image": {"url": missing, "sha256": ""}},
         api_server=fake.port,

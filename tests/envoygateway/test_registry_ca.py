@@ -22,24 +22,24 @@ EG_ENV = "registry-ca"
 CA_NAME = "registry-ca"
 
 
-def _start(envs, start_eg, fake, registry, key: str, values: dict):
+def _start(envs, start_eg, fake, tls_registry, key: str, values: dict):
     return envs.get(key, lambda: start_eg(
         {"hosts": [HOST], **values},
         api_server=fake.port,
         secrets={(NAMESPACE, f"{ROUTE}-credential"): {"credential": f"Bearer {TOKEN}"},
-                 (NAMESPACE, CA_NAME): {"ca.crt": registry.ca.read_text()}},
-        configmaps={(NAMESPACE, CA_NAME): {"ca.crt": registry.ca.read_text()}},
+                 (NAMESPACE, CA_NAME): {"ca.crt": tls_registry.ca.read_text()}},
+        configmaps={(NAMESPACE, CA_NAME): {"ca.crt": tls_registry.ca.read_text()}},
         fakes={"local": fake}, wait=(HOST, JWKS), trust_registry=False))
 
 
 @pytest.fixture
-def without_ca(envs, start_eg, fake, registry):
-    return _start(envs, start_eg, fake, registry, f"{EG_ENV}/none", {})
+def without_ca(envs, start_eg, fake, tls_registry):
+    return _start(envs, start_eg, fake, tls_registry, f"{EG_ENV}/none", {})
 
 
 @pytest.fixture(params=["ConfigMap", "Secret"])
-def with_ca(request, envs, start_eg, fake, registry):
-    return _start(envs, start_eg, fake, registry, f"{EG_ENV}/{request.param}",
+def with_ca(request, envs, start_eg, fake, tls_registry):
+    return _start(envs, start_eg, fake, tls_registry, f"{EG_ENV}/{request.param}",
                   {"image": {"caCertificateRef": {"kind": request.param, "name": CA_NAME}}})
 
 

@@ -24,9 +24,8 @@ from envoygatewayreal import control, install  # noqa: E402
 from harness import audit, kubelet, releases  # noqa: E402
 from harness.backend import Backend  # noqa: E402
 from harness.checks import poll  # noqa: E402
-from harness.constants import DEFAULT_ISSUER, WASM  # noqa: E402
+from harness.constants import DEFAULT_ISSUER  # noqa: E402
 from harness.kube import Kube  # noqa: E402
-from harness.registry import https_registry, push_filter_image  # noqa: E402
 
 # Every Envoy of this session is the one Envoy Gateway v1.9 deploys by default (harness.releases).
 os.environ.setdefault("KOD_ENVOY_VERSION", releases.envoy_gateway_envoy().wheel)
@@ -42,22 +41,6 @@ def node(tmp_path_factory):
     netns.add_hosts(tmp_path_factory.mktemp("hosts"), {
         control.SERVICE_HOST: kubelet.POD_IP, control.SERVICE_HOST + ".": kubelet.POD_IP,
         "kubernetes.default.svc.cluster.local": kubelet.POD_IP})
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory):
-    """A registry on 127.0.0.1 over HTTPS (harness.registry.https_registry); ``.ca`` its CA file."""
-    with https_registry(tmp_path_factory.mktemp("registry")) as r:
-        yield r
-
-
-@pytest.fixture(scope="session")
-def image(registry, tmp_path_factory) -> dict:
-    """The filter's OCI image pushed to the registry: {"url": registry/repo:tag, "sha256":
-    manifest digest hex}."""
-    if not WASM.is_file():
-        pytest.fail(f"{WASM} is missing: run `make build` (make eg-real-test does)")
-    return push_filter_image(registry, WASM, "kube-oidc-discovery", tmp_path_factory.mktemp("oci"))
 
 
 @pytest.fixture(scope="session")
@@ -97,11 +80,11 @@ def cluster(request, tmp_path_factory, pki):
 
 
 @pytest.fixture(scope="module")
-def gateway(request, cluster, tmp_path_factory, image, registry, backend):
+def gateway(request, cluster, tmp_path_factory, tls_image, tls_registry, backend):
     """The user's install (install.install) with the test module's VALUES (chart values over the
     docs' install; default none), and the Envoy pod serving it: (pod, get)."""
     kube, eg = cluster
-    pod, get = install.install(kube, tmp_path_factory.mktemp("gateway"), eg, image, registry.ca, backend,
+    pod, get = install.install(kube, tmp_path_factory.mktemp("gateway"), eg, tls_image, tls_registry.ca, backend,
                                getattr(request.module, "VALUES", {}))
     yield pod, get
     pod.stop()
