@@ -140,6 +140,27 @@ def run_notes_token_command(kube: Kube, notes: str) -> str:
     return m.group(2)
 
 
+def run_notes_remote_commands(kube: Kube, notes: str, cwd: Path) -> list[str]:
+    """The NOTES' commands for other clusters' API servers (`issuers` entries with apiServer):
+    per entry, the token Secret's `kubectl ... create secret generic ... $(cat <name>-token) ...
+    | kubectl apply -f -` and the CA's `kubectl ... create configmap ... --from-file=ca.crt=<name>-ca.crt`,
+    run as printed by a shell in ``cwd``, where the user keeps those files; returns the names of
+    the Secrets and ConfigMaps made."""
+    made = []
+    for cmd, name, cm in re.findall(r"^ *(kubectl -n \S+ create (?:secret generic (\S+) \\\n *--from-literal=credential="
+                                r"\"Bearer \$\(cat \S+\)\" --dry-run=client -o yaml \| kubectl apply -f -"
+                                r"|configmap (\S+) --from-file=ca\.crt=\S+))$",
+                                notes, re.M):
+        name = name or cm
+        env = dict(os.environ) | {"KUBECONFIG": str(kube.kubeconfig), "PATH": f"{kube.bin}:{os.environ.get('PATH', '')}"}
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], env=env, cwd=cwd, capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode:
+            raise KubeError(f"the NOTES' command for {name}: {r.stderr}")
+        made.append(name)
+    return made
+
+
 def apply_notes_gateway_patch(kube: Kube, notes: str) -> str:
     """The NOTES' `kubectl -n NS patch gateway NAME --type merge -p '...'` (token mode
     projected: the Gateway names the chart's EnvoyProxy), run as printed; returns the Gateway's
@@ -278,9 +299,9 @@ def status_of(get: Callable[..., client.Response], path: str, **kw) -> int:
 
 
 def getter(ca: Path) -> Callable[..., client.Response]:
-    """GET on the Gateway's HTTPS listener at the Envoy pod (path, host=HOST, ...), trusting the
-    Gateway certificate's CA ``ca``."""
-    return lambda path, host=HOST, **kw: client.get(ENVOY_HTTPS, path, host=host, tls_ca=str(ca),
+    """A request (GET unless method=...) to the Gateway's HTTPS listener at the Envoy pod (path,
+    host=HOST, ...), trusting the Gateway certificate's CA ``ca``."""
+    return lambda path, host=HOST, **kw: client.request(ENVOY_HTTPS, path, host=host, tls_ca=str(ca),
                                                     address=ENVOY_POD_IP, **kw)
 
 
@@ -302,11 +323,14 @@ def start_envoy(kube: Kube, workdir: Path, ca: Path, eg: control.EnvoyGateway,
 
 
 def install(kube: Kube, workdir: Path, eg: control.EnvoyGateway, image: dict, registry_ca_file: Path,
-            backend, values: dict) -> tuple[EnvoyPod, Callable[..., client.Response]]:
+            backend, values: dict, ready_path: str = DISCOVERY,
+            remote_files: Path | None = None) -> tuple[EnvoyPod, Callable[..., client.Response]]:
     """The whole user's install, in the docs' order: Gateway, an application on it, the registry's
     CA, `helm install` of the chart with chart_values(``values``), the NOTES' step of the token
-    mode (projected: the Gateway patch naming the chart's EnvoyProxy; inject: the token command);
-    then the Envoy pod (start_envoy). The caller stops the pod."""
+    mode (projected: the Gateway patch naming the chart's EnvoyProxy; inject: the token command),
+    and with ``remote_files`` (the directory of other clusters' `<name>-token` and `<name>-ca.crt`)
+    the NOTES' commands for those clusters; then the Envoy pod (start_envoy, ready once
+    ``ready_path`` answers 200). The caller stops the pod."""
     ca = create_gateway(kube, workdir)
     user_app(kube, backend.port)
     registry_ca(kube, registry_ca_file)
@@ -317,7 +341,10 @@ def install(kube: Kube, workdir: Path, eg: control.EnvoyGateway, image: dict, re
         apply_notes_gateway_patch(kube, notes)
     elif mode == "inject":
         run_notes_token_command(kube, notes)
-    return start_envoy(kube, workdir, ca, eg, volume=TOKEN_VOLUME if mode == "projected" else None)
+    if remote_files is not None:
+        run_notes_remote_commands(kube, notes, remote_files)
+    return start_envoy(kube, workdir, ca, eg, ready_path=ready_path,
+                       volume=TOKEN_VOLUME if mode == "projected" else None)
 
 
 # ---------------------------------------------------------------------- reading back
@@ -336,12 +363,14 @@ def ancestor_conditions(obj: dict) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in entries[0]["conditions"]}
 
 
-def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: str = TOKEN_USER) -> None:
-    """Both documents answered 200, the JWKS byte for byte that API server's; and its audit log:
-    what the gateway asked for with ``user``'s credential, both documents, each answered 200."""
+def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: str = TOKEN_USER,
+                       prefix: str = "") -> None:
+    """Both documents answered 200 at ``prefix`` + their paths, the JWKS byte for byte that API
+    server's; and its audit log: what the gateway asked for with ``user``'s credential, both
+    documents, each answered 200."""
     for path in DOCS:
-        r = get(path)
-        assert r.status == 200, (path, r.status, r.body[:300])
-    assert get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
+        r = get(prefix + path)
+        assert r.status == 200, (prefix + path, r.status, r.body[:300])
+    assert get(prefix + JWKS).body == kube.request("GET", JWKS, admin=True)[2]
     asked = {r for r in audit.document_requests(kube.dir) if r[0] == user}
     assert asked == {(user, path, 200) for path in DOCS}

@@ -66,3 +66,22 @@ def test_a_token_the_kubelet_renews_is_used_by_the_next_fetch_without_a_restart(
     assert f"JTI={old}" in audit.document_credentials(kube.dir)
     assert all(get(p).status == 200 for p in DOCS) and get(JWKS).body == kube.request("GET", JWKS, admin=True)[2]
     assert pod.pod.processes() == processes and pod.pod.proc.poll() is None
+
+
+def test_the_envoy_pods_token_reads_the_two_documents_and_nothing_else(gateway, cluster):
+    """The chart's only grant to the Envoy pods' account is the discovery role: with the token
+    the kubelet wrote, the documents are readable, and the Secrets of the release's and the
+    Gateway's namespaces, pods, and token requests are refused."""
+    pod, _ = gateway
+    kube, _ = cluster
+    token = (pod.pod.host_path("/var/run/secrets/kube-oidc-discovery") / "token").read_text()
+    for path in DOCS:
+        assert kube.request("GET", path, token=token)[0] == 200, path
+    for method, path in [("GET", f"/api/v1/namespaces/{install.NAMESPACE}/secrets"),
+                         ("GET", f"/api/v1/namespaces/{install.GATEWAY_NS}/secrets"),
+                         ("GET", "/api/v1/pods"),
+                         ("GET", f"/api/v1/namespaces/{install.GATEWAY_NS}/configmaps"),
+                         ("POST", f"/api/v1/namespaces/{install.GATEWAY_NS}/serviceaccounts/{install.ENVOY_ACCOUNT}/token")]:
+        code = kube.request(method, path, token=token, headers={"Content-Type": "application/json"},
+                            body=b"{}" if method == "POST" else None)[0]
+        assert code == 403, (method, path, code)
