@@ -51,7 +51,6 @@ ENVOY_ADMIN = 19000  # the bootstrap's admin, 127.0.0.1 of the Envoy pod
 ENVOY_POD_IP, ENVOY_POD_GATEWAY = "10.244.1.2", "10.244.1.1"
 RESOLV_CONF = (f"nameserver 127.0.0.1\nsearch {GATEWAY_NS}.svc.cluster.local svc.cluster.local cluster.local\n"
                "options ndots:5\n")
-REGISTRY_CA = "registry-ca"  # docs/envoy-gateway.md "A private registry"
 APP = "app"
 APP_NS = "apps"
 
@@ -95,27 +94,56 @@ def user_app(kube: Kube, backend_port: int) -> None:
                  "rules": [{"backendRefs": [{"name": APP, "port": 8080}]}]}})
 
 
-def registry_ca(kube: Kube, ca: Path) -> None:
-    """`kubectl -n oidc create configmap registry-ca --from-file=ca.crt=...` (the docs' private
-    registry step; the namespace first, as the ConfigMap's comes before the chart's install, and
-    its kube-root-ca.crt, which the controller-manager writes into every namespace: the
+DOCS_FILE = helm.CHART.parents[1] / "docs" / "envoy-gateway.md"
+
+
+def docs_install_steps() -> tuple[list[str], str, str, dict]:
+    """Step 2 of docs/envoy-gateway.md's "Step by step", read from the docs: the kubectl lines
+    before the install (each a shell command), and the `helm install` line's release, namespace
+    and `--set` values (strings, `{a,b}` lists)."""
+    text = DOCS_FILE.read_text()
+    step = text[text.index("## Step by step"):text.index("3. Let the Gateway name")]
+    block = re.search(r"```sh\n(.*?)```", step, re.S).group(1)
+    lines = [re.sub(r"\s+#.*$", "", ln).strip() for ln in block.splitlines() if not ln.strip().startswith("#")]
+    cmds = re.sub(r"\\\n\s*", " ", "\n".join(lines)).splitlines()
+    (helm_cmd,) = [c for c in cmds if c.startswith("helm install ")]
+    m = re.match(r"helm install (\S+) charts/kube-oidc-discovery-envoy-gateway -n (\S+) ", helm_cmd)
+    values: dict = {}
+    for key, value in re.findall(r"--set '?([\w.]+)=(<[^>]*>|[^'\s]+)'?", helm_cmd):
+        *parents, leaf = key.split(".")
+        d = values
+        for k in parents:
+            d = d.setdefault(k, {})
+        d[leaf] = value[1:-1].split(",") if value.startswith("{") else value
+    return [c for c in cmds if c.startswith("kubectl ")], m.group(1), m.group(2), values
+
+
+def registry_ca(kube: Kube, ca: Path, workdir: Path) -> None:
+    """The docs' kubectl lines before the install (the release's namespace, and the registry's CA
+    ConfigMap from `registry-ca.pem`, here the test registry's CA), run as printed; then the
+    namespace's kube-root-ca.crt, which the controller-manager writes into every namespace (the
     BackendTLSPolicy's CA)."""
-    kube.create_namespace(NAMESPACE)
-    kubelet.publish_root_ca(kube, NAMESPACE)
-    r = kube.kubectl("-n", NAMESPACE, "create", "configmap", REGISTRY_CA, f"--from-file=ca.crt={ca}")
-    if r.returncode:
-        raise KubeError(r.stderr)
+    cmds, _, namespace, _ = docs_install_steps()
+    (workdir / "registry-ca.pem").write_bytes(ca.read_bytes())
+    env = dict(os.environ) | {"KUBECONFIG": str(kube.kubeconfig), "PATH": f"{kube.bin}:{os.environ.get('PATH', '')}"}
+    for cmd in cmds:
+        r = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], env=env, cwd=workdir, capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode:
+            raise KubeError(f"the docs' {cmd!r}: {r.stderr}")
+    kubelet.publish_root_ca(kube, namespace)
 
 
 def chart_values(kube: Kube, image: dict, values: dict) -> dict:
-    """The docs' install values (gateway eg in envoy-gateway-system, the OIDC host, the image and
-    its digest, the registry's CA), then ``values``. And apiServer.port, the API server's own: its
-    Backend's name, kubernetes.default.svc.cluster.local, resolves to the API server itself here,
-    where no kube-proxy turns the Service's 443 into its port."""
-    return helm._merge({"gateway": {"name": GATEWAY, "namespace": GATEWAY_NS}, "hosts": [HOST],
-                        "apiServer": {"port": kube.port},
-                        "image": {"url": image["url"], "sha256": image["sha256"],
-                                  "caCertificateRef": {"kind": "ConfigMap", "name": REGISTRY_CA}}}, values)
+    """The docs' install values (docs_install_steps), the image and its digest the test
+    registry's; and apiServer.port, the API server's own: its Backend's name,
+    kubernetes.default.svc.cluster.local, resolves to the API server itself here, where no
+    kube-proxy turns the Service's 443 into its port; then ``values``."""
+    _, release, namespace, docs = docs_install_steps()
+    assert (release, namespace) == (RELEASE, NAMESPACE), (release, namespace)
+    assert (docs["gateway"], docs["hosts"]) == ({"name": GATEWAY, "namespace": GATEWAY_NS}, [HOST]), docs
+    return helm._merge(helm._merge(docs, {"apiServer": {"port": kube.port},
+                                          "image": {"url": image["url"], "sha256": image["sha256"]}}), values)
 
 
 def install_chart(kube: Kube, values: dict) -> str:
@@ -333,7 +361,7 @@ def install(kube: Kube, workdir: Path, eg: control.EnvoyGateway, image: dict, re
     ``ready_path`` answers 200). The caller stops the pod."""
     ca = create_gateway(kube, workdir)
     user_app(kube, backend.port)
-    registry_ca(kube, registry_ca_file)
+    registry_ca(kube, registry_ca_file, workdir)
     vals = chart_values(kube, image, values)
     notes = install_chart(kube, vals)
     mode = helm.merged_values(CHART, vals)["token"]["mode"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
+import helm  # tools/helm.py
 from envoygatewayreal import install
 from envoygatewayreal.install import ancestor_conditions
 from harness import audit
@@ -85,3 +87,16 @@ def test_the_envoy_pods_token_reads_the_two_documents_and_nothing_else(gateway, 
         code = kube.request(method, path, token=token, headers={"Content-Type": "application/json"},
                             body=b"{}" if method == "POST" else None)[0]
         assert code == 403, (method, path, code)
+
+
+def test_the_docs_gateway_patch_is_the_one_the_notes_print(gateway, cluster):
+    """docs/envoy-gateway.md's step 3 shows, for the docs' release, the command the install
+    here ran from NOTES.txt."""
+    kube, _ = cluster
+    text = install.DOCS_FILE.read_text()
+    step = text[text.index("3. Let the Gateway name"):text.index("4. Check the statuses")]
+    documented = " ".join(re.search(r"```sh\n(.*?)```", step, re.S).group(1).replace("\\\n", " ").split())
+    notes = helm.notes(install.CHART, install.chart_values(kube, {"url": "r/i:t", "sha256": ""}, VALUES),
+                       release=install.RELEASE, namespace=install.NAMESPACE)
+    printed = re.search(r"^ *(kubectl -n \S+ patch gateway .*)$", notes, re.M).group(1)
+    assert documented == " ".join(printed.split())
