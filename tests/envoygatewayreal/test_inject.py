@@ -34,6 +34,8 @@ def test_the_charts_route_is_accepted_with_its_references_resolved(gateway, clus
     route = kube.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{install.NAMESPACE}/httproutes/{install.ROUTE}")
     conds = ancestor_conditions(route)
     assert conds["Accepted"] == ACCEPTED and conds["ResolvedRefs"] == RESOLVED, conds
+    # every reference stays in its namespace: resolved with no ReferenceGrant anywhere
+    assert not kube.get("/apis/gateway.networking.k8s.io/v1beta1/referencegrants")["items"]
 
 
 def test_the_extension_policy_is_accepted(gateway, cluster):
