@@ -17,7 +17,7 @@ import pytest
 from harness.checks import assert_generic_error, is_strong_etag, poll
 from harness.issuers import host_of, public_path
 from harness import config as cfgmod
-from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
+from harness.constants import DOCS, HOST, JWKS, OTHER_HOST
 
 OTHER_HOSTS = [OTHER_HOST, "oidc.example.com.evil", "xoidc.example.com", "example.com"]
 # Envoy's trace line for the first proxy-wasm callback of every HTTP stream that enters the
@@ -41,7 +41,7 @@ def start(make_stack, backend, config: str, scoped: bool = True):
     cfgmod.dump(s.cfg, s.envoy.config_path)
     s.start()
     # the VM runs (prefetch, refresh) whether or not the filter is in a request's path
-    poll(lambda: s.fake.count(DISCOVERY) and s.fake.count(JWKS), 10, what="the prefetch")
+    poll(s.envoy.prefetched, 10, what="the prefetch")
     return s, has_app
 
 

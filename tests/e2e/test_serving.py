@@ -42,7 +42,7 @@ def pod_stack(tmp_path_factory, pki, wasm, backend):
     s.fake.date_override = FAKE_DATE  # so an upstream Date would be recognisable
     s.start()
     # the plugin prefetches both documents at start
-    poll(lambda: s.fake.count(DISCOVERY) and s.fake.count(JWKS), 10, what="prefetch")
+    poll(s.envoy.prefetched, 10, what="the prefetch")
     yield s
     s.stop()
 

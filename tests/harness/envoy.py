@@ -249,6 +249,15 @@ class Envoy:
     def stat(self, name: str, default: int = 0) -> int:
         return self.stats().get(name, default)
 
+    def prefetched(self) -> bool:
+        """The filter has fetched both documents successfully at least once (its `upstream.<doc>.ok`
+        counters, of any issuer): what a test waits for after start. Not the API server's having
+        seen the requests: a first fetch that failed is retried only after its backoff (1 s or
+        more), and until then a request gets the failure's status."""
+        stats = self.stats("wasmcustom")
+        return all(any(v > 0 for k, v in stats.items() if k.endswith(f".upstream.{doc}.ok"))
+                   for doc in ("discovery", "jwks"))
+
     def prometheus(self) -> str:
         status, body = self.admin_get("/stats/prometheus")
         if status != 200:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checks import assert_exact_upstream_request, assert_generic_error, is_strong_etag, leak_words, poll
-from harness.constants import DISCOVERY, DOCS, JWKS
+from harness.checks import (assert_exact_upstream_request, assert_generic_error, is_strong_etag, leak_words,
+                            plugin_log_lines, poll)
+from harness.constants import DOCS, JWKS
 from e2e.test_other_hosts import STREAM_CALLBACK
 from harness import envoy, pki as pkimod, releases
 from harness.stack import new_token
@@ -38,8 +39,7 @@ def start(make_gateway, case, servers, image, module_fetched=True, **kw) -> Gate
     g.start(wasm_trace=True, module_fetched=module_fetched)
     if module_fetched and servers["local"].fake.handshake_failures == 0 and "timeoutMs" not in kw.get("values", {}).get("plugin", {}):
         # the VM fetches both documents at start, whether or not a request enters the filter
-        fake = servers["local"].fake
-        poll(lambda: fake.count(DISCOVERY) and fake.count(JWKS), 10, what="the prefetch")
+        poll(g.envoy.prefetched, 10, what="the prefetch")
     return g
 
 
@@ -72,7 +72,8 @@ def serve_public_hosts(g: Gateway, backend) -> int:
     for host in g.public_hosts():
         for path in DOCS:
             r = g.get(path, host=host)
-            assert r.status == 200 and is_strong_etag(r.header("etag")), (host, path, r.status, r.body[:200])
+            assert r.status == 200 and is_strong_etag(r.header("etag")), (
+                host, path, r.status, r.body[:200], plugin_log_lines(g.envoy.log_text())[-4:])
         assert g.get(JWKS, host=host).body == fake.jwks_body()
         n += 3
         if host not in g.case.app_hosts:
