@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import subprocess
 from contextlib import contextmanager
@@ -20,9 +19,9 @@ from typing import Callable
 import helm  # tools/helm.py
 from e2e.test_other_hosts import STREAM_CALLBACK
 from envoygatewayreal import control
-from harness import audit, child, client, kubelet, netns, pki as pkimod
+from harness import child, client, kubelet, netns, pki as pkimod
 from harness.checks import poll
-from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
+from harness.constants import DISCOVERY, HOST, OTHER_HOST
 from harness.envoy import envoy_bin
 from harness.kube import Kube, KubeError
 
@@ -118,6 +117,13 @@ def docs_install_steps() -> tuple[list[str], str, str, dict]:
     return [c for c in cmds if c.startswith("kubectl ")], m.group(1), m.group(2), values
 
 
+def run_as_printed(kube: Kube, command: str, cwd: Path | None = None) -> None:
+    """A command line of the docs or NOTES.txt, as the user runs it (Kube.shell)."""
+    r = kube.shell(command, cwd)
+    if r.returncode:
+        raise KubeError(f"{command!r}: {r.stderr}")
+
+
 def registry_ca(kube: Kube, ca: Path, workdir: Path) -> None:
     """The docs' kubectl lines before the install (the release's namespace, and the registry's CA
     ConfigMap from `registry-ca.pem`, here the test registry's CA), run as printed; then the
@@ -125,12 +131,8 @@ def registry_ca(kube: Kube, ca: Path, workdir: Path) -> None:
     BackendTLSPolicy's CA)."""
     cmds, _, namespace, _ = docs_install_steps()
     (workdir / "registry-ca.pem").write_bytes(ca.read_bytes())
-    env = dict(os.environ) | {"KUBECONFIG": str(kube.kubeconfig), "PATH": f"{kube.bin}:{os.environ.get('PATH', '')}"}
     for cmd in cmds:
-        r = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], env=env, cwd=workdir, capture_output=True,
-                           text=True, timeout=60)
-        if r.returncode:
-            raise KubeError(f"the docs' {cmd!r}: {r.stderr}")
+        run_as_printed(kube, cmd, workdir)
     kubelet.publish_root_ca(kube, namespace)
 
 
@@ -160,11 +162,7 @@ def run_notes_token_command(kube: Kube, notes: str) -> str:
     m = re.search(r"^ *(kubectl -n \S+ create secret generic (\S+) \\\n.*?kubectl apply -f -)$", notes, re.S | re.M)
     if not m:
         raise AssertionError(f"no token command in NOTES.txt:\n{notes}")
-    env = dict(os.environ) | {"KUBECONFIG": str(kube.kubeconfig), "PATH": f"{kube.bin}:{os.environ.get('PATH', '')}"}
-    r = subprocess.run(["bash", "-euo", "pipefail", "-c", m.group(1)], env=env, capture_output=True, text=True,
-                       timeout=60)
-    if r.returncode:
-        raise KubeError(f"the NOTES' token command: {r.stderr}")
+    run_as_printed(kube, m.group(1))
     return m.group(2)
 
 
@@ -179,13 +177,8 @@ def run_notes_remote_commands(kube: Kube, notes: str, cwd: Path) -> list[str]:
                                 r"\"Bearer \$\(cat \S+\)\" --dry-run=client -o yaml \| kubectl apply -f -"
                                 r"|configmap (\S+) --from-file=ca\.crt=\S+))$",
                                 notes, re.M):
-        name = name or cm
-        env = dict(os.environ) | {"KUBECONFIG": str(kube.kubeconfig), "PATH": f"{kube.bin}:{os.environ.get('PATH', '')}"}
-        r = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], env=env, cwd=cwd, capture_output=True, text=True,
-                           timeout=60)
-        if r.returncode:
-            raise KubeError(f"the NOTES' command for {name}: {r.stderr}")
-        made.append(name)
+        run_as_printed(kube, cmd, cwd)
+        made.append(name or cm)
     return made
 
 
@@ -193,14 +186,11 @@ def apply_notes_gateway_patch(kube: Kube, notes: str) -> str:
     """The NOTES' `kubectl -n NS patch gateway NAME --type merge -p '...'` (token mode
     projected: the Gateway names the chart's EnvoyProxy), run as printed; returns the Gateway's
     name."""
-    m = re.search(r"kubectl -n (\S+) patch gateway (\S+) --type merge -p '(.*?)'", notes)
+    m = re.search(r"^ *(kubectl -n \S+ patch gateway (\S+) --type merge -p '.*')$", notes, re.M)
     if not m:
         raise AssertionError(f"no Gateway patch in NOTES.txt:\n{notes}")
-    ns, name, patch = m.groups()
-    r = kube.kubectl("-n", ns, "patch", "gateway", name, "--type", "merge", "-p", patch)
-    if r.returncode:
-        raise KubeError(f"the NOTES' Gateway patch: {r.stderr}")
-    return name
+    run_as_printed(kube, m.group(1))
+    return m.group(2)
 
 
 # ---------------------------------------------------------------------- the Gateway's Envoy
@@ -389,16 +379,3 @@ def ancestor_conditions(obj: dict) -> dict[str, tuple[str, str]]:
                if e.get("controllerName") == "gateway.envoyproxy.io/gatewayclass-controller"]
     assert len(entries) == 1, json.dumps(st, indent=1)
     return {c["type"]: (c["status"], c["reason"]) for c in entries[0]["conditions"]}
-
-
-def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: str = TOKEN_USER,
-                       prefix: str = "") -> None:
-    """Both documents answered 200 at ``prefix`` + their paths, the JWKS byte for byte that API
-    server's; and its audit log: what the gateway asked for with ``user``'s credential, both
-    documents, each answered 200."""
-    for path in DOCS:
-        r = get(prefix + path)
-        assert r.status == 200, (prefix + path, r.status, r.body[:300])
-    assert get(prefix + JWKS).body == kube.request("GET", JWKS, admin=True)[2]
-    asked = {r for r in audit.document_requests(kube.dir) if r[0] == user}
-    assert asked == {(user, path, 200) for path in DOCS}

@@ -55,7 +55,7 @@ def test_the_backend_tls_policy_is_accepted_with_its_ca_resolved(gateway, cluste
 
 def test_both_documents_are_served_from_the_real_api_server_with_the_charts_account(gateway, cluster):
     _, get = gateway
-    install.assert_served_from(cluster[0], get, install.INJECT_USER)
+    audit.assert_served_from(cluster[0], get, install.INJECT_USER)
 
 
 def test_other_paths_of_the_oidc_host_are_envoy_gateways_404_and_never_enter_the_filter(gateway, cluster):

@@ -101,7 +101,7 @@ def test_every_route_and_tls_policy_is_accepted_with_resolved_refs(gateway, clus
 def test_each_issuers_documents_come_from_its_own_api_server(name, gateway, cluster, remote):
     _, get = gateway
     kube, user = (cluster[0], install.TOKEN_USER) if name == "local" else (remote[0], REMOTE_USER["prod"])
-    install.assert_served_from(kube, get, user, prefix=_prefix(name))
+    audit.assert_served_from(kube, get, user, prefix=_prefix(name))
     assert json.loads(get(_prefix(name) + DISCOVERY).body)["issuer"] == ISSUERS[name]
 
 

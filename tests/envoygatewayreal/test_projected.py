@@ -45,7 +45,7 @@ def test_the_patch_policy_is_accepted_and_programmed(gateway, cluster):
 
 def test_both_documents_are_served_with_the_envoy_pods_token(gateway, cluster):
     _, get = gateway
-    install.assert_served_from(cluster[0], get, install.TOKEN_USER)
+    audit.assert_served_from(cluster[0], get, install.TOKEN_USER)
 
 
 def _jti(token: bytes) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .constants import DOCS
+from .constants import DOCS, JWKS
 
 # the API server's audit policy: the two document paths only, as metadata (who asked for what)
 AUDIT_POLICY = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
@@ -46,3 +46,15 @@ def document_credentials(workdir: Path) -> list[str]:
         last[e["auditID"]] = e
     return [cid for e in last.values()
             for cid in e.get("user", {}).get("extra", {}).get("authentication.kubernetes.io/credential-id", [])]
+
+
+def assert_served_from(kube, get, user: str, prefix: str = "") -> None:
+    """Through a gateway (``get``: path -> response): both documents answered 200 at ``prefix`` +
+    their paths, the JWKS byte for byte the API server ``kube``'s; and its audit log: what the
+    gateway asked for with ``user``'s credential, both documents, each answered 200."""
+    for path in DOCS:
+        r = get(prefix + path)
+        assert r.status == 200, (prefix + path, r.status, r.body[:300])
+    assert get(prefix + JWKS).body == kube.request("GET", JWKS, admin=True)[2]
+    asked = {r for r in document_requests(kube.dir) if r[0] == user}
+    assert asked == {(user, path, 200) for path in DOCS}

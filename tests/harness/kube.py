@@ -349,6 +349,13 @@ class Kube:
                                *args], input=input, capture_output=True, text=True,
                               timeout=timeout)
 
+    def shell(self, command: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """A command line as a user runs it (docs, NOTES.txt): bash with errexit and pipefail, this
+        cluster's kubectl first on PATH and KUBECONFIG set, in ``cwd``."""
+        env = dict(os.environ) | {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
+        return subprocess.run(["bash", "-euo", "pipefail", "-c", command], env=env, cwd=cwd, capture_output=True,
+                              text=True, timeout=timeout)
+
     def anonymous_get(self, path: str) -> tuple[int, bytes]:
         """``GET path`` with no credential at all, accepting a document's own media type: the API
         server's status and body."""

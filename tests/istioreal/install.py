@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 import helm  # tools/helm.py
-from harness import audit, client, kubelet, pki as pkimod
+from harness import client, kubelet, pki as pkimod
 from harness.checks import poll
-from harness.constants import DISCOVERY, DOCS, HOST, JWKS, OTHER_HOST
+from harness.constants import DISCOVERY, HOST, JWKS, OTHER_HOST
 from harness.kube import Kube, KubeError
 from e2e.test_other_hosts import STREAM_CALLBACK
 from istioreal import control
@@ -188,18 +188,6 @@ def _serve(kube: Kube, notes: str, workdir: Path, ca: Path, ready: Callable[[int
         pod.stop()
         raise AssertionError(pod.log_tail(60))
     return pod, get
-
-
-def assert_served_from(kube: Kube, get: Callable[..., client.Response], user: str = TOKEN_USER, prefix: str = "") -> None:
-    """Both documents answered 200 at ``prefix`` + their paths, the JWKS byte for byte that API
-    server's; and its audit log: what the gateway asked for with ``user``'s credential (the
-    chart's account's token by default), both documents, each answered 200."""
-    for path in DOCS:
-        r = get(prefix + path)
-        assert r.status == 200, (prefix + path, r.status, r.body[:300])
-    assert get(prefix + JWKS).body == kube.request("GET", JWKS, admin=True)[2]
-    asked = {r for r in audit.document_requests(kube.dir) if r[0] == user}
-    assert asked == {(user, path, 200) for path in DOCS}
 
 
 def assert_other_host_never_enters_the_filter(pod: kubelet.Pod, get: Callable[..., client.Response], backend) -> None:

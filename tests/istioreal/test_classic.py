@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness import audit
 from harness.checks import assert_generic_error
 from harness.constants import NOT_FOUND_PATH
 from istioreal import install
@@ -22,7 +23,7 @@ def gateway(cluster, tmp_path_factory, image, backend):
 
 def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
     _, get = gateway
-    install.assert_served_from(cluster[0], get)
+    audit.assert_served_from(cluster[0], get, install.TOKEN_USER)
 
 
 def test_other_paths_of_the_oidc_host_are_404(gateway):

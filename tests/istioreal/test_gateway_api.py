@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness import audit
 from harness.checks import assert_generic_error
 from harness.constants import NOT_FOUND_PATH
 from istioreal import install
@@ -34,7 +35,7 @@ def test_the_token_patch_lands_on_the_deployment_istiods_controller_created(gate
 
 def test_both_documents_are_served_from_the_real_api_server(gateway, cluster):
     _, get = gateway
-    install.assert_served_from(cluster[0], get)
+    audit.assert_served_from(cluster[0], get, install.TOKEN_USER)
 
 
 def test_other_paths_of_the_oidc_host_are_404(gateway):

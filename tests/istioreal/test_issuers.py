@@ -72,5 +72,5 @@ def test_each_issuers_documents_come_from_its_own_api_server(name, gateway, clus
     _, get = gateway
     kube, user = (cluster[0], install.TOKEN_USER) if name == "local" else (remote[0], REMOTE_USER)
     issuer = ISSUER if name == "local" else PROD_ISSUER
-    install.assert_served_from(kube, get, user, prefix=_path(issuer, ""))
+    audit.assert_served_from(kube, get, user, prefix=_path(issuer, ""))
     assert json.loads(get(_path(issuer, DISCOVERY)).body)["issuer"] == issuer

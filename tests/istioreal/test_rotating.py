@@ -49,7 +49,7 @@ def test_both_documents_are_served_with_the_mounted_token_and_none_in_the_enviro
     pod, get, _, _ = gateway
     kube, _ = cluster
     assert all("KUBE_OIDC_TOKEN" not in e["name"] for e in pod.container().get("env", []))
-    install.assert_served_from(kube, get)
+    audit.assert_served_from(kube, get, install.TOKEN_USER)
 
 
 def test_the_notes_steps_reissue_the_token_and_it_reaches_envoy_without_a_restart(gateway, cluster, image, mode):
