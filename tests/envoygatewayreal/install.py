@@ -166,20 +166,18 @@ def run_notes_token_command(kube: Kube, notes: str) -> str:
     return m.group(2)
 
 
-def run_notes_remote_commands(kube: Kube, notes: str, cwd: Path) -> list[str]:
+def run_notes_remote_commands(kube: Kube, notes: str, cwd: Path) -> None:
     """The NOTES' commands for other clusters' API servers (`issuers` entries with apiServer):
     per entry, the token Secret's `kubectl ... create secret generic ... $(cat <name>-token) ...
     | kubectl apply -f -` and the CA's `kubectl ... create configmap ... --from-file=ca.crt=<name>-ca.crt`,
-    run as printed by a shell in ``cwd``, where the user keeps those files; returns the names of
-    the Secrets and ConfigMaps made."""
-    made = []
-    for cmd, name, cm in re.findall(r"^ *(kubectl -n \S+ create (?:secret generic (\S+) \\\n *--from-literal=credential="
-                                r"\"Bearer \$\(cat \S+\)\" --dry-run=client -o yaml \| kubectl apply -f -"
-                                r"|configmap (\S+) --from-file=ca\.crt=\S+))$",
-                                notes, re.M):
+    run as printed by a shell in ``cwd``, where the user keeps those files."""
+    cmds = re.findall(r"^ *(kubectl -n \S+ create (?:secret generic \S+ \\\n *--from-literal=credential="
+                      r"\"Bearer \$\(cat \S+\)\" --dry-run=client -o yaml \| kubectl apply -f -"
+                      r"|configmap \S+ --from-file=ca\.crt=\S+))$", notes, re.M)
+    if not cmds:
+        raise AssertionError(f"no command for another cluster in NOTES.txt:\n{notes}")
+    for cmd in cmds:
         run_as_printed(kube, cmd, cwd)
-        made.append(name or cm)
-    return made
 
 
 def apply_notes_gateway_patch(kube: Kube, notes: str) -> str:
@@ -371,11 +369,24 @@ def conditions(obj: dict) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in obj.get("status", {}).get("conditions", [])}
 
 
-def ancestor_conditions(obj: dict) -> dict[str, tuple[str, str]]:
-    """The conditions of a route's (status.parents) or policy's (status.ancestors) only entry
-    written by Envoy Gateway's controller."""
+def _controller_entry(obj: dict) -> dict:
+    """A route's (status.parents) or policy's (status.ancestors) only entry written by Envoy
+    Gateway's controller."""
     st = obj.get("status", {})
     entries = [e for e in st.get("parents", []) + st.get("ancestors", [])
                if e.get("controllerName") == "gateway.envoyproxy.io/gatewayclass-controller"]
     assert len(entries) == 1, json.dumps(st, indent=1)
-    return {c["type"]: (c["status"], c["reason"]) for c in entries[0]["conditions"]}
+    return entries[0]
+
+
+def ancestor_conditions(obj: dict) -> dict[str, tuple[str, str]]:
+    """The conditions of that entry: type -> (status, reason)."""
+    return {c["type"]: (c["status"], c["reason"]) for c in _controller_entry(obj)["conditions"]}
+
+
+def ancestor_condition(obj: dict, ctype: str) -> dict:
+    """Condition ``ctype`` of that entry, whole (its message too)."""
+    entry = _controller_entry(obj)
+    found = [c for c in entry["conditions"] if c["type"] == ctype]
+    assert len(found) == 1, (ctype, entry)
+    return found[0]

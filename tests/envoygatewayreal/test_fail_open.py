@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from envoygatewayreal import install
-from envoygatewayreal.install import ancestor_conditions
+from envoygatewayreal.install import ancestor_condition, ancestor_conditions
 from harness import audit
 from harness.checks import UPSTREAM_ONLY
 from harness.constants import DOCS, JWKS
@@ -34,8 +34,7 @@ def gateway(cluster, tmp_path_factory, tls_image, tls_registry, backend):
 def test_envoy_gateway_reports_the_policy_not_accepted_and_keeps_the_route(gateway, cluster):
     kube, _ = cluster
     pol = kube.get(f"/apis/gateway.envoyproxy.io/v1alpha1/namespaces/{install.NAMESPACE}/envoyextensionpolicies/{install.FULLNAME}")
-    (entry,) = [e for e in pol["status"]["ancestors"] if e["controllerName"] == "gateway.envoyproxy.io/gatewayclass-controller"]
-    (accepted,) = [c for c in entry["conditions"] if c["type"] == "Accepted"]
+    accepted = ancestor_condition(pol, "Accepted")
     assert accepted["status"] == "False" and MISSING_TAG in accepted["message"], accepted
     route = kube.get(f"/apis/gateway.networking.k8s.io/v1/namespaces/{install.NAMESPACE}/httproutes/{install.ROUTE}")
     conds = ancestor_conditions(route)

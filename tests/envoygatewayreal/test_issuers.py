@@ -49,13 +49,7 @@ def remote(tmp_path_factory):
     with Kube(d / "kube", pki, issuer=PROD_ISSUER,
               apiserver_args=["--bind-address", "0.0.0.0", *audit.audit_args(d / "kube")]) as kube:
         for name in REMOTE_USER:
-            kube.create_service_account(REMOTE_NS, name)
-            kube.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": f"oidc-discovery-{name}"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "system:service-account-issuer-discovery"},
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": REMOTE_NS}]})
+            kube.create_discovery_account(REMOTE_NS, name)
             (files / f"{name}-token").write_text(kube.token(REMOTE_NS, name, seconds=86400))
             (files / f"{name}-ca.crt").write_bytes((other_ca if name == "rogue" else pki.ca_cert).read_bytes())
         yield kube, files

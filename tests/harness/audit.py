@@ -23,28 +23,29 @@ def audit_args(workdir: Path) -> list[str]:
     return ["--audit-policy-file", str(workdir / "audit-policy.json"), "--audit-log-path", str(workdir / "audit.log")]
 
 
-def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
-    """(user, path, status) of every request for a document that reached the API server, in
-    order, from the audit log audit_args writes (user "" when the credential was refused)."""
+def _requests(workdir: Path) -> list[dict]:
+    """Each audited request's last event, in order, from the audit log audit_args writes (a
+    refused credential's last stage is ResponseStarted)."""
     p = workdir / "audit.log"
-    last: dict[str, dict] = {}  # a request's last stage (a refused credential's: ResponseStarted)
+    last: dict[str, dict] = {}
     for line in p.read_text().splitlines() if p.exists() else []:
         e = json.loads(line)
         last[e["auditID"]] = e
+    return list(last.values())
+
+
+def document_requests(workdir: Path) -> list[tuple[str, str, int]]:
+    """(user, path, status) of every request for a document that reached the API server, in
+    order (user "" when the credential was refused)."""
     return [(e.get("user", {}).get("username", ""), e["requestURI"], e.get("responseStatus", {}).get("code", 0))
-            for e in last.values()]
+            for e in _requests(workdir)]
 
 
 def document_credentials(workdir: Path) -> list[str]:
     """The credential ids (`JTI=<jti>` of a bound service-account token: user.extra
     authentication.kubernetes.io/credential-id) of every request for a document the API server
     authenticated, in order."""
-    p = workdir / "audit.log"
-    last: dict[str, dict] = {}
-    for line in p.read_text().splitlines() if p.exists() else []:
-        e = json.loads(line)
-        last[e["auditID"]] = e
-    return [cid for e in last.values()
+    return [cid for e in _requests(workdir)
             for cid in e.get("user", {}).get("extra", {}).get("authentication.kubernetes.io/credential-id", [])]
 
 

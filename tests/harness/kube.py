@@ -327,6 +327,18 @@ class Kube:
                      "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
                  201, 409)
 
+    def create_discovery_account(self, ns: str, name: str) -> None:
+        """Service account ``ns``/``name`` bound to system:service-account-issuer-discovery and
+        nothing else (ClusterRoleBinding oidc-discovery-<ns>-<name>): the account another
+        cluster's token comes from in the `issuers` tests, as the chart READMEs set it up."""
+        self.create_service_account(ns, name)
+        self.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"oidc-discovery-{ns}-{name}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "system:service-account-issuer-discovery"},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]})
+
     def delete_service_account(self, ns: str, name: str) -> None:
         self._ok(f"delete serviceaccount {ns}/{name}",
                  self.api("DELETE", f"/api/v1/namespaces/{ns}/serviceaccounts/{name}"), 200)

@@ -35,11 +35,7 @@ def remote(mode, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"prod-{mode}")
     pki = pkimod.generate(d / "pki", [REMOTE_HOST])
     with Kube(d / "kube", pki, issuer=PROD_ISSUER, apiserver_args=audit.audit_args(d / "kube")) as kube:
-        kube.create_service_account(REMOTE_NS, REMOTE_ACCOUNT)
-        kube.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "oidc-discovery"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:service-account-issuer-discovery"},
-            "subjects": [{"kind": "ServiceAccount", "name": REMOTE_ACCOUNT, "namespace": REMOTE_NS}]})
+        kube.create_discovery_account(REMOTE_NS, REMOTE_ACCOUNT)
         (d / "prod-ca.crt").write_bytes(pki.ca_cert.read_bytes())
         (d / "prod-token").write_text(kube.token(REMOTE_NS, REMOTE_ACCOUNT, seconds=86400))
         yield kube, {"prod-ca.crt": d / "prod-ca.crt", "prod-token": d / "prod-token"}
